@@ -1,0 +1,47 @@
+// Turns configured keys into jose verification keys, each with its algorithm allowlist.
+import { readFileSync } from 'node:fs';
+import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+import { createRemoteJWKSet, customFetch, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { tlsConnectOptions } from '../relay/pool.js';
+import type { KeyConfig } from './schema.js';
+
+export type VerifyKey =
+  | { kind: 'static'; kid: string | undefined; algorithms: readonly string[]; key: KeyObject | Uint8Array | Awaited<ReturnType<typeof importJWK>> }
+  | { kind: 'jwks'; algorithms: readonly string[]; resolve: JWTVerifyGetKey; url: string };
+
+/** HS keys shorter than the hash output are brute-forceable: refuse them (RFC 7518 §3.2). */
+export const MIN_HMAC_BYTES = 32;
+
+export async function loadKey(cfg: KeyConfig): Promise<VerifyKey> {
+  if ('secret' in cfg) {
+    const raw = Buffer.from(cfg.secret.reveal(), 'utf8');
+    if (raw.length < MIN_HMAC_BYTES) throw new Error(`HMAC secret must be at least ${MIN_HMAC_BYTES} bytes`);
+    return { kind: 'static', kid: cfg.kid, algorithms: cfg.algorithms, key: createSecretKey(raw) };
+  }
+  if ('publicKey' in cfg) {
+    const key = createPublicKey(readFileSync(cfg.publicKey));
+    return { kind: 'static', kid: cfg.kid, algorithms: cfg.algorithms, key };
+  }
+  if ('jwk' in cfg) {
+    const jwk = cfg.jwk as JWK;
+    if (jwk.d !== undefined || jwk.k !== undefined) throw new Error('jwk must be a public key (no d or k)');
+    const alg = jwk.alg ?? cfg.algorithms[0];
+    const key = await importJWK(jwk, alg);
+    return { kind: 'static', kid: cfg.kid ?? jwk.kid, algorithms: cfg.algorithms, key };
+  }
+  const dispatcher = cfg.tls ? new Agent({ connect: tlsConnectOptions(cfg.tls) }) : undefined;
+  const resolve = createRemoteJWKSet(new URL(cfg.jwksUrl), {
+    cacheMaxAge: cfg.cacheMaxAge,
+    cooldownDuration: cfg.cooldown,
+    timeoutDuration: cfg.timeout,
+    ...(dispatcher
+      ? {
+          // jose fetches with the global fetch; this one carries the JWKS host's TLS material.
+          [customFetch]: ((url: string, options: Parameters<typeof undiciFetch>[1]) =>
+            undiciFetch(url, { ...options, dispatcher })) as unknown as typeof fetch,
+        }
+      : {}),
+  });
+  return { kind: 'jwks', algorithms: cfg.algorithms, resolve, url: cfg.jwksUrl };
+}

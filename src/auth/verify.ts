@@ -1,0 +1,119 @@
+// Verifies session tokens: key selection by kid (or by algorithm when there is none),
+// per-key algorithm allowlists, iss/aud/exp/nbf with a clock tolerance, then a bounded
+// cache so a hot token costs one map lookup instead of a signature check.
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { Reason } from '../reasons.js';
+import { ClaimsError, toSessionClaims, type SessionClaims } from './claims.js';
+import { MAX_TOKEN_LENGTH } from './extract.js';
+import type { VerifyKey } from './keys.js';
+import type { AuthConfig } from './schema.js';
+
+export class TokenError extends Error {
+  constructor(
+    readonly reason: Reason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+function reasonOf(err: unknown): TokenError {
+  if (err instanceof TokenError) return err;
+  if (err instanceof ClaimsError) return new TokenError('token_claims', err.message);
+  if (err instanceof errors.JWTExpired) return new TokenError('token_expired', 'token expired');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    return err.claim === 'nbf' || err.claim === 'iat'
+      ? new TokenError('token_not_yet_valid', `claim ${err.claim} is in the future`)
+      : new TokenError('token_claims', `claim ${err.claim} failed: ${err.reason}`);
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) return new TokenError('token_alg', 'algorithm not allowed for this key');
+  if (err instanceof errors.JWKSNoMatchingKey) return new TokenError('token_unknown_kid', 'no key matches the token kid');
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new TokenError('token_invalid', 'signature does not verify');
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return new TokenError('token_malformed', 'malformed token');
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return new TokenError('token_invalid', 'key set unavailable');
+  return new TokenError('token_invalid', 'token does not verify');
+}
+
+interface CachedToken {
+  claims: SessionClaims;
+  /** ms: the cache entry dies with the token */
+  expiresAt: number;
+}
+
+export class TokenVerifier {
+  private readonly cache: LRUCache<string, CachedToken> | undefined;
+  private readonly options: { issuer: string | string[]; audience: string | string[]; clockTolerance: number; requiredClaims: string[] };
+  private readonly maxLifetime: number;
+  private readonly toleranceMs: number;
+  /** Counts for metrics: how often the cache saved a signature check. */
+  onCache: (hit: boolean) => void = () => {};
+
+  constructor(
+    private readonly keys: readonly VerifyKey[],
+    cfg: AuthConfig,
+  ) {
+    this.options = { issuer: cfg.issuer, audience: cfg.audience, clockTolerance: cfg.clockTolerance, requiredClaims: ['exp', 'sub'] };
+    this.maxLifetime = Math.floor(cfg.maxTokenLifetime / 1000);
+    this.toleranceMs = cfg.clockTolerance * 1000;
+    this.cache = cfg.cache.max > 0 ? new LRUCache({ max: cfg.cache.max }) : undefined;
+  }
+
+  /** Resolves the session's claims, or rejects with a TokenError carrying the reason. */
+  async verify(token: string, now = Date.now()): Promise<SessionClaims> {
+    const hit = this.cache?.get(token);
+    if (hit !== undefined) {
+      if (hit.expiresAt > now) {
+        this.onCache(true);
+        return hit.claims;
+      }
+      this.cache!.delete(token);
+    }
+    this.onCache(false);
+    const claims = await this.verifyUncached(token, now);
+    this.cache?.set(token, { claims, expiresAt: claims.exp * 1000 + this.toleranceMs });
+    return claims;
+  }
+
+  private async verifyUncached(token: string, now: number): Promise<SessionClaims> {
+    if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) throw new TokenError('token_malformed', 'not a compact JWS');
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      throw new TokenError('token_malformed', 'unreadable protected header');
+    }
+    const alg = header.alg;
+    if (typeof alg !== 'string' || alg === 'none') throw new TokenError('token_alg', 'algorithm none or missing');
+    if (header.crit !== undefined) throw new TokenError('token_malformed', 'crit header parameters are not supported');
+
+    const kid = header.kid;
+    const candidates = this.keys.filter((k) => {
+      if (!k.algorithms.includes(alg)) return false;
+      if (k.kind === 'jwks') return true;
+      return kid === undefined || k.kid === undefined || k.kid === kid;
+    });
+    if (candidates.length === 0) {
+      const kidKnown = kid !== undefined && this.keys.some((k) => k.kind === 'static' && k.kid === kid);
+      throw kid !== undefined && !kidKnown && !this.keys.some((k) => k.kind === 'jwks')
+        ? new TokenError('token_unknown_kid', 'no key has this kid')
+        : new TokenError('token_alg', `algorithm ${alg} is not allowed for any matching key`);
+    }
+    let last: unknown;
+    for (const key of candidates) {
+      try {
+        const opts = { ...this.options, algorithms: [...key.algorithms], currentDate: new Date(now) };
+        const { payload } =
+          key.kind === 'jwks' ? await jwtVerify(token, key.resolve, opts) : await jwtVerify(token, key.key, opts);
+        return toSessionClaims(payload as JWTPayload, this.maxLifetime);
+      } catch (err) {
+        last = err;
+        // Only a signature mismatch is worth trying the next key; a claim failure is final.
+        if (!(err instanceof errors.JWSSignatureVerificationFailed) && !(err instanceof errors.JWKSNoMatchingKey)) break;
+      }
+    }
+    throw reasonOf(last);
+  }
+}

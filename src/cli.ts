@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// keyhole serve | check-config | certs | token — contracts for ops, tests and scripts.
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { ConfigError, formatProblem, loadConfigFile } from './config/load.js';
+import { defaultConfig, ensureDevMaterial } from './config/default.js';
+import { signDevToken } from './auth/sign.js';
+import { serve } from './cli/serve.js';
+import { DEFAULT_HOSTS } from './tls/devca.js';
+
+const USAGE = `usage: keyhole <command> [options]
+
+  serve [--config FILE]            run Keyhole (no --config: the embedded dev default)
+  check-config FILE                list every problem in FILE with its path; exit 1 if any
+  certs [--dir certs] [--host H]… [--force]
+                                   make a dev CA, server and client certificates
+  token [--config FILE] --sub S [--scope PREFIX]… [--uri URI] [--org O] [--project P]
+        [--ttl SECONDS] [--kid KID]
+                                   print a signed session token (HS keys only)
+`;
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`keyhole: ${message}\n`);
+  process.exit(code);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, port: { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-dir': { type: 'string' } } });
+      const port = values.port ?? process.env.KEYHOLE_PORT;
+      const adminPort = values['admin-port'] ?? process.env.KEYHOLE_ADMIN_PORT;
+      await serve({
+        config: values.config,
+        certDir: values['cert-dir'],
+        port: port !== undefined ? Number(port) : undefined,
+        adminPort: adminPort !== undefined ? Number(adminPort) : undefined,
+      });
+      return;
+    }
+    case 'check-config': {
+      const { positionals, values } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } });
+      const file = positionals[0] ?? values.config;
+      if (!file) fail('check-config needs a FILE');
+      try {
+        const cfg = loadConfigFile(file);
+        process.stdout.write(`${file}: OK (${cfg.providers.length} provider(s): ${cfg.providers.map((p) => `${p.name}/${p.kind}`).join(', ')})\n`);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stdout.write(`${file}: ${err.problems.length} problem(s)\n${err.problems.map((p) => `${formatProblem(p)}\n`).join('')}`);
+        process.exit(1);
+      }
+      return;
+    }
+    case 'certs': {
+      const { values } = parseArgs({ args: rest, options: { dir: { type: 'string', default: 'certs' }, host: { type: 'string', multiple: true }, force: { type: 'boolean', default: false } } });
+      const { ensureDevCerts } = await import('./tls/devca.js');
+      const dir = resolve(values.dir);
+      const { files, created } = ensureDevCerts(dir, { hosts: values.host ?? DEFAULT_HOSTS, force: values.force });
+      ensureDevMaterial(dir);
+      process.stdout.write(`${created ? 'created' : 'kept existing'} dev certificates in ${files.dir}\n`);
+      return;
+    }
+    case 'token': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          config: { type: 'string', short: 'c' },
+          sub: { type: 'string' },
+          scope: { type: 'string', multiple: true },
+          uri: { type: 'string' },
+          org: { type: 'string' },
+          project: { type: 'string' },
+          ttl: { type: 'string', default: '3600' },
+          kid: { type: 'string' },
+          'cert-dir': { type: 'string' },
+        },
+      });
+      if (!values.sub) fail('token needs --sub');
+      if (!values.scope && !values.uri) fail('token needs --scope PREFIX (repeatable) or --uri URI');
+      const ttl = Number(values.ttl);
+      if (!Number.isInteger(ttl) || ttl <= 0) fail('--ttl must be a positive number of seconds');
+      const config = values.config ? loadConfigFile(values.config) : defaultConfig({ certDir: values['cert-dir'] });
+      const token = await signDevToken(config, { sub: values.sub, scope: values.scope, uri: values.uri, org: values.org, project: values.project, ttlSeconds: ttl, kid: values.kid });
+      process.stdout.write(`${token}\n`);
+      return;
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      fail(`unknown command ${command}\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  if (err instanceof ConfigError) fail(`configuration has ${err.problems.length} problem(s):\n${err.problems.map((p) => `  ${formatProblem(p)}`).join('\n')}`);
+  fail(err instanceof Error ? err.message : String(err), 1);
+});

@@ -1,0 +1,98 @@
+// The whole configuration, as ops write it in YAML. Every key is documented in
+// config.example.yaml; docs/config.md is generated from this file.
+import { z } from 'zod';
+import { authSchema } from '../auth/schema.js';
+import { providerSchema } from '../providers/kinds.js';
+import { duration, filePath, listen, secret } from './types.js';
+
+const serverSchema = z
+  .strictObject({
+    listen: listen('0.0.0.0', 8443),
+    /** certificate and key for HTTPS (PEM); required unless insecurePlainHttp */
+    tls: z
+      .strictObject({
+        cert: filePath(),
+        key: filePath(),
+        minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      })
+      .optional(),
+    /** serve the data routes over plain HTTP: only behind a mesh that terminates mTLS */
+    insecurePlainHttp: z.boolean().default(false),
+    /** an extra plain-HTTP listener that only redirects to HTTPS */
+    redirectHttp: z.strictObject({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535) }).optional(),
+    /** public origin printed in start-up hints and used for redirects, e.g. https://data.example.org */
+    publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+    hsts: z
+      .strictObject({ maxAge: z.number().int().min(0).default(31_536_000), includeSubDomains: z.boolean().default(true), preload: z.boolean().default(false) })
+      .prefault({}),
+    timeouts: z
+      .strictObject({
+        /** the whole request head must arrive within this (slowloris) */
+        headers: duration(10_000),
+        /** the whole request must arrive within this */
+        request: duration(30_000),
+        /** a socket with no traffic either way for this long is closed (slow readers) */
+        idle: duration(60_000),
+        keepAlive: duration(5_000),
+      })
+      .prefault({}),
+    /** largest request head accepted, bytes */
+    maxHeaderSize: z.number().int().min(1024).max(65536).default(16_384),
+    /** longest data URI accepted, characters */
+    maxUriLength: z.number().int().min(64).max(16_384).default(2_048),
+  })
+  .refine((s) => s.tls !== undefined || s.insecurePlainHttp, {
+    message: 'server.tls is required (set insecurePlainHttp: true only behind a TLS-terminating mesh)',
+    path: ['tls'],
+  });
+
+const adminSchema = z
+  .strictObject({
+    /** health, readiness, metrics and admin actions; loopback unless ops say otherwise */
+    listen: listen('127.0.0.1', 9091),
+    /** bearer credential for /admin/*; without it admin actions are refused */
+    token: secret().optional(),
+  })
+  .prefault({});
+
+const corsSchema = z
+  .strictObject({
+    /** exact origins (scheme://host[:port]) allowed to read data cross-origin, with credentials */
+    origins: z.array(z.url().refine((u) => new URL(u).origin === u, 'must be an exact origin: scheme://host[:port], no path')).default([]),
+    /** seconds a preflight answer may be cached */
+    maxAge: z.number().int().min(0).max(86_400).default(600),
+  })
+  .prefault({});
+
+const revocationSchema = z
+  .discriminatedUnion('store', [z.strictObject({ store: z.literal('memory') })])
+  .prefault({ store: 'memory' });
+
+const logSchema = z
+  .strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** one audit event per data request */
+    audit: z.boolean().default(true),
+  })
+  .prefault({});
+
+const presignSchema = z
+  .strictObject({
+    /** most URIs in one POST /v1/presign */
+    maxBatch: z.number().int().min(1).max(10_000).default(500),
+  })
+  .prefault({});
+
+export const configSchema = z.strictObject({
+  server: serverSchema,
+  admin: adminSchema,
+  auth: authSchema,
+  revocation: revocationSchema,
+  cors: corsSchema,
+  log: logSchema,
+  presign: presignSchema,
+  providers: z.array(providerSchema).min(1, 'at least one provider is required'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ServerConfig = Config['server'];

@@ -1,0 +1,68 @@
+// Prometheus metrics. One registry per Keyhole instance (tests run several in a process).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'keyhole_requests_total',
+    help: 'Data requests by provider, HTTP status and decision (allow, deny, error)',
+    labelNames: ['provider', 'status', 'decision'] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'keyhole_request_duration_seconds',
+    help: 'Data request duration until the response ended or was aborted',
+    labelNames: ['provider'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+    registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'keyhole_bytes_sent_total',
+    help: 'Body bytes relayed to clients',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'keyhole_upstream_errors_total',
+    help: 'Upstream failures by provider and reason code',
+    labelNames: ['provider', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenFailures = new Counter({
+    name: 'keyhole_token_failures_total',
+    help: 'Refused tokens by reason code',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenCache = new Counter({
+    name: 'keyhole_token_cache_total',
+    help: 'Verified-token cache lookups (hit: no signature check needed)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  /** set by the runtime: is the revocation store answering? read at scrape time */
+  revocationProbe: () => boolean = () => true;
+  readonly revocationUp: Gauge = new Gauge({
+    name: 'keyhole_revocation_store_up',
+    help: '1 when the revocation store answers, 0 when Keyhole fails closed',
+    registers: [this.registry],
+    collect: (): void => this.revocationUp.set(this.revocationProbe() ? 1 : 0),
+  });
+  readonly aborted = new Counter({
+    name: 'keyhole_aborted_responses_total',
+    help: 'Data responses that ended before completion (client left or upstream died)',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly cacheHit = this.tokenCache.labels('hit');
+  private readonly cacheMiss = this.tokenCache.labels('miss');
+
+  constructor(defaultMetrics = true) {
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'keyhole_' });
+  }
+
+  countCache(hit: boolean): void {
+    (hit ? this.cacheHit : this.cacheMiss).inc();
+  }
+}

@@ -1,0 +1,28 @@
+// Keys every provider kind shares in YAML.
+import { z } from 'zod';
+import { canonicalPrefix, UriError } from './uri.js';
+
+const stringSet = () =>
+  z
+    .array(z.string().min(1))
+    .min(1)
+    .optional()
+    .transform((v) => (v ? new Set(v) : undefined));
+
+export const providerBase = z.strictObject({
+  /** unique; shows in logs, metrics and audit events */
+  name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'letters, digits, _ . - only, at most 64'),
+  /** URI prefix this provider owns, e.g. s3://bucket/images/ or https://data.corp/ */
+  match: z.string().transform((v, ctx) => {
+    try {
+      return canonicalPrefix(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `not a valid URI prefix: ${err instanceof UriError ? err.message : String(err)}` });
+      return z.NEVER;
+    }
+  }),
+  /** only tokens whose `org` claim is listed may read through this provider */
+  orgs: stringSet(),
+  /** only tokens whose `project` claim is listed may read through this provider */
+  projects: stringSet(),
+});

@@ -1,0 +1,18 @@
+// Every provider kind: its YAML schema and its constructor. A new kind adds one entry
+// to `providerSchema` and one case to `createProvider`, nothing else.
+import { z } from 'zod';
+import { createHttpProvider, httpProviderSchema } from './http.js';
+import { createLocalProvider, localProviderSchema } from './local.js';
+import type { Provider } from './types.js';
+
+export const providerSchema = z.discriminatedUnion('kind', [httpProviderSchema, localProviderSchema]);
+export type ProviderConfig = z.infer<typeof providerSchema>;
+
+export function createProvider(cfg: ProviderConfig): Provider {
+  switch (cfg.kind) {
+    case 'http':
+      return createHttpProvider(cfg);
+    case 'local':
+      return createLocalProvider(cfg);
+  }
+}

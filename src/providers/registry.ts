@@ -1,0 +1,42 @@
+// Maps a canonical URI to the one provider that owns it: the longest matching prefix.
+// A URI no provider owns is refused, so Keyhole is never an open proxy.
+import type { Provider } from './types.js';
+import { ownsUri, type DataUri } from './uri.js';
+
+export interface Resolved {
+  provider: Provider;
+  /** path segments below the provider's prefix */
+  rest: readonly string[];
+}
+
+export class ProviderRegistry {
+  private readonly byLength: Provider[];
+
+  constructor(readonly providers: readonly Provider[]) {
+    this.byLength = [...providers].sort((a, b) => b.match.length - a.match.length);
+  }
+
+  resolve(uri: DataUri): Resolved | undefined {
+    for (const provider of this.byLength) {
+      if (!ownsUri(provider.match, uri.canonical)) continue;
+      return { provider, rest: uri.segments.slice(prefixSegments(provider.match)) };
+    }
+    return undefined;
+  }
+
+  get(name: string): Provider | undefined {
+    return this.providers.find((p) => p.name === name);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.providers.map((p) => p.close()));
+  }
+}
+
+/** How many path segments a canonical prefix holds: `s3://b/x/y/` → 2. */
+function prefixSegments(prefix: string): number {
+  const path = prefix.slice(prefix.indexOf('://') + 3);
+  const slash = path.indexOf('/');
+  if (slash === -1) return 0;
+  return path.slice(slash + 1).split('/').filter((s) => s !== '').length;
+}

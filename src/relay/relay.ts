@@ -1,0 +1,113 @@
+// Streams one upstream response to the client through undici's dispatch API: no body
+// buffering, backpressure both ways, aborts propagated both ways.
+//  - client goes away      → the upstream request is aborted (socket returned or closed)
+//  - upstream dies mid-body → the client response is destroyed, never ended as complete
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { errors } from 'undici';
+import type { Outcome } from '../providers/types.js';
+import type { Reason } from '../reasons.js';
+import { sendError } from '../server/respond.js';
+import { relayedResponseHeaders } from './headers.js';
+
+export interface RelayRequest {
+  dispatcher: Dispatcher;
+  method: 'GET' | 'HEAD';
+  /** origin-relative path, already encoded */
+  path: string;
+  headers: Record<string, string>;
+  requestId: string;
+  outcome: Outcome;
+}
+
+/** Upstream statuses passed through as they are; anything else is the upstream's problem. */
+const PASS_STATUS = new Set([200, 206, 304, 416]);
+
+function reasonFor(err: Error): { status: number; reason: Reason } {
+  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
+    return { status: 504, reason: 'upstream_timeout' };
+  }
+  return { status: 502, reason: 'upstream_error' };
+}
+
+class RelayHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private passing = false;
+  private readonly onDrain = () => this.controller?.resume();
+  private readonly onClose = () => {
+    if (!this.res.writableFinished) this.controller?.abort(new Error('client closed the connection'));
+  };
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly req: RelayRequest,
+    private readonly done: () => void,
+  ) {
+    res.once('close', this.onClose);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.res.destroyed) controller.abort(new Error('client closed the connection'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    const { res, req } = this;
+    if (PASS_STATUS.has(statusCode)) {
+      this.passing = true;
+      req.outcome.reason = statusCode === 416 ? 'range_not_satisfiable' : 'ok';
+      res.writeHead(statusCode, relayedResponseHeaders(headers));
+      return;
+    }
+    // The upstream's error body stays with us: it may name buckets, hosts or keys.
+    const notFound = statusCode === 404 || statusCode === 410;
+    req.outcome.reason = notFound ? 'not_found' : 'upstream_status';
+    req.outcome.detail = `upstream status ${statusCode}`;
+    sendError(res, notFound ? 404 : 502, req.outcome.reason, req.requestId);
+    // Drain a small error body to keep the connection; cut a large or unbounded one.
+    const length = Number(headers['content-length']);
+    if (!(length <= 65536)) controller.abort(new Error('discarding upstream error body'));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.passing || this.req.method === 'HEAD') return;
+    this.req.outcome.bytes += chunk.length;
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.removeListener('close', this.onClose);
+    if (this.passing) this.res.end();
+    this.done();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    const { res, req } = this;
+    res.removeListener('close', this.onClose);
+    if (res.destroyed || (res.writableEnded && !this.passing)) {
+      // The client left first, or we cut an error body: the abort we asked for, not a fault.
+      this.done();
+      return;
+    }
+    const { status, reason } = reasonFor(err);
+    req.outcome.reason = reason;
+    req.outcome.detail = err.message;
+    if (res.headersSent) res.destroy(err);
+    else sendError(res, status, reason, req.requestId);
+    this.done();
+  }
+}
+
+/** Relays one request; resolves when the exchange is over (successfully or not). */
+export function relay(res: ServerResponse, req: RelayRequest): Promise<void> {
+  return new Promise((resolve) => {
+    const handler = new RelayHandler(res, req, resolve);
+    req.dispatcher.dispatch(
+      { path: req.path, method: req.method, headers: req.headers, blocking: false, reset: false },
+      handler,
+    );
+  });
+}

@@ -1,0 +1,83 @@
+// The admin listener (loopback by default): /healthz, /readyz, /metrics for probes and
+// scrapers; /admin/* actions for the labeling app and ops, behind the admin credential.
+import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BodyError, readJson } from './body.js';
+import { sendError, sendJson } from './respond.js';
+import type { Runtime } from './runtime.js';
+
+export interface AdminHooks {
+  /** false while draining or before the first runtime is ready */
+  accepting(): boolean;
+  /** POST /admin/reload; absent when the process cannot reload */
+  reload?(): Promise<{ ok: boolean; problems?: string[] }>;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+function adminAuthorized(rt: Runtime, req: IncomingMessage): boolean {
+  const expected = rt.config.admin.token?.reveal();
+  const auth = req.headers.authorization;
+  if (!expected || !auth || !auth.toLowerCase().startsWith('bearer ')) return false;
+  // Equal-length digests: the comparison time says nothing about the credential.
+  return timingSafeEqual(digest(auth.slice(7).trim()), digest(expected));
+}
+
+export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  const id = randomUUID();
+  if (req.method === 'GET' || req.method === 'HEAD') {
+    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (path === '/readyz') {
+      const revocation = rt.revocation.ready();
+      const ready = revocation && hooks.accepting();
+      return sendJson(res, ready ? 200 : 503, { ready, revocation, accepting: hooks.accepting() });
+    }
+    if (path === '/metrics') {
+      const body = await rt.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': rt.metrics.registry.contentType });
+      res.end(body);
+      return;
+    }
+  }
+  if (!path?.startsWith('/admin/')) return sendError(res, 404, 'route_not_found', id);
+  if (req.method !== 'POST') return sendError(res, 405, 'method_not_allowed', id, { allow: 'POST' });
+  if (!adminAuthorized(rt, req)) {
+    rt.logger.warn({ requestId: id, path, client: req.socket.remoteAddress }, 'admin request refused');
+    return sendError(res, 401, 'admin_unauthorized', id);
+  }
+
+  if (path === '/admin/revoke') {
+    let body: { jti?: unknown; sub?: unknown; exp?: unknown };
+    try {
+      body = ((await readJson(req, 4096)) ?? {}) as typeof body;
+    } catch (err) {
+      return sendError(res, err instanceof BodyError ? err.status : 400, 'bad_request', id);
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const { jti, sub, exp } = body;
+    const valid = (v: unknown) => typeof v === 'string' && v.length > 0 && v.length <= 512;
+    if ((jti === undefined) === (sub === undefined) || (jti !== undefined && !valid(jti)) || (sub !== undefined && !valid(sub))) {
+      return sendError(res, 400, 'bad_request', id);
+    }
+    const maxLifetime = Math.ceil(rt.config.auth.maxTokenLifetime / 1000) + rt.config.auth.clockTolerance;
+    try {
+      if (typeof jti === 'string') {
+        const until = typeof exp === 'number' && exp > now ? Math.min(exp, now + maxLifetime) : now + maxLifetime;
+        await rt.revocation.revokeToken(jti, until);
+      } else {
+        await rt.revocation.revokeSubject(sub as string, now);
+      }
+    } catch (err) {
+      rt.logger.error({ err, requestId: id }, 'revocation failed');
+      return sendError(res, 503, 'revocation_unavailable', id);
+    }
+    rt.logger.info({ requestId: id, revoked: typeof jti === 'string' ? { jti } : { sub, before: now } }, 'revoked');
+    return sendJson(res, 200, typeof jti === 'string' ? { revoked: { jti } } : { revoked: { sub, issuedAtOrBefore: now } });
+  }
+  if (path === '/admin/reload' && hooks.reload) {
+    const result = await hooks.reload();
+    return sendJson(res, result.ok ? 200 : 400, result);
+  }
+  return sendError(res, 404, 'route_not_found', id);
+}

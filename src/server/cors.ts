@@ -1,0 +1,45 @@
+// CORS for the data and session routes: an exact-origin allowlist, credentials only for
+// listed origins, and the response headers media players need to read.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+const EXPOSED = 'Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified, X-Request-Id';
+
+export class Cors {
+  private readonly origins: ReadonlySet<string>;
+
+  constructor(
+    origins: readonly string[],
+    private readonly maxAge: number,
+  ) {
+    this.origins = new Set(origins);
+  }
+
+  allowed(origin: string | undefined): origin is string {
+    return origin !== undefined && this.origins.has(origin);
+  }
+
+  /** Adds CORS response headers when the request's Origin is listed. */
+  decorate(req: IncomingMessage, res: ServerResponse): void {
+    const origin = req.headers.origin;
+    res.setHeader('vary', 'Origin');
+    if (!this.allowed(origin)) return;
+    res.setHeader('access-control-allow-origin', origin);
+    res.setHeader('access-control-allow-credentials', 'true');
+    res.setHeader('access-control-expose-headers', EXPOSED);
+  }
+
+  /** Answers a preflight; false when the origin is not listed (the caller refuses). */
+  preflight(req: IncomingMessage, res: ServerResponse, methods: string): boolean {
+    const origin = req.headers.origin;
+    if (!this.allowed(origin)) return false;
+    res.statusCode = 204;
+    res.setHeader('vary', 'Origin');
+    res.setHeader('access-control-allow-origin', origin);
+    res.setHeader('access-control-allow-credentials', 'true');
+    res.setHeader('access-control-allow-methods', methods);
+    res.setHeader('access-control-allow-headers', 'Authorization, Range, If-Range, If-None-Match, If-Modified-Since, Content-Type');
+    res.setHeader('access-control-max-age', String(this.maxAge));
+    res.end();
+    return true;
+  }
+}

@@ -1,0 +1,57 @@
+// POST /v1/session turns a token the app gave the browser into the __Host- session
+// cookie (Secure, HttpOnly, SameSite per config); DELETE /v1/session clears it.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { readJson, BodyError } from './body.js';
+import { sendError } from './respond.js';
+import type { Runtime } from './runtime.js';
+import { authenticate } from './authenticate.js';
+
+/** A cross-site page must not plant or clear a session: Origin must be ours or listed. */
+function originAllowed(rt: Runtime, req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true; // not a browser cross-origin request
+  if (rt.cors.allowed(origin)) return true;
+  const host = req.headers.host;
+  return host !== undefined && (origin === `https://${host}` || (rt.config.server.insecurePlainHttp && origin === `http://${host}`));
+}
+
+export async function handleSession(rt: Runtime, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const id = randomUUID();
+  res.setHeader('x-request-id', id);
+  const { name, sameSite } = rt.config.auth.cookie;
+  if (req.method === 'OPTIONS') {
+    if (!rt.cors.preflight(req, res, 'POST, DELETE, OPTIONS')) sendError(res, 403, 'cors_origin', id);
+    return;
+  }
+  rt.cors.decorate(req, res);
+  if (req.method !== 'POST' && req.method !== 'DELETE') return sendError(res, 405, 'method_not_allowed', id, { allow: 'POST, DELETE, OPTIONS' });
+  if (!originAllowed(rt, req)) return sendError(res, 403, 'cors_origin', id);
+
+  if (req.method === 'DELETE') {
+    res.statusCode = 204;
+    res.setHeader('set-cookie', `${name}=; Path=/; Secure; HttpOnly; SameSite=${sameSite}; Max-Age=0`);
+    res.setHeader('cache-control', 'no-store');
+    res.end();
+    return;
+  }
+
+  // The token comes in Authorization: Bearer, or as {"token": "…"} in a JSON body.
+  const headers = { ...req.headers, cookie: undefined };
+  if (!headers.authorization && req.headers['content-type']) {
+    try {
+      const body = await readJson(req, 16 * 1024);
+      const token = (body as { token?: unknown } | null)?.token;
+      if (typeof token === 'string') headers.authorization = `Bearer ${token}`;
+    } catch (err) {
+      return sendError(res, err instanceof BodyError ? err.status : 400, 'bad_request', id);
+    }
+  }
+  const auth = await authenticate(rt, headers, null);
+  if (!auth.ok) return sendError(res, auth.status, auth.reason, id);
+  const maxAge = Math.max(0, auth.claims.exp - Math.floor(Date.now() / 1000));
+  res.statusCode = 204;
+  res.setHeader('set-cookie', `${name}=${auth.token}; Path=/; Secure; HttpOnly; SameSite=${sameSite}; Max-Age=${maxAge}`);
+  res.setHeader('cache-control', 'no-store');
+  res.end();
+}

@@ -1,0 +1,26 @@
+// One dev CA per test process, under a temp folder: server and client certificates for
+// loopback TLS and mTLS, plus a second, unrelated CA for "wrong certificate" cases.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCa, ensureDevCerts, issueLeaf, type DevCertFiles } from '../../src/tls/devca.js';
+
+let cached: (DevCertFiles & { otherCaCert: string; otherClientCert: string; otherClientKey: string }) | undefined;
+
+export function testCerts() {
+  if (cached) return cached;
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-certs-'));
+  const { files } = ensureDevCerts(dir);
+  const other = createCa('Some Other CA');
+  const otherClient = issueLeaf(other, { cn: 'intruder', usage: 'client' });
+  const extra = {
+    otherCaCert: join(dir, 'other-ca.pem'),
+    otherClientCert: join(dir, 'other-client.pem'),
+    otherClientKey: join(dir, 'other-client-key.pem'),
+  };
+  writeFileSync(extra.otherCaCert, other.cert);
+  writeFileSync(extra.otherClientCert, otherClient.cert);
+  writeFileSync(extra.otherClientKey, otherClient.key);
+  cached = { ...files, ...extra };
+  return cached;
+}
