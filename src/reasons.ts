@@ -33,6 +33,7 @@ export const REASONS = {
   revocation_unavailable: 'the revocation store cannot be reached, so Keyhole fails closed',
   admin_unauthorized: 'the admin credential is missing or wrong',
   bad_request: 'the request body, parameters or framing are malformed',
+  header_too_large: 'the request head is larger than server.maxHeaderSize',
   route_not_found: 'no Keyhole route at this path (and no labeling app configured behind Keyhole)',
   internal: 'an unexpected error; see the request id in the logs',
 } as const;

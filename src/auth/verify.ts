@@ -18,7 +18,9 @@ export class TokenError extends Error {
   }
 }
 
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+// The signature part may be empty so that an unsecured `alg: none` token is refused as
+// token_alg (what it is) rather than as malformed; jose refuses an empty signature anyway.
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 function reasonOf(err: unknown): TokenError {
   if (err instanceof TokenError) return err;
@@ -107,6 +109,11 @@ export class TokenVerifier {
         const opts = { ...this.options, algorithms: [...key.algorithms], currentDate: new Date(now) };
         const { payload } =
           key.kind === 'jwks' ? await jwtVerify(token, key.resolve, opts) : await jwtVerify(token, key.key, opts);
+        // jose checks iat only with maxTokenAge: a token "issued" in the future would
+        // outlive a subject revocation (iat <= revokedAt), so it is refused like nbf.
+        if (typeof payload.iat === 'number' && payload.iat * 1000 > now + this.toleranceMs) {
+          throw new TokenError('token_not_yet_valid', 'claim iat is in the future');
+        }
         return toSessionClaims(payload as JWTPayload, this.maxLifetime);
       } catch (err) {
         last = err;

@@ -1,6 +1,8 @@
 // Error answers: one JSON shape everywhere, with the reason code and the request id that
 // finds the matching log line. Never an upstream URL, a credential or a stack.
+import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { REASONS, type Reason } from '../reasons.js';
 
 export interface ErrorBody {
@@ -32,4 +34,31 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
   res.setHeader('cache-control', 'no-store');
   res.setHeader('x-content-type-options', 'nosniff');
   res.end(body);
+}
+
+/**
+ * Answers an HTTP parse error that Node raises before any route runs. A request head
+ * over `server.maxHeaderSize` gets 431 with the usual JSON body and reason code (Node's
+ * default answer has neither); other parse errors keep Node's plain 400/408/413.
+ * Returns the reason code when it answered, for the audit event.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): { status: number; reason: Reason; id: string } | undefined {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return undefined;
+  }
+  const known: Record<string, [number, string]> = {
+    HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large'],
+    ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout'],
+    HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Content Too Large'],
+  };
+  const [status, text] = known[err.code ?? ''] ?? [400, 'Bad Request'];
+  const reason: Reason = status === 431 ? 'header_too_large' : 'bad_request';
+  const id = randomUUID();
+  const body = JSON.stringify({ error: reason, message: REASONS[reason], requestId: id } satisfies ErrorBody);
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  return { status, reason, id };
 }

@@ -3,14 +3,15 @@
 // so a reload swaps behaviour without touching sockets.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import { handleAdmin, type AdminHooks } from './admin.js';
 import { handleData } from './data-route.js';
 import { handlePresign } from './presign-route.js';
-import { sendError } from './respond.js';
+import { answerClientError, sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { handleSession } from './session-route.js';
 
@@ -58,6 +59,7 @@ export class KeyholeServer {
       ? createHttpsServer({ ...common, ...this.tlsOptions(runtime.config) }, handler)
       : createHttpServer(common, handler);
     this.data.setTimeout(cfg.timeouts.idle);
+    this.data.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
     this.admin = createHttpServer({ ...common }, (req, res) => {
       handleAdmin(this.runtime, { accepting: () => !this.draining, ...this.hooks }, req, res).catch((err) => this.crash(err, res));
     });
@@ -97,6 +99,18 @@ export class KeyholeServer {
       return;
     }
     done.catch((err) => this.crash(err, res));
+  }
+
+  /** A head Node could not parse (e.g. larger than maxHeaderSize): answered, audited as a refusal. */
+  private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    const answered = answerClientError(err, socket);
+    if (!answered) return;
+    const { status, reason, id } = answered;
+    this.runtime.metrics.requests.labels('-', String(status), 'deny').inc();
+    this.runtime.audit.write({
+      id, sub: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason, status,
+      bytes: 0, aborted: false, ms: 0, client: (socket as Socket).remoteAddress, tokenSource: undefined,
+    });
   }
 
   private crash(err: unknown, res: ServerResponse): void {
