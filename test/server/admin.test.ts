@@ -1,0 +1,144 @@
+// The admin listener: revocation by jti and by sub (admin credential required), effective
+// on the next request even for a token sitting in the verify cache; health, readiness and
+// metrics; bound to loopback unless configured otherwise.
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { parseConfig } from '../../src/config/load.js';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole, TEST_SECRET, type Running } from '../helpers/keyhole.js';
+
+const root = mkdtempSync(join(tmpdir(), 'keyhole-admin-'));
+writeFileSync(join(root, 'a.txt'), 'hello');
+const yaml = baseYaml(`providers:
+  - name: files
+    kind: local
+    match: local://files/
+    root: ${root}
+`);
+
+async function admin(k: Running, path: string, opts: { method?: 'GET' | 'POST' | 'PUT'; auth?: string; body?: unknown; type?: string } = {}) {
+  const res = await request(k.admin + path, {
+    method: opts.method ?? 'POST',
+    headers: {
+      ...(opts.auth !== undefined ? { authorization: opts.auth } : {}),
+      ...(opts.body !== undefined ? { 'content-type': opts.type ?? 'application/json' } : {}),
+    },
+    ...(opts.body !== undefined ? { body: typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body) } : {}),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
+}
+
+const read = (k: Running, token: string) => k.get(dataUrl('local://files/a.txt'), { authorization: `Bearer ${token}` });
+
+t.test('revoke by jti: the next request is refused, even from the verify cache', async (t) => {
+  const k = await startKeyhole(yaml);
+  t.teardown(() => k.close());
+  const token = await k.token({ scope: ['local://files/'], jti: 'token-1' });
+  const other = await k.token({ scope: ['local://files/'], jti: 'token-2' });
+  t.equal((await read(k, token)).status, 200);
+  t.equal((await read(k, token)).status, 200, 'second request: served from the verify cache');
+  t.equal((await read(k, other)).status, 200);
+  const metrics = await admin(k, '/metrics', { method: 'GET' });
+  t.match(metrics.text, /keyhole_token_cache_total\{result="hit"\} 1\n/, 'the hot token cost no second signature check');
+
+  const missing = await admin(k, '/admin/revoke', { body: { jti: 'token-1' } });
+  t.equal(missing.status, 401, 'no admin credential');
+  t.equal(missing.json().error, 'admin_unauthorized');
+  const wrong = await admin(k, '/admin/revoke', { auth: 'Bearer not-the-admin-token', body: { jti: 'token-1' } });
+  t.equal(wrong.status, 401, 'wrong admin credential');
+  const sessionToken = await admin(k, '/admin/revoke', { auth: `Bearer ${token}`, body: { jti: 'token-1' } });
+  t.equal(sessionToken.status, 401, 'a session token is not an admin credential');
+  t.equal((await read(k, token)).status, 200, 'refused admin calls revoked nothing');
+
+  const ok = await admin(k, '/admin/revoke', { auth: `Bearer ${ADMIN_TOKEN}`, body: { jti: 'token-1' } });
+  t.equal(ok.status, 200);
+  t.same(ok.json(), { revoked: { jti: 'token-1' } });
+  const refused = await read(k, token);
+  t.equal(refused.status, 401);
+  t.equal(JSON.parse(refused.body.toString()).error, 'token_revoked');
+  t.match(await auditFor(k, refused.headers['x-request-id'] as string), { decision: 'deny', reason: 'token_revoked', sub: undefined });
+  t.equal((await read(k, other)).status, 200, 'another jti is untouched');
+  t.notOk(k.rawLogs().includes(ADMIN_TOKEN), 'the admin credential never appears in logs');
+});
+
+t.test('revoke by sub: every token of the subject issued up to now dies, later ones live', async (t) => {
+  const k = await startKeyhole(yaml);
+  t.teardown(() => k.close());
+  const now = Math.floor(Date.now() / 1000);
+  const alice = await k.token({ sub: 'alice', scope: ['local://files/'], iat: now - 5 });
+  const bob = await k.token({ sub: 'bob', scope: ['local://files/'], iat: now - 5 });
+  t.equal((await read(k, alice)).status, 200);
+  const res = await admin(k, '/admin/revoke', { auth: `Bearer ${ADMIN_TOKEN}`, body: { sub: 'alice' } });
+  t.equal(res.status, 200);
+  t.equal(res.json().revoked.sub, 'alice');
+  t.ok(res.json().revoked.issuedAtOrBefore >= now);
+  t.equal(JSON.parse((await read(k, alice)).body.toString()).error, 'token_revoked', 'cached token of alice refused');
+  t.equal((await read(k, bob)).status, 200, 'bob untouched');
+  const later = await k.token({ sub: 'alice', scope: ['local://files/'], iat: res.json().revoked.issuedAtOrBefore + 1 });
+  t.equal((await read(k, later)).status, 200, 'a token issued after the reset works');
+});
+
+t.test('admin request validation', async (t) => {
+  const k = await startKeyhole(yaml);
+  t.teardown(() => k.close());
+  const auth = `Bearer ${ADMIN_TOKEN}`;
+  t.equal((await admin(k, '/admin/revoke', { auth, body: {} })).status, 400, 'neither jti nor sub');
+  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'a', sub: 'b' } })).status, 400, 'both');
+  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 5 } })).status, 400, 'not a string');
+  t.equal((await admin(k, '/admin/revoke', { auth, body: '{x' })).status, 400, 'bad JSON');
+  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'a' }, type: 'text/plain' })).status, 415);
+  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'x'.repeat(5000) } })).status, 413);
+  const get = await admin(k, '/admin/revoke', { method: 'GET', auth });
+  t.equal(get.status, 405);
+  t.equal(get.headers.allow, 'POST');
+  t.equal((await admin(k, '/nope', { method: 'GET' })).status, 404);
+  t.equal((await admin(k, '/admin/reload', { auth })).status, 404, 'no reload hook: no route');
+  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'j', exp: Math.floor(Date.now() / 1000) + 60 } })).status, 200);
+});
+
+t.test('admin actions are refused when no admin credential is configured', async (t) => {
+  const k = await startKeyhole(yaml.replace(/  token: \$\{env:KEYHOLE_TEST_ADMIN\}\n/, ''));
+  t.teardown(() => k.close());
+  t.equal((await admin(k, '/admin/revoke', { auth: 'Bearer ', body: { jti: 'x' } })).status, 401);
+  t.equal((await admin(k, '/admin/revoke', { auth: `Bearer ${ADMIN_TOKEN}`, body: { jti: 'x' } })).status, 401);
+});
+
+t.test('healthz, readyz, metrics', async (t) => {
+  const k = await startKeyhole(yaml);
+  t.teardown(() => k.close());
+  const health = await admin(k, '/healthz', { method: 'GET' });
+  t.equal(health.status, 200);
+  t.same(health.json(), { status: 'ok' });
+  const ready = await admin(k, '/readyz', { method: 'GET' });
+  t.equal(ready.status, 200);
+  t.same(ready.json(), { ready: true, revocation: true, accepting: true });
+
+  const token = await k.token({ scope: ['local://files/'] });
+  await read(k, token);
+  await read(k, token);
+  await k.get(dataUrl('local://files/a.txt'), { authorization: 'Bearer a.b.c' });
+  await k.get(dataUrl('local://files/a.txt'));
+  await k.get(dataUrl('local://files/missing.txt'), { authorization: `Bearer ${token}` });
+  await k.get(dataUrl('local://other/a.txt'), { authorization: `Bearer ${token}` });
+  const m = (await admin(k, '/metrics', { method: 'GET' })).text;
+  t.match(m, /keyhole_requests_total\{provider="files",status="200",decision="allow"\} 2\n/);
+  t.match(m, /keyhole_requests_total\{provider="files",status="404",decision="allow"\} 1\n/);
+  t.match(m, /keyhole_requests_total\{provider="-",status="401",decision="deny"\} 2\n/);
+  t.match(m, /keyhole_requests_total\{provider="-",status="403",decision="deny"\} 1\n/);
+  t.match(m, /keyhole_token_failures_total\{reason="token_missing"\} 1\n/);
+  t.match(m, /keyhole_token_failures_total\{reason="token_malformed"\} 1\n/);
+  t.match(m, /keyhole_token_cache_total\{result="hit"\} 3\n/);
+  t.match(m, /keyhole_bytes_sent_total\{provider="files"\} 10\n/);
+  t.match(m, /keyhole_request_duration_seconds_count\{provider="files"\} 3\n/);
+  t.match(m, /keyhole_revocation_store_up 1\n/);
+  t.notOk(m.includes(token), 'no token in metrics');
+
+});
+
+t.test('the admin listener is bound to loopback by default', async (t) => {
+  const cfg = parseConfig(yaml.replace(/admin:\n  listen: \{[^}]*\}\n/, 'admin:\n'), { env: { KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN } });
+  t.same(cfg.admin.listen, { host: '127.0.0.1', port: 9091 });
+});
