@@ -100,7 +100,7 @@ t.test('admin request validation', async (t) => {
 });
 
 t.test('admin actions are refused when no admin credential is configured', async (t) => {
-  const k = await startKeyhole(yaml.replace(/  token: \$\{env:KEYHOLE_TEST_ADMIN\}\n/, ''));
+  const k = await startKeyhole(yaml.replace(/ {2}token: \$\{env:KEYHOLE_TEST_ADMIN\}\n/, ''));
   t.teardown(() => k.close());
   t.equal((await admin(k, '/admin/revoke', { auth: 'Bearer ', body: { jti: 'x' } })).status, 401);
   t.equal((await admin(k, '/admin/revoke', { auth: `Bearer ${ADMIN_TOKEN}`, body: { jti: 'x' } })).status, 401);
@@ -139,6 +139,6 @@ t.test('healthz, readyz, metrics', async (t) => {
 });
 
 t.test('the admin listener is bound to loopback by default', async (t) => {
-  const cfg = parseConfig(yaml.replace(/admin:\n  listen: \{[^}]*\}\n/, 'admin:\n'), { env: { KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN } });
+  const cfg = parseConfig(yaml.replace(/admin:\n {2}listen: \{[^}]*\}\n/, 'admin:\n'), { env: { KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN } });
   t.same(cfg.admin.listen, { host: '127.0.0.1', port: 9091 });
 });
