@@ -30,6 +30,7 @@ export const REASONS = {
   upstream_error: 'the upstream failed or answered garbage; see the request id in the logs',
   upstream_timeout: 'the upstream did not connect, answer or send body bytes in time',
   upstream_status: 'the upstream answered an error status',
+  upstream_address_refused: 'the upstream host resolves to a loopback, private, link-local or metadata address this provider may not reach (allowPrivateNetworks)',
   revocation_unavailable: 'the revocation store cannot be reached, so Keyhole fails closed',
   admin_unauthorized: 'the admin credential is missing or wrong',
   bad_request: 'the request body, parameters or framing are malformed',

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { clientTls, duration, secret, text } from '../config/types.js';
 import { forwardedRequestHeaders } from '../relay/headers.js';
 import { createPool } from '../relay/pool.js';
+import { parseCidr, parseIp, refusal, type AddressPolicy, type Cidr } from '../relay/ssrf.js';
 import { relay } from '../relay/relay.js';
 import { providerBase } from './base.js';
 import type { DataRequest, Provider } from './types.js';
@@ -18,6 +19,17 @@ const httpAuth = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('none') }),
 ]);
 
+/** `true`, `false`, or a list of IP addresses / CIDR ranges, e.g. [10.0.0.0/8, fd00::/8]. */
+const networkAllowance = z.unknown().transform((v, ctx): boolean | Cidr[] => {
+  if (typeof v === 'boolean') return v;
+  if (Array.isArray(v) && v.length > 0) {
+    const ranges = v.map((item) => (typeof item === 'string' ? parseCidr(item.trim()) : undefined));
+    if (ranges.every((r) => r !== undefined)) return ranges;
+  }
+  ctx.addIssue({ code: 'custom', message: 'must be true, false, or a list of IP addresses or CIDR ranges, e.g. [10.0.0.0/8, fd00::/8]' });
+  return z.NEVER;
+});
+
 export const httpProviderSchema = providerBase.extend({
   kind: z.literal('http'),
   /** where the bytes really are: http(s)://host[:port]/base/path/ */
@@ -28,8 +40,25 @@ export const httpProviderSchema = providerBase.extend({
   timeouts: z
     .strictObject({ connect: duration(5_000), headers: duration(15_000), body: duration(30_000) })
     .prefault({}),
+  /**
+   * SSRF guard. By default the upstream host may only resolve to public addresses:
+   * loopback, private, link-local, CGNAT, unique-local and metadata addresses are refused
+   * at connect time. `true` allows every non-public range except cloud metadata; a list of
+   * CIDR ranges allows exactly those (metadata only when listed).
+   */
+  allowPrivateNetworks: networkAllowance.default(false),
+}).superRefine((cfg, ctx) => {
+  // An IP-literal base URL can be judged now: say so at check-config, not at the first request.
+  const host = new URL(cfg.baseUrl).hostname;
+  if (!parseIp(host)) return;
+  const why = refusal(host.replace(/^\[|\]$/g, ''), addressPolicy(cfg.allowPrivateNetworks));
+  if (why) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `${why}: set allowPrivateNetworks: true (or list its range) to let this provider reach it` });
 });
 export type HttpProviderConfig = z.infer<typeof httpProviderSchema>;
+
+export function addressPolicy(allow: HttpProviderConfig['allowPrivateNetworks']): AddressPolicy {
+  return typeof allow === 'boolean' ? { allowPrivate: allow, allowed: [] } : { allowPrivate: false, allowed: allow };
+}
 
 export function createHttpProvider(cfg: HttpProviderConfig): Provider {
   const base = new URL(cfg.baseUrl);
@@ -40,6 +69,7 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
     headersTimeoutMs: cfg.timeouts.headers,
     bodyTimeoutMs: cfg.timeouts.body,
     tls: cfg.tls,
+    addresses: addressPolicy(cfg.allowPrivateNetworks),
   });
 
   // The credential header is computed once; the name is lower-cased so that the

@@ -1,8 +1,10 @@
 // One undici Pool per upstream origin: keep-alive, bounded connections, timeouts, and
 // the provider's TLS material (CA pinning, client certificate for mTLS).
 import { readFileSync } from 'node:fs';
-import { Pool } from 'undici';
+import type { LookupFunction } from 'node:net';
+import { buildConnector, Pool } from 'undici';
 import type { ClientTlsConfig } from '../config/types.js';
+import { guardedConnector, guardedLookup, type AddressPolicy } from './ssrf.js';
 
 export interface PoolOptions {
   connections: number;
@@ -10,6 +12,10 @@ export interface PoolOptions {
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
   tls?: ClientTlsConfig | undefined;
+  /** SSRF guard: which non-public addresses this upstream may reach (checked at connect time) */
+  addresses?: AddressPolicy | undefined;
+  /** resolver under the guard; tests inject one to play DNS rebinding */
+  lookup?: LookupFunction | undefined;
 }
 
 export function tlsConnectOptions(tls: ClientTlsConfig | undefined): Record<string, unknown> {
@@ -31,6 +37,13 @@ export function createPool(origin: string, opts: PoolOptions): Pool {
     keepAliveMaxTimeout: 120_000,
     headersTimeout: opts.headersTimeoutMs,
     bodyTimeout: opts.bodyTimeoutMs,
-    connect: { timeout: opts.connectTimeoutMs, minVersion: 'TLSv1.2', ...tlsConnectOptions(opts.tls) },
+    connect: connectFor(opts),
   });
+}
+
+function connectFor(opts: PoolOptions): buildConnector.BuildOptions | buildConnector.connector {
+  const base = { timeout: opts.connectTimeoutMs, minVersion: 'TLSv1.2' as const, ...tlsConnectOptions(opts.tls) };
+  if (!opts.addresses) return base;
+  const lookup = guardedLookup(opts.addresses, opts.lookup);
+  return guardedConnector(buildConnector({ ...base, lookup }), opts.addresses);
 }

@@ -9,6 +9,7 @@ import type { Outcome } from '../providers/types.js';
 import type { Reason } from '../reasons.js';
 import { sendError } from '../server/respond.js';
 import { relayedResponseHeaders } from './headers.js';
+import { AddressRefused } from './ssrf.js';
 
 export interface RelayRequest {
   dispatcher: Dispatcher;
@@ -27,6 +28,7 @@ function reasonFor(err: Error): { status: number; reason: Reason } {
   if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
     return { status: 504, reason: 'upstream_timeout' };
   }
+  if (err instanceof AddressRefused) return { status: 502, reason: 'upstream_address_refused' };
   return { status: 502, reason: 'upstream_error' };
 }
 

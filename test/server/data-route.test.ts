@@ -14,6 +14,7 @@ t.test('http provider streams the object with BasicAuth injected, audit event wr
     kind: http
     match: https://data.corp/
     baseUrl: ${up.origin}/files/
+    allowPrivateNetworks: true
     auth: { type: basic, username: user, password: "\${env:UP_PASS}" }
 `),
     { env: { UP_PASS: 'pass' } },

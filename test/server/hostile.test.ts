@@ -40,6 +40,7 @@ providers:
     kind: http
     match: https://data.corp/
     baseUrl: ${origin}/files/
+    allowPrivateNetworks: true
     auth: { type: basic, username: user, password: "\${env:UP_PASS}" }
 `;
 }
