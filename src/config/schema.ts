@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { authSchema } from '../auth/schema.js';
 import { providerSchema } from '../providers/kinds.js';
+import { redisRevocationSchema, redisSectionSchema } from '../state/config.js';
 import { duration, filePath, listen, secret } from './types.js';
 
 const serverSchema = z
@@ -65,7 +66,7 @@ const corsSchema = z
   .prefault({});
 
 const revocationSchema = z
-  .discriminatedUnion('store', [z.strictObject({ store: z.literal('memory') })])
+  .discriminatedUnion('store', [z.strictObject({ store: z.literal('memory') }), redisRevocationSchema])
   .prefault({ store: 'memory' });
 
 const logSchema = z
@@ -92,6 +93,10 @@ export const configSchema = z.strictObject({
   log: logSchema,
   presign: presignSchema,
   providers: z.array(providerSchema).min(1, 'at least one provider is required'),
+  /** shared state for several replicas: revocation (revocation.store: redis), audit stream */
+  redis: redisSectionSchema.optional(),
+}).superRefine((c, ctx) => {
+  if (c.revocation.store === 'redis' && !c.redis) ctx.addIssue({ code: 'custom', message: 'revocation.store redis needs the top-level redis: section', path: ['redis'] });
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -25,16 +25,25 @@ export interface AuditEvent {
 
 export function decisionFor(reason: Reason, status: number): Decision {
   if (reason === 'ok' || reason === 'not_found' || reason === 'range_not_satisfiable') return 'allow';
-  if (status >= 500) return 'error';
+  // An upstream that fails after the 200 head went out leaves status 200: still an error.
+  if (status >= 500 || reason.startsWith('upstream_') || reason === 'internal') return 'error';
   return 'deny';
+}
+
+/** A second destination for audit events (the Redis stream): must never block or throw. */
+export interface AuditSink {
+  push(event: AuditEvent): void;
+  close(): Promise<void>;
 }
 
 export class AuditLog {
   constructor(
     private readonly logger: Logger | undefined,
+    private readonly sink?: AuditSink,
   ) {}
 
   write(event: AuditEvent): void {
     this.logger?.info({ audit: event }, 'access');
+    this.sink?.push(event);
   }
 }

@@ -55,6 +55,45 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Shared state over Redis (src/state, src/auth/revocation-redis.ts, src/observe/audit-stream.ts).
+  readonly revocationLookups = new Counter({
+    name: 'keyhole_revocation_lookups_total',
+    help: 'Revocation checks by result: hit (answered from the replica cache), miss (asked Redis)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly revocationUnavailable = new Counter({
+    name: 'keyhole_revocation_unavailable_total',
+    help: 'Revocation checks Redis could not answer, by action: denied (fail closed, 503) or allowed (onRedisError: allow)',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
+  readonly revocationInvalidations = new Counter({
+    name: 'keyhole_revocation_invalidations_total',
+    help: 'Revocations received over Redis pub/sub from any replica',
+    registers: [this.registry],
+  });
+  /** set by the Redis revocation store: are its connections (commands + pub/sub) up? */
+  redisProbe: (() => boolean) | undefined;
+  readonly redisUp: Gauge = new Gauge({
+    name: 'keyhole_redis_up',
+    help: '1 while the Redis connections for revocation are up, 0 while they are not (absent without Redis)',
+    registers: [this.registry],
+    collect: (): void => {
+      if (this.redisProbe) this.redisUp.set(this.redisProbe() ? 1 : 0);
+    },
+  });
+  readonly auditStreamWritten = new Counter({
+    name: 'keyhole_audit_stream_written_total',
+    help: 'Audit events written to the Redis stream',
+    registers: [this.registry],
+  });
+  readonly auditStreamDropped = new Counter({
+    name: 'keyhole_audit_stream_dropped_total',
+    help: 'Audit events dropped because the in-process buffer for the Redis stream was full',
+    registers: [this.registry],
+  });
+
   private readonly cacheHit = this.tokenCache.labels('hit');
   private readonly cacheMiss = this.tokenCache.labels('miss');
 

@@ -4,6 +4,8 @@
 import type { Logger } from 'pino';
 import { loadKey } from '../auth/keys.js';
 import { MemoryRevocationStore, type RevocationStore } from '../auth/revocation.js';
+import { RedisRevocationStore } from '../auth/revocation-redis.js';
+import { AuditStream } from '../observe/audit-stream.js';
 import { TokenVerifier } from '../auth/verify.js';
 import type { Config } from '../config/schema.js';
 import { AuditLog } from '../observe/audit.js';
@@ -35,14 +37,26 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
   const keys = await Promise.all(config.auth.keys.map(loadKey));
   const verifier = new TokenVerifier(keys, config.auth);
   verifier.onCache = (hit) => metrics.countCache(hit);
-  const revocation = deps.revocation ?? new MemoryRevocationStore(Math.ceil(config.auth.maxTokenLifetime / 1000) + config.auth.clockTolerance);
+  const subjectTtlSeconds = Math.ceil(config.auth.maxTokenLifetime / 1000) + config.auth.clockTolerance;
+  const revocation =
+    deps.revocation ??
+    (config.revocation.store === 'redis' && config.redis
+      ? await RedisRevocationStore.open({ connection: config.redis, settings: config.revocation, subjectTtlSeconds, logger: deps.logger, metrics })
+      : new MemoryRevocationStore(subjectTtlSeconds));
+  const redis = config.redis;
+  const auditStream = redis?.auditStream
+    ? await AuditStream.open(redis, redis.auditStream, metrics, deps.logger).catch(async (err: unknown) => {
+        if (!deps.revocation) await revocation.close();
+        throw err;
+      })
+    : undefined;
   const registry = new ProviderRegistry(config.providers.map(createProvider));
   metrics.revocationProbe = () => revocation.ready();
   return {
     config,
     logger: deps.logger,
     metrics,
-    audit: new AuditLog(config.log.audit ? deps.logger.child({ kind: 'audit' }) : undefined),
+    audit: new AuditLog(config.log.audit ? deps.logger.child({ kind: 'audit' }) : undefined, auditStream),
     verifier,
     revocation,
     registry,
@@ -50,6 +64,7 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     async close() {
       await registry.close();
       await revocation.close();
+      await auditStream?.close();
     },
   };
 }

@@ -1,0 +1,150 @@
+// The Redis revocation store against a real redis-server over mTLS: two stores (two
+// replicas) share it; cached answers cost no Redis command; pub/sub carries revocations;
+// Redis killed → fail closed (or allow, when opted in); Redis back → recovers by itself.
+import t from 'tap';
+import { once } from 'node:events';
+import pino from 'pino';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { testCerts } from '../helpers/certs.js';
+import { RedisRevocationStore, type Invalidation } from '../../src/auth/revocation-redis.js';
+import { RevocationUnavailable } from '../../src/auth/revocation.js';
+import type { SessionClaims } from '../../src/auth/claims.js';
+import { redisRevocationSchema, redisSectionSchema } from '../../src/state/config.js';
+import { createRedisClient, type RedisClient } from '../../src/state/connect.js';
+import { Metrics } from '../../src/observe/metrics.js';
+
+const c = testCerts();
+const now = () => Math.floor(Date.now() / 1000);
+
+function claims(over: Partial<SessionClaims> = {}): SessionClaims {
+  return { sub: 'bob', exp: now() + 600, iat: now() - 10, jti: undefined, org: undefined, project: undefined, scope: [], uri: undefined, ...over };
+}
+
+function connection(r: TestRedis) {
+  return redisSectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey }, connectTimeout: 2000, commandTimeout: 1000 });
+}
+
+async function store(r: TestRedis, settings: Record<string, unknown> = {}) {
+  const metrics = new Metrics(false);
+  const s = await RedisRevocationStore.open({
+    connection: connection(r),
+    settings: redisRevocationSchema.parse({ store: 'redis', cacheTtl: '60s', ...settings }),
+    subjectTtlSeconds: 3600,
+    logger: pino({ level: 'silent' }),
+    metrics,
+  });
+  await s.whenConnected();
+  return { s, metrics };
+}
+
+/** How many times the server ran `cmd` (INFO commandstats): proves a lookup did or did not hit Redis. */
+async function calls(admin: RedisClient, cmd: string): Promise<number> {
+  const info = String(await admin.info('commandstats'));
+  const m = new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+const counter = async (metrics: Metrics, name: string, label: string) => {
+  const text = await metrics.registry.metrics();
+  const m = new RegExp(`^${name}\\{[^}]*"${label}"\\} (\\d+)`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+};
+
+t.test('two replicas share revocations through Redis', async (t) => {
+  const r = await startRedis();
+  t.teardown(() => r.stop());
+  const { s: a } = await store(r);
+  const { s: b, metrics: mb } = await store(r);
+  const admin = createRedisClient(connection(r), { name: 'test-admin', offlineQueue: true });
+  t.teardown(async () => {
+    admin.disconnect();
+    await a.close();
+    await b.close();
+  });
+
+  const tok = claims({ jti: 'jti-1' });
+  t.equal(await b.isRevoked(tok), false, 'first lookup asks Redis');
+  const before = (await calls(admin, 'exists')) + (await calls(admin, 'get'));
+  const cached = b.isRevoked(tok);
+  t.equal(cached, false, 'a cached answer is a plain boolean (no promise, no I/O)');
+  for (let i = 0; i < 100; i++) b.isRevoked(tok);
+  t.equal((await calls(admin, 'exists')) + (await calls(admin, 'get')), before, 'cached lookups sent no command to Redis');
+  t.equal(await counter(mb, 'keyhole_revocation_lookups_total', 'hit'), 101);
+
+  // Revoke through replica A; replica B learns it by pub/sub (its cache says "not revoked" for 60 s).
+  const heard = once(b, 'invalidation') as Promise<[Invalidation]>;
+  const exp = now() + 120;
+  await a.revokeToken('jti-1', exp);
+  const [inv] = await heard;
+  t.same(inv, { kind: 'jti', id: 'jti-1', value: exp });
+  t.equal(b.isRevoked(tok), true, 'B refuses the token from its cache, without asking Redis');
+  t.equal(a.isRevoked(tok), true, 'A refuses it at once too');
+  const ttl = await admin.ttl('keyhole:revoked:jti:jti-1');
+  t.ok(ttl > 110 && ttl <= 120, `the revoked jti is kept until the token's exp (ttl ${ttl})`);
+  t.equal(await b.isRevoked(claims({ jti: 'jti-2' })), false, 'another jti is not revoked');
+
+  // Subject revocation: every token of bob issued at or before the second dies.
+  const at = now();
+  const heardSub = once(b, 'invalidation') as Promise<[Invalidation]>;
+  await a.revokeSubject('bob', at);
+  t.same((await heardSub)[0], { kind: 'sub', id: 'bob', value: at });
+  t.equal(await b.isRevoked(claims({ iat: at - 5 })), true, 'older token of bob refused');
+  t.equal(await b.isRevoked(claims({ iat: at })), true, 'same-second token refused (fail closed)');
+  t.equal(await b.isRevoked(claims({ iat: at + 1 })), false, 'token issued after the revocation works');
+  t.equal(await b.isRevoked(claims({ sub: 'carol' })), false, 'other subjects untouched');
+  const subTtl = await admin.ttl('keyhole:revoked:sub:bob');
+  t.ok(subTtl > 3500 && subTtl <= 3600, `subject not-before kept for the longest token lifetime (ttl ${subTtl})`);
+
+  // An older not-before never lowers a newer one.
+  await a.revokeSubject('bob', at - 100);
+  t.equal(await admin.get('keyhole:revoked:sub:bob'), String(at));
+  t.equal(await b.isRevoked(claims({ iat: at - 1 })), true);
+
+  // A third replica that starts later reads the state from Redis (cache miss).
+  const { s: late } = await store(r);
+  t.teardown(() => late.close());
+  t.equal(await late.isRevoked(tok), true);
+  t.equal(await late.isRevoked(claims({ iat: at - 1 })), true);
+});
+
+t.test('Redis killed: fail closed (or allow when opted in), then recover by itself', async (t) => {
+  const r = await startRedis();
+  t.teardown(() => r.stop());
+  const { s: strict, metrics } = await store(r);
+  const { s: lenient, metrics: lenientMetrics } = await store(r, { onRedisError: 'allow' });
+  t.teardown(async () => {
+    await strict.close();
+    await lenient.close();
+  });
+  const tok = claims({ jti: 'jti-k' });
+  t.equal(await strict.isRevoked(tok), false);
+  t.ok(strict.ready());
+
+  const down = Promise.all([once(strict, 'down'), once(lenient, 'down')]);
+  await r.kill();
+  await down;
+  t.notOk(strict.ready(), 'not ready: /readyz reports it');
+  let thrown: unknown;
+  try {
+    strict.isRevoked(tok);
+  } catch (err) {
+    thrown = err;
+  }
+  t.ok(thrown instanceof RevocationUnavailable, 'even a cached answer is refused: invalidations may be missed');
+  const failed = await strict.revokeToken('x', now() + 60).then(() => undefined, (err: unknown) => err);
+  t.ok(failed instanceof RevocationUnavailable, 'revoking fails loudly too');
+  t.equal(await counter(metrics, 'keyhole_revocation_unavailable_total', 'denied'), 1);
+  t.equal(lenient.isRevoked(tok), false, 'onRedisError: allow serves unchecked');
+  t.ok(lenient.ready(), 'allow keeps the replica in rotation');
+  t.equal(await counter(lenientMetrics, 'keyhole_revocation_unavailable_total', 'allowed'), 1);
+  t.match(await metrics.registry.metrics(), /^keyhole_redis_up 0$/m);
+
+  const up = once(strict, 'up');
+  await r.restart();
+  await up;
+  t.ok(strict.ready(), 'ready again without a restart of Keyhole');
+  t.equal(await strict.isRevoked(tok), false);
+  await strict.revokeToken('jti-k', now() + 60);
+  t.equal(await strict.isRevoked(tok), true, 'revocations work again');
+  t.match(await metrics.registry.metrics(), /^keyhole_redis_up 1$/m);
+});
