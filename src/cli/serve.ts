@@ -1,13 +1,14 @@
 // `keyhole serve`: load and check the config (every problem listed, nothing listens on a
-// bad one), build the runtime, listen, then handle SIGHUP (reload) and SIGTERM (drain).
+// bad one), then run one process, or a cluster primary and its workers (`workers:`).
+// SIGHUP reloads the config and certificates; SIGTERM/SIGINT drain, then exit 0.
+import cluster from 'node:cluster';
+import { readdirSync } from 'node:fs';
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.js';
 import { defaultConfig, SAMPLES_DIR } from '../config/default.js';
 import type { Config } from '../config/schema.js';
 import { signDevToken } from '../auth/sign.js';
-import { createLogger } from '../observe/logger.js';
-import { createRuntime } from '../server/runtime.js';
-import { KeyholeServer } from '../server/server.js';
-import { readdirSync } from 'node:fs';
+import { createServeLogger, KeyholeInstance } from '../server/instance.js';
+import { runPrimary, runWorker, workerCount } from '../server/cluster.js';
 
 export interface ServeOptions {
   config?: string;
@@ -20,10 +21,9 @@ function load(opts: ServeOptions): Config {
   return opts.config ? loadConfigFile(opts.config) : defaultConfig({ certDir: opts.certDir, port: opts.port, adminPort: opts.adminPort });
 }
 
-export async function serve(opts: ServeOptions): Promise<KeyholeServer> {
-  let config: Config;
+function loadOrExit(opts: ServeOptions): Config {
   try {
-    config = load(opts);
+    return load(opts);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`keyhole: configuration has ${err.problems.length} problem(s):\n${err.problems.map((p) => `  ${formatProblem(p)}`).join('\n')}\n`);
@@ -31,52 +31,53 @@ export async function serve(opts: ServeOptions): Promise<KeyholeServer> {
     }
     throw err;
   }
-  const logger = createLogger({ level: config.log.level });
+}
+
+export async function serve(opts: ServeOptions): Promise<void> {
+  if (cluster.isWorker) return runWorker(opts.config!);
+  const config = loadOrExit(opts);
+  const logger = createServeLogger(config.log.level);
   if (config.server.insecurePlainHttp) {
     logger.warn('server.insecurePlainHttp is on: data routes are served WITHOUT TLS; only behind a mesh that terminates mTLS');
   }
-  const runtime = await createRuntime(config, { logger });
-  let server: KeyholeServer;
-  const reload = async (): Promise<{ ok: boolean; problems?: string[] }> => {
-    if (!opts.config) return { ok: false, problems: ['the embedded default cannot be reloaded; start with --config FILE'] };
-    try {
-      const next = loadConfigFile(opts.config);
-      const rt = await createRuntime(next, { logger });
-      const previous = server.swap(rt);
-      server.reloadTls();
-      // In-flight requests hold their own runtime reference; close the old pools after them.
-      setTimeout(() => void previous.close(), next.server.timeouts.request).unref();
-      logger.info({ providers: next.providers.length }, 'configuration reloaded');
-      return { ok: true };
-    } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [String((err as Error).message)];
-      logger.error({ problems }, 'reload refused: the running configuration stays');
-      return { ok: false, problems };
-    }
-  };
-  server = new KeyholeServer(runtime, { reload });
-  const where = await server.listen();
-  logger.info({ data: where.data, admin: where.admin, redirect: where.redirect, providers: config.providers.map((p) => `${p.name}:${p.kind}`) }, 'keyhole listening');
+  const workers = workerCount(config.workers);
+  if (workers > 1 && opts.config) return runPrimary(opts.config, config, logger, workers);
+  if (workers > 1) logger.warn('workers > 1 needs --config FILE; the embedded default runs in one process');
 
-  process.on('SIGHUP', () => void reload());
+  const instance = await KeyholeInstance.create(config, { logger, ...(opts.config ? { configFile: opts.config } : {}) });
+  const where = await instance.listen();
+  logger.info(
+    { data: where.data, admin: where.admin, redirect: where.redirect, workers: 1, providers: config.providers.map((p) => `${p.name}:${p.kind}`), certificate: instance.server.certificate },
+    'keyhole listening',
+  );
+  logger.flush();
+
+  // A refused reload still picks up rotated certificate files named by the running config.
+  process.on('SIGHUP', () => void instance.reload().then((r) => r.ok || instance.rotateCertificate('SIGHUP')));
+  let stopping = false;
   const stop = (signal: string) => {
-    logger.info({ signal }, 'draining');
-    server.close().then(
+    if (stopping) {
+      logger.warn({ signal }, 'second signal during the drain: exiting now');
+      logger.flush();
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'stop requested');
+    instance.drain().then(
       () => {
         logger.flush();
         process.exit(0);
       },
-      (err) => {
+      (err: unknown) => {
         logger.error({ err }, 'drain failed');
         process.exit(1);
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 
   if (!opts.config) await printDevHints(config, where.data.port);
-  return server;
 }
 
 async function printDevHints(config: Config, port: number): Promise<void> {

@@ -37,6 +37,9 @@ const serverSchema = z
         keepAlive: duration(5_000),
       })
       .prefault({}),
+    drainTimeout: duration(20_000).describe(
+      'on SIGTERM/SIGINT: how long in-flight requests may take to finish before their connections are cut; keep it below the orchestrator grace period (Kubernetes: terminationGracePeriodSeconds)',
+    ),
     /** largest request head accepted, bytes */
     maxHeaderSize: z.number().int().min(1024).max(65536).default(16_384),
     /** longest data URI accepted, characters */
@@ -84,7 +87,13 @@ const presignSchema = z
   })
   .prefault({});
 
+const workersSchema = z
+  .union([z.literal('auto'), z.number().int().min(1).max(256)])
+  .default(1)
+  .describe('processes serving the data listeners: 1 runs in one process; N or auto (one per core) run node:cluster workers supervised by a primary that owns the admin listener');
+
 export const configSchema = z.strictObject({
+  workers: workersSchema,
   server: serverSchema,
   admin: adminSchema,
   auth: authSchema,

@@ -11,6 +11,8 @@ export interface AdminHooks {
   accepting(): boolean;
   /** POST /admin/reload; absent when the process cannot reload */
   reload?(): Promise<{ ok: boolean; problems?: string[] }>;
+  /** GET /metrics when this process is not the only one serving (a cluster primary aggregates its workers) */
+  metrics?(): Promise<{ contentType: string; body: string }>;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -32,6 +34,12 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
       const revocation = rt.revocation.ready();
       const ready = revocation && hooks.accepting();
       return sendJson(res, ready ? 200 : 503, { ready, revocation, accepting: hooks.accepting() });
+    }
+    if (path === '/metrics' && hooks.metrics) {
+      const { contentType, body } = await hooks.metrics();
+      res.writeHead(200, { 'content-type': contentType });
+      res.end(body);
+      return;
     }
     if (path === '/metrics') {
       const body = await rt.metrics.registry.metrics();

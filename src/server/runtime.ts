@@ -23,7 +23,8 @@ export interface Runtime {
   readonly revocation: RevocationStore;
   readonly registry: ProviderRegistry;
   readonly cors: Cors;
-  close(): Promise<void>;
+  /** `keepRevocation`: a reloaded runtime took the revocation store over, leave it open */
+  close(opts?: { keepRevocation?: boolean }): Promise<void>;
 }
 
 export interface RuntimeDeps {
@@ -61,9 +62,9 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     revocation,
     registry,
     cors: new Cors(config.cors.origins, config.cors.maxAge),
-    async close() {
+    async close(opts = {}) {
       await registry.close();
-      await revocation.close();
+      if (!opts.keepRevocation) await revocation.close();
       await auditStream?.close();
     },
   };

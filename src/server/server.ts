@@ -2,18 +2,18 @@
 // plain-HTTP redirector, and the admin listener. Each request reads the current Runtime,
 // so a reload swaps behaviour without touching sockets.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import type { Config } from '../config/schema.js';
 import { handleAdmin, type AdminHooks } from './admin.js';
 import { handleData } from './data-route.js';
 import { handlePresign } from './presign-route.js';
 import { answerClientError, sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { handleSession } from './session-route.js';
+import { InFlight } from './lifecycle.js';
+import { readServerTls, type ServerTlsMaterial } from './tls-material.js';
 
 export interface Listening {
   data: AddressInfo;
@@ -40,6 +40,10 @@ export class KeyholeServer {
   private readonly admin: Server;
   private readonly redirect: Server | undefined;
   private draining = false;
+  /** requests in flight per runtime: a retired runtime closes when its count reaches zero */
+  private readonly inflight = new InFlight<Runtime>();
+  private readonly retiring = new Set<Promise<void>>();
+  private tls: ServerTlsMaterial | undefined;
 
   constructor(
     private runtime: Runtime,
@@ -55,12 +59,14 @@ export class KeyholeServer {
       joinDuplicateHeaders: false,
     };
     const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
-    this.data = cfg.tls
-      ? createHttpsServer({ ...common, ...this.tlsOptions(runtime.config) }, handler)
+    this.tls = cfg.tls ? readServerTls(cfg.tls) : undefined;
+    this.data = this.tls
+      ? createHttpsServer({ ...common, ...tlsOptions(this.tls) }, handler)
       : createHttpServer(common, handler);
     this.data.setTimeout(cfg.timeouts.idle);
     this.data.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
     this.admin = createHttpServer({ ...common }, (req, res) => {
+      this.inflight.enter(this.runtime, res);
       handleAdmin(this.runtime, { accepting: () => !this.draining, ...this.hooks }, req, res).catch((err) => this.crash(err, res));
     });
     this.redirect = cfg.redirectHttp ? createHttpServer(common, (req, res) => this.redirectToHttps(req, res)) : undefined;
@@ -70,13 +76,20 @@ export class KeyholeServer {
     return this.runtime;
   }
 
-  private tlsOptions(config: Config): { cert: Buffer; key: Buffer; minVersion: 'TLSv1.2' | 'TLSv1.3' } {
-    const tls = config.server.tls!;
-    return { cert: readFileSync(tls.cert), key: readFileSync(tls.key), minVersion: tls.minVersion };
+  /** The certificate being served now (fingerprint, serial, expiry), when TLS is on. */
+  get certificate(): Pick<ServerTlsMaterial, 'fingerprint' | 'serial' | 'validTo'> | undefined {
+    return this.tls && { fingerprint: this.tls.fingerprint, serial: this.tls.serial, validTo: this.tls.validTo };
+  }
+
+  /** Requests in flight on the data and admin listeners. */
+  get inFlight(): number {
+    return this.inflight.count();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const rt = this.runtime;
+    this.inflight.enter(rt, res);
+    if (this.draining) res.shouldKeepAlive = false;
     const cfg = rt.config.server;
     if (cfg.tls) {
       const h = cfg.hsts;
@@ -131,48 +144,110 @@ export class KeyholeServer {
   }
 
   async listen(): Promise<Listening> {
+    const { data, redirect } = await this.listenData();
     const cfg = this.runtime.config;
-    const on = (server: Server, host: string, port: number) =>
-      new Promise<AddressInfo>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.removeListener('error', reject);
-          resolve(server.address() as AddressInfo);
-        });
-      });
-    const data = await on(this.data, cfg.server.listen.host, cfg.server.listen.port);
-    const admin = await on(this.admin, cfg.admin.listen.host, cfg.admin.listen.port);
-    const redirect = this.redirect && cfg.server.redirectHttp ? await on(this.redirect, cfg.server.redirectHttp.host, cfg.server.redirectHttp.port) : undefined;
+    const admin = await listenOn(this.admin, cfg.admin.listen.host, cfg.admin.listen.port);
     return { data, admin, redirect };
   }
 
-  /** Re-reads the certificate and key: new TLS handshakes use them, open ones are untouched. */
-  reloadTls(): void {
-    if (this.runtime.config.server.tls && 'setSecureContext' in this.data) {
-      (this.data as import('node:https').Server).setSecureContext(this.tlsOptions(this.runtime.config));
-    }
+  /** The data (and redirect) listeners only: cluster workers, whose primary owns the admin listener. */
+  async listenData(): Promise<Omit<Listening, 'admin'>> {
+    const cfg = this.runtime.config;
+    const data = await listenOn(this.data, cfg.server.listen.host, cfg.server.listen.port);
+    const redirect = this.redirect && cfg.server.redirectHttp ? await listenOn(this.redirect, cfg.server.redirectHttp.host, cfg.server.redirectHttp.port) : undefined;
+    return { data, redirect };
   }
 
-  /** Swaps in a new runtime; the old one closes once its in-flight requests are done. */
-  swap(next: Runtime): Runtime {
+  /**
+   * Re-reads the certificate and key named by the current config and swaps the TLS secure
+   * context: new handshakes use them, open connections are untouched. A pair that does
+   * not parse or match throws and the old one stays. Returns the new material, or
+   * undefined when nothing changed (or TLS is off).
+   */
+  reloadTls(material?: ServerTlsMaterial): ServerTlsMaterial | undefined {
+    const files = this.runtime.config.server.tls;
+    if (!files || !this.tls) return undefined;
+    const next = material ?? readServerTls(files);
+    if (next.digest === this.tls.digest) return undefined;
+    (this.data as HttpsServer).setSecureContext(tlsOptions(next));
+    this.tls = next;
+    return next;
+  }
+
+  /**
+   * Swaps in a new runtime for every request that starts from now on. The previous one is
+   * closed when its last in-flight request ends (the returned promise). Settings the
+   * listeners read per connection (timeouts, head size) follow the new config.
+   */
+  swap(next: Runtime, opts: { keepRevocation?: boolean } = {}): Promise<void> {
     const previous = this.runtime;
     this.runtime = next;
-    return previous;
+    const cfg = next.config.server;
+    for (const s of [this.data, this.redirect]) {
+      if (!s) continue;
+      s.headersTimeout = cfg.timeouts.headers;
+      s.requestTimeout = cfg.timeouts.request;
+      s.keepAliveTimeout = cfg.timeouts.keepAlive;
+      // Node reads this per new connection; @types/node does not declare it.
+      (s as Server & { maxHeaderSize: number }).maxHeaderSize = cfg.maxHeaderSize;
+    }
+    this.data.timeout = cfg.timeouts.idle;
+    const retired = this.inflight
+      .idle(previous)
+      .then(() => previous.close(opts))
+      .catch((err: unknown) => next.logger.error({ err }, 'closing the previous runtime failed'))
+      .finally(() => this.retiring.delete(retired));
+    this.retiring.add(retired);
+    return retired;
   }
 
-  /** Stops accepting, lets in-flight requests finish for up to `drainMs`, then closes. */
-  async close(drainMs = 10_000): Promise<void> {
+  /** true from the start of a drain: /readyz answers 503 and keep-alive ends. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Drains: /readyz turns false, the listeners stop accepting, idle keep-alive connections
+   * close, in-flight requests get up to `drainMs` to finish (their connections close after
+   * the response), then whatever is left is cut. Closes the runtime (pools, Redis) last.
+   * Returns how many requests were still in flight when the time ran out.
+   */
+  async close(drainMs = 10_000): Promise<{ cut: number }> {
     this.draining = true;
     const servers = [this.data, this.redirect].filter((s): s is Server => s !== undefined);
     const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const s of servers) s.closeIdleConnections();
-    const timer = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), drainMs);
+    // A response that ends during the drain leaves an idle keep-alive socket: close it.
+    const sweep = setInterval(() => servers.forEach((s) => s.closeIdleConnections()), 50);
+    let cut = 0;
+    const timer = setTimeout(() => {
+      cut = this.inflight.count();
+      servers.forEach((s) => s.closeAllConnections());
+    }, drainMs);
     await closed;
     clearTimeout(timer);
+    clearInterval(sweep);
     await new Promise<void>((r) => {
       this.admin.close(() => r());
       this.admin.closeAllConnections();
     });
+    await this.inflight.allIdle();
+    await Promise.allSettled([...this.retiring]);
     await this.runtime.close();
+    return { cut };
   }
+}
+
+function tlsOptions(m: ServerTlsMaterial): { cert: Buffer; key: Buffer; minVersion: 'TLSv1.2' | 'TLSv1.3' } {
+  return { cert: m.cert, key: m.key, minVersion: m.minVersion };
+}
+
+function listenOn(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise<AddressInfo>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
 }

@@ -1,0 +1,195 @@
+# Shared helpers for bench/run.sh and bench/profile.sh (sourced, not run).
+# Pinning (2 cores): upstream nginx and the load generator (wrk -t1) on LOAD_CPU, the
+# contender under test (every process of it) alone on PROXY_CPU.
+
+BENCH=${BENCH:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+ROOT=$(cd "$BENCH/.." && pwd)
+W=${BENCH_WORK:-$BENCH/.work}          # everything generated: build, data, configs, logs, raw results
+BUILD=$W/build                          # Keyhole compiled here (not dist/: others may be building it)
+RAW=$W/raw.jsonl
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+BASIC='Basic dXNlcjpwYXNz'             # user:pass, what the upstream demands
+SCOPE='https://data.bench/obj/'
+TOKENS=$W/run/tokens.txt
+
+# Fixed loopback ports, away from the ephemeral range the tests use.
+PB=${BENCH_PORT_BASE:-19400}
+P_UP=$PB; P_NGINX=$((PB + 1)); P_AUTHREQ=$((PB + 2)); P_UNDICI=$((PB + 3)); P_KEYHOLE=$((PB + 4))
+P_NGINX_TLS=$((PB + 5)); P_KEYHOLE_TLS=$((PB + 6)); P_KEYHOLE_W2=$((PB + 7)); P_KEYHOLE_FLAT=$((PB + 8))
+P_KEYHOLE_PROF=$((PB + 9)); P_VERIFIER=$((PB + 20))
+ADMIN_OFFSET=100                        # each Keyhole's admin listener: its port + 100
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+# apt-get with retries: other sessions on this machine may hold the dpkg lock.
+apt_install() {
+  local i
+  for i in $(seq 1 60); do
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$W/logs/apt.log" 2>&1; then return 0; fi
+    if grep -q 'Unable to locate package\|has no installation candidate' "$W/logs/apt.log"; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$W/logs/apt.log" 2>&1 || true
+    fi
+    log "apt-get install $* failed (lock held?), retry $i/60"; sleep 5
+  done
+  cat "$W/logs/apt.log" >&2; return 1
+}
+
+ensure_tools() {
+  command -v nginx >/dev/null && command -v wrk >/dev/null && command -v curl >/dev/null && command -v taskset >/dev/null && return 0
+  log "installing nginx, wrk, curl from Debian packages"
+  apt_install nginx wrk curl util-linux || die "cannot install nginx/wrk"
+  # Debian may start a system nginx on :80 on install; we never use it and do not touch it.
+}
+
+# Fill the templates: @WORK@, ports.
+render() { # template → output
+  sed -e "s#@WORK@#$W#g" -e "s#@P_UP@#$P_UP#g" -e "s#@P_NGINX@#$P_NGINX#g" -e "s#@P_NGINX_TLS@#$P_NGINX_TLS#g" \
+      -e "s#@P_AUTHREQ@#$P_AUTHREQ#g" -e "s#@P_VERIFIER@#$P_VERIFIER#g" "$1" >"$2"
+}
+
+keyhole_path() { printf '/v1/data?uri=%s' "$(node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$1")"; }
+
+port_of() { case $1 in
+  direct) echo $P_UP;; nginx) echo $P_NGINX;; nginx-authreq) echo $P_AUTHREQ;; undici) echo $P_UNDICI;;
+  keyhole) echo $P_KEYHOLE;; nginx-tls) echo $P_NGINX_TLS;; keyhole-tls) echo $P_KEYHOLE_TLS;;
+  keyhole-w2) echo $P_KEYHOLE_W2;; keyhole-flat) echo $P_KEYHOLE_FLAT;; keyhole-prof) echo $P_KEYHOLE_PROF;;
+esac; }
+scheme_of() { case $1 in *-tls) echo https;; *) echo http;; esac; }
+path_of() { # contender object
+  case $1 in keyhole*) keyhole_path "$SCOPE$2";; *) echo "/obj/$2";; esac
+}
+url_of() { echo "$(scheme_of "$1")://127.0.0.1:$(port_of "$1")$(path_of "$1" "$2")"; }
+tokens_of() { [ "$1" = direct ] && echo "" || echo "$TOKENS"; }
+# One request's auth header for curl (the first token of the file).
+header_of() { [ "$1" = direct ] && echo "Authorization: $BASIC" || echo "Authorization: Bearer $(head -1 "$TOKENS")"; }
+
+curl_code() { curl -sk -o /dev/null -w '%{http_code}' "$@" 2>/dev/null; }
+
+wait_ready() { # url header
+  local i
+  for i in $(seq 1 150); do
+    [ "$(curl_code -H "$2" "$1")" = 200 ] && return 0
+    sleep 0.1
+  done
+  log "not ready: $1"; return 1
+}
+
+start_upstream() {
+  taskset -c "$LOAD_CPU" nginx -c "$W/run/upstream.conf" -g 'daemon off;' >>"$W/logs/upstream.out" 2>&1 &
+  UPSTREAM_PID=$!
+  wait_ready "http://127.0.0.1:$P_UP/obj/1k" "Authorization: $BASIC" || die "upstream nginx did not start (see $W/logs/upstream.err)"
+}
+
+stop_upstream() {
+  [ -n "${UPSTREAM_PID:-}" ] || return 0
+  kill -TERM "$UPSTREAM_PID" 2>/dev/null; wait "$UPSTREAM_PID" 2>/dev/null; UPSTREAM_PID=""
+}
+
+# Writes $W/run/NAME.yaml for a Keyhole on PORT; SERVER_EXTRA goes under server:, TOP_EXTRA at top level.
+keyhole_yaml() { # name port server_extra top_extra
+  local f=$W/run/$1.yaml http_extra=''
+  # The upstream is on loopback: builds with the SSRF guard need it allowed explicitly.
+  grep -q allowPrivateNetworks "$BUILD/providers/http.js" 2>/dev/null && http_extra='    allowPrivateNetworks: true'
+  sed -e "s#@WORK@#$W#g" -e "s#@P_UP@#$P_UP#g" -e "s#@PORT@#$2#g" -e "s#@ADMIN_PORT@#$(($2 + ADMIN_OFFSET))#g" \
+      -e "s#@SERVER_EXTRA@#$3#" -e "s#@TOP_EXTRA@#$4#" -e "s#@HTTP_EXTRA@#$http_extra#" "$BENCH/conf/keyhole.yaml.in" >"$f"
+  echo "$f"
+}
+
+# Starts contender $1; sets PIDS (to stop) and RSSPIDS (to measure). NODE_FLAGS may add --cpu-prof.
+start_contender() {
+  local c=$1 cpus=$PROXY_CPU extra_server='' extra_top='' yaml port
+  PIDS=""; RSSPIDS=""; CONTENDER_OUT=""
+  case $c in
+    direct) ;;
+    nginx|nginx-tls)
+      taskset -c "$PROXY_CPU" nginx -c "$W/run/nginx-proxy.conf" -g 'daemon off;' >>"$W/logs/nginx-proxy.out" 2>&1 &
+      PIDS=$!;;
+    nginx-authreq)
+      PORT=$P_VERIFIER SECRET_FILE=$W/run/hs256.secret taskset -c "$PROXY_CPU" node "$BENCH/srv/verifier.mjs" >>"$W/logs/verifier.out" 2>&1 &
+      PIDS=$!; RSSPIDS=$PIDS
+      taskset -c "$PROXY_CPU" nginx -c "$W/run/nginx-authreq.conf" -g 'daemon off;' >>"$W/logs/nginx-authreq.out" 2>&1 &
+      PIDS="$PIDS $!";;
+    undici)
+      PORT=$P_UNDICI UPSTREAM=http://127.0.0.1:$P_UP taskset -c "$PROXY_CPU" node "$BENCH/srv/undici-proxy.mjs" >>"$W/logs/undici.out" 2>&1 &
+      PIDS=$!; RSSPIDS=$PIDS;;
+    keyhole*)
+      port=$(port_of "$c")
+      case $c in
+        keyhole-tls) extra_server="  tls: { cert: $W/certs/server.pem, key: $W/certs/server-key.pem }";;
+        keyhole-w2) extra_server='  insecurePlainHttp: true'; extra_top='workers: 2'; cpus="$PROXY_CPU,$LOAD_CPU";;
+        *) extra_server='  insecurePlainHttp: true';;
+      esac
+      yaml=$(keyhole_yaml "$c" "$port" "$extra_server" "$extra_top")
+      CONTENDER_OUT=$W/logs/$c.audit.log; : >"$CONTENDER_OUT"
+      # stdout carries pino's lines (audit events included) to a real file
+      # shellcheck disable=SC2086
+      taskset -c "$cpus" node ${NODE_FLAGS:-} "$BUILD/cli.js" serve --config "$yaml" >>"$CONTENDER_OUT" 2>>"$W/logs/$c.err" &
+      PIDS=$!; RSSPIDS=$PIDS;;
+    *) die "unknown contender $c";;
+  esac
+  wait_ready "$(url_of "$c" 1k)" "$(header_of "$c")" || return 1
+  case $c in
+    nginx|nginx-tls|nginx-authreq|keyhole-w2)
+      sleep 0.3
+      local m; for m in $PIDS; do RSSPIDS="$RSSPIDS $(pgrep -P "$m" | tr '\n' ' ')"; done
+      # nginx: measure its workers (the master only forks them); Keyhole cluster: primary + workers
+      [ "$c" = keyhole-w2 ] && RSSPIDS="$PIDS $RSSPIDS";;
+  esac
+  # Revocation holds entries, as in production: a revoked subject and a revoked jti.
+  case $c in keyhole*) revoke_some "$c";; esac
+  return 0
+}
+
+revoke_some() {
+  local admin="http://127.0.0.1:$(( $(port_of "$1") + ADMIN_OFFSET ))"
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \
+    --data '{"sub":"revoked-user0"}' "$admin/admin/revoke"
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \
+    --data '{"jti":"bench-revoked-jti"}' "$admin/admin/revoke"
+}
+
+stop_contender() {
+  local p i
+  for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
+  for p in $PIDS; do
+    for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  done
+  PIDS=""; RSSPIDS=""
+}
+
+# Sum of a /proc/<pid>/status field (kB) over RSSPIDS.
+sum_status() { local s=0 p k v _; for p in $RSSPIDS; do while read -r k v _; do [ "$k" = "$1:" ] && s=$((s + v)); done <"/proc/$p/status" 2>/dev/null; done; echo $s; }
+# CPU ticks (utime+stime) over RSSPIDS.
+sum_ticks() { local s=0 p v; for p in $RSSPIDS; do v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
+
+# Background sampler: the largest VmRSS sum seen while it runs (every 100 ms).
+rss_sampler_start() {
+  local out=$W/run/rss.max; echo 0 >"$out"
+  ( trap 'exit 0' TERM; max=0
+    while :; do s=$(sum_status VmRSS); if [ "$s" -gt "$max" ]; then max=$s; echo "$max" >"$out"; fi; sleep 0.1; done ) &
+  SAMPLER_PID=$!
+}
+rss_sampler_stop() { kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""; cat "$W/run/rss.max"; }
+
+# One wrk run against contender $1 for object $2 with $3 connections for $4 seconds;
+# appends a JSON line to $RAW and prints a short summary.
+run_wrk() {
+  local c=$1 obj=$2 conns=$3 dur=$4 round=$5 t0 t1 line cpu peak hwm
+  t0=$(sum_ticks); rss_sampler_start
+  line=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${dur}s" --timeout 30s -s "$BENCH/wrk.lua" \
+           "$(scheme_of "$c")://127.0.0.1:$(port_of "$c")/" -- "$(path_of "$c" "$obj")" "$(tokens_of "$c")" | grep '^RESULT')
+  peak=$(rss_sampler_stop); t1=$(sum_ticks); hwm=$(sum_status VmHWM)
+  cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v d="$dur" 'BEGIN{printf "%.0f", (b-a)/hz/d*100}')
+  [ -z "$RSSPIDS" ] && { cpu=null; peak=null; hwm=null; }
+  [ -n "$line" ] || { log "wrk printed no result for $c $obj"; return 1; }
+  local kv; kv=$(echo "${line#RESULT }" | sed -E 's/([a-z0-9_]+)=([0-9]+)/"\1":\2/g; s/ /,/g')
+  echo "{\"type\":\"run\",\"round\":$round,\"contender\":\"$c\",\"object\":\"$obj\",\"conns\":$conns,$kv,\"cpu_pct\":$cpu,\"rss_peak_kb\":$peak,\"hwm_kb\":$hwm}" >>"$RAW"
+  echo "{$kv}" | node -e '
+    const r = JSON.parse(require("fs").readFileSync(0, "utf8")); const s = r.duration_us / 1e6;
+    const errs = r.err_connect + r.err_read + r.err_write + r.err_status + r.err_timeout;
+    console.error(`  ${process.argv[1].padEnd(14)} ${process.argv[2].padEnd(5)} ${(r.requests / s).toFixed(0).padStart(7)} req/s ${(r.bytes / s / 1e6).toFixed(1).padStart(8)} MB/s p50 ${(r.p50_us / 1000).toFixed(2)} ms p99 ${(r.p99_us / 1000).toFixed(2)} ms errors ${errs} cpu ${process.argv[3]}% peak RSS ${process.argv[4] === "null" ? "-" : Math.round(process.argv[4] / 1024)} MiB`);
+  ' "$c" "$obj" "$cpu" "$peak"
+}

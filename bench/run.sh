@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# `npm run bench`: Keyhole side by side with the alternatives on loopback, in one run.
+# Writes bench/RESULTS.md and bench/results.json (raw lines in bench/.work/raw.jsonl).
+#
+#   npm run bench                     full run (3 rounds, ~15 min on 2 cores)
+#   QUICK=1 npm run bench             one short round (~3 min): does everything work?
+#   ROUNDS=5 DURATION=10 npm run bench
+#
+# Knobs: ROUNDS, DURATION (s per small-object run), D100 (s for 100 MiB), WARM (s),
+# CONNS (64), C100 (4), TLS (1: also a TLS round), PROFILE (1: --cpu-prof Keyhole at 1 KiB),
+# FLAT (1: the 2 GiB memory check), PRESIGN (1: npm run bench:presign when present),
+# CONTENDERS, PROXY_CPU (0), LOAD_CPU (1), BENCH_PORT_BASE (19400), BUILD_KEYHOLE (1),
+# STEPS (default "check rounds flat presign profile"; e.g. STEPS=profile for the profile alone).
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+QUICK=${QUICK:-0}
+# Warm-up is generous: a pinned Node process compiles (JIT, GC threads) on its one core too.
+if [ "$QUICK" = 1 ]; then d_rounds=1; d_dur=3; d_d100=3; d_warm=2; d_prof=0; else d_rounds=3; d_dur=6; d_d100=6; d_warm=4; d_prof=1; fi
+ROUNDS=${ROUNDS:-$d_rounds}; DURATION=${DURATION:-$d_dur}; D100=${D100:-$d_d100}; WARM=${WARM:-$d_warm}
+CONNS=${CONNS:-64}; C100=${C100:-4}; TLS=${TLS:-1}; PROFILE=${PROFILE:-$d_prof}; FLAT=${FLAT:-1}; PRESIGN=${PRESIGN:-1}
+CONTENDERS=${CONTENDERS:-"direct nginx nginx-authreq undici keyhole"}
+STEPS=${STEPS:-check rounds flat presign profile}
+step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
+TLS_CONTENDERS="nginx-tls keyhole-tls"
+SMALL_OBJECTS="1k 64k 1m"
+
+PIDS=""; RSSPIDS=""; SAMPLER_PID=""; UPSTREAM_PID=""
+cleanup() {
+  [ -n "${SAMPLER_PID:-}" ] && kill -TERM "$SAMPLER_PID" 2>/dev/null
+  stop_contender
+  stop_upstream
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+mkdir -p "$W/run/nginx-tmp" "$W/logs" "$W/data" "$W/certs" "$W/prof"
+rm -f "$RAW"
+cd "$ROOT" || die "no repo root"
+
+# --- tools, build, data, keys, configs -------------------------------------------------
+ensure_tools
+# Keyhole is compiled from the working tree, or from a commit with KEYHOLE_REF=HEAD (a tree
+# that others are editing may not compile; then the last commit is measured, and said so).
+build_ref() { # ref → builds a snapshot of src/ at that commit
+  local snap=$W/src-snapshot
+  rm -rf "$snap" "$BUILD"; mkdir -p "$snap"
+  git -C "$ROOT" archive "$1" src tsconfig.json tsconfig.build.json | tar -x -C "$snap" || return 1
+  (cd "$snap" && "$ROOT/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$BUILD") >"$W/logs/build.log" 2>&1
+}
+BUILT_FROM=""
+if [ "${BUILD_KEYHOLE:-1}" = 1 ]; then
+  if [ -n "${KEYHOLE_REF:-}" ]; then
+    log "building Keyhole at $KEYHOLE_REF into $BUILD"
+    build_ref "$KEYHOLE_REF" || die "Keyhole at $KEYHOLE_REF does not compile (see $W/logs/build.log)"
+    BUILT_FROM="commit $(git -C "$ROOT" rev-parse --short "$KEYHOLE_REF")"
+  else
+    log "building Keyhole (working tree) into $BUILD"
+    rm -rf "$BUILD"
+    if "$ROOT/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$BUILD" >"$W/logs/build.log" 2>&1; then
+      BUILT_FROM="working tree"
+    else
+      log "the working tree does not compile (see $W/logs/build.log): measuring HEAD instead"
+      build_ref HEAD || die "HEAD does not compile either"
+      BUILT_FROM="commit $(git -C "$ROOT" rev-parse --short HEAD) (working tree did not compile)"
+    fi
+  fi
+fi
+[ -f "$BUILD/cli.js" ] || die "no $BUILD/cli.js: the build failed"
+
+for s in 1k:1024 64k:65536 1m:1048576 100m:104857600; do
+  f=$W/data/${s%%:*}; [ "$(stat -c %s "$f" 2>/dev/null)" = "${s##*:}" ] || head -c "${s##*:}" /dev/urandom >"$f"
+done
+[ "$(stat -c %s "$W/data/2g" 2>/dev/null)" = 2147483648 ] || { rm -f "$W/data/2g"; truncate -s 2G "$W/data/2g"; }   # sparse
+
+[ -s "$W/run/hs256.secret" ] || node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("base64url"))' >"$W/run/hs256.secret"
+[ -s "$W/run/admin.token" ] || node -e 'process.stdout.write(require("crypto").randomBytes(24).toString("base64url"))' >"$W/run/admin.token"
+printf 'pass' >"$W/run/upstream.password"
+[ -s "$W/certs/server.pem" ] || node "$BUILD/cli.js" certs --dir "$W/certs" >"$W/logs/certs.log" 2>&1 || die "dev certificates"
+
+render "$BENCH/conf/common.inc.in" "$W/run/common.inc"
+for f in upstream nginx-proxy nginx-authreq; do render "$BENCH/conf/$f.conf.in" "$W/run/$f.conf"; done
+
+yaml=$(keyhole_yaml keyhole "$P_KEYHOLE" '  insecurePlainHttp: true' '')
+node "$BUILD/cli.js" check-config "$yaml" >"$W/logs/check-config.log" 2>&1 || { cat "$W/logs/check-config.log" >&2; die "bench config refused"; }
+log "signing 1024 distinct session tokens"
+node "$BENCH/srv/sign-tokens.mjs" "$BUILD" "$yaml" 1024 "$SCOPE" user >"$TOKENS" || die "token signing"
+node "$BENCH/srv/sign-tokens.mjs" "$BUILD" "$yaml" 1 "$SCOPE" revoked-user >"$W/run/revoked-token.txt" || die "token signing"
+
+# Workers: measurable only once the config accepts `workers: 2` (and serve forks them).
+WORKERS_SUPPORTED=0
+w2yaml=$(keyhole_yaml keyhole-w2 "$P_KEYHOLE_W2" '  insecurePlainHttp: true' 'workers: 2')
+if node "$BUILD/cli.js" check-config "$w2yaml" >"$W/logs/check-workers.log" 2>&1; then WORKERS_SUPPORTED=1; fi
+
+# The first token with one signature character changed (not the last: its low bits are padding).
+tampered_token() { node -e 'const t = process.argv[1]; const i = t.length - 10; process.stdout.write(t.slice(0, i) + (t[i] === "A" ? "B" : "A") + t.slice(i + 1))' "$(head -1 "$TOKENS")"; }
+json_str() { node -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
+echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"d100_s\":$D100,\"conns\":$CONNS,\"c100\":$C100,\"proxy_cpu\":$PROXY_CPU,\"load_cpu\":$LOAD_CPU,\"cpus\":$(nproc),\"cpu_model\":$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"),\"kernel\":$(json_str "$(uname -r)"),\"node\":$(json_str "$(node -v)"),\"nginx\":$(json_str "$(nginx -v 2>&1)"),\"wrk\":$(json_str "$(wrk -v 2>&1 | head -1)"),\"git\":$(json_str "$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null)"),\"dirty\":$(json_str "$(git -C "$ROOT" status --short -- src | wc -l)"),\"built_from\":$(json_str "$BUILT_FROM"),\"loadavg_start\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),\"workers_supported\":$WORKERS_SUPPORTED}" >>"$RAW"
+
+start_upstream
+log "upstream nginx on :$P_UP (cpu$LOAD_CPU); contenders on cpu$PROXY_CPU; wrk on cpu$LOAD_CPU"
+
+# --- correctness first: every contender returns the exact bytes; auth contenders refuse ---
+ALL="$CONTENDERS"; [ "$TLS" = 1 ] && ALL="$ALL $TLS_CONTENDERS"; [ "$WORKERS_SUPPORTED" = 1 ] && ALL="$ALL keyhole-w2"
+step check || ALL=""
+for c in $ALL; do
+  start_contender "$c" || { log "$c failed to start"; echo "{\"type\":\"check\",\"contender\":\"$c\",\"started\":false}" >>"$RAW"; stop_contender; continue; }
+  ok=true
+  for o in 1k 64k 1m 100m; do
+    got=$(curl -sk -H "$(header_of "$c")" "$(url_of "$c" "$o")" | md5sum | cut -c1-32); want=$(md5sum <"$W/data/$o" | cut -c1-32)
+    [ "$got" = "$want" ] || { ok=false; log "$c: $o bytes differ"; }
+  done
+  bad=$(curl_code -H "Authorization: Bearer $(tampered_token)" "$(url_of "$c" 1k)")
+  none=$(curl_code "$(url_of "$c" 1k)")
+  extra=""
+  case $c in keyhole*)
+    revoked=$(curl_code -H "Authorization: Bearer $(cat "$W/run/revoked-token.txt")" "$(url_of "$c" 1k)")
+    scope=$(curl_code -H "$(header_of "$c")" "$(scheme_of "$c")://127.0.0.1:$(port_of "$c")$(keyhole_path local://bench/1k)")
+    extra=",\"revoked\":$revoked,\"out_of_scope\":$scope";;
+  esac
+  echo "{\"type\":\"check\",\"contender\":\"$c\",\"started\":true,\"bytes_ok\":$ok,\"bad_token\":$bad,\"no_token\":$none$extra}" >>"$RAW"
+  log "check $c: bytes_ok=$ok bad_token=$bad no_token=$none$extra"
+  stop_contender
+done
+
+# --- rounds: each contender started fresh, order alternating --------------------------
+warm() { taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$BENCH/wrk.lua" "$(scheme_of "$1")://127.0.0.1:$(port_of "$1")/" -- "$(path_of "$1" 1k)" "$(tokens_of "$1")" >/dev/null; }
+bench_contender() { # contender round
+  local c=$1 r=$2 objects=$SMALL_OBJECTS big=1
+  case $c in *-tls|keyhole-w2) objects="1k 64k"; big=0;; esac
+  start_contender "$c" || { log "$c failed to start"; stop_contender; return; }
+  local idle; idle=$(sum_status VmRSS)
+  warm "$c"
+  for o in $objects; do run_wrk "$c" "$o" "$CONNS" "$DURATION" "$r"; done
+  [ $big = 1 ] && run_wrk "$c" 100m "$C100" "$D100" "$r"
+  if [ -n "$RSSPIDS" ]; then
+    local hwm; hwm=$(sum_status VmHWM)
+    echo "{\"type\":\"contender_end\",\"round\":$r,\"contender\":\"$c\",\"hwm_kb\":$hwm,\"idle_rss_kb\":$idle,\"processes\":$(echo $RSSPIDS | wc -w)}" >>"$RAW"
+  fi
+  case $c in keyhole*)
+    local admin="http://127.0.0.1:$(( $(port_of "$c") + ADMIN_OFFSET ))" served
+    served=$(curl -s "$admin/metrics" | awk '/^keyhole_requests_total\{/ {s += $NF} END {printf "%d", s}')
+    stop_contender   # drains: pino flushes the last audit lines
+    echo "{\"type\":\"audit\",\"round\":$r,\"contender\":\"$c\",\"audit_lines\":$(grep -c '"kind":"audit"' "$CONTENDER_OUT"),\"metrics_requests\":${served:-0},\"log_bytes\":$(stat -c %s "$CONTENDER_OUT")}" >>"$RAW"
+    : >"$CONTENDER_OUT";;
+  *) stop_contender;;
+  esac
+}
+
+ROUND_LIST="$CONTENDERS"; [ "$WORKERS_SUPPORTED" = 1 ] && ROUND_LIST="$ROUND_LIST keyhole-w2"; [ "$TLS" = 1 ] && ROUND_LIST="$ROUND_LIST $TLS_CONTENDERS"
+step rounds || ROUNDS=0
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then order=$ROUND_LIST; else order=$(echo $ROUND_LIST | tr ' ' '\n' | tac | tr '\n' ' '); fi
+  log "=== round $r/$ROUNDS: $order"
+  for c in $order; do bench_contender "$c" "$r"; done
+done
+
+# --- memory flatness: a 2 GiB download must not raise Keyhole's peak RSS -------------
+if [ "$FLAT" = 1 ] && step flat; then
+  log "=== memory flatness: 2 GiB through Keyhole (http provider from nginx, local provider from a sparse file)"
+  if start_contender keyhole-flat; then
+    warm keyhole-flat
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$C100" -d"${WARM}s" -s "$BENCH/wrk.lua" "http://127.0.0.1:$P_KEYHOLE_FLAT/" -- "$(path_of keyhole 100m)" "$TOKENS" >/dev/null
+    before=$(sum_status VmHWM)
+    flat_get() { taskset -c "$LOAD_CPU" curl -s -o /dev/null -w '{"bytes":%{size_download},"seconds":%{time_total},"status":%{http_code}}' -H "$(header_of keyhole)" "http://127.0.0.1:$P_KEYHOLE_FLAT$(keyhole_path "$1")"; }
+    http=$(flat_get "${SCOPE}2g"); after_http=$(sum_status VmHWM)
+    # the local provider needs a token scoped to it
+    node "$BENCH/srv/sign-tokens.mjs" "$BUILD" "$yaml" 1 local://bench/ flat >"$W/run/local-token.txt"
+    local_=$(taskset -c "$LOAD_CPU" curl -s -o /dev/null -w '{"bytes":%{size_download},"seconds":%{time_total},"status":%{http_code}}' -H "Authorization: Bearer $(cat "$W/run/local-token.txt")" "http://127.0.0.1:$P_KEYHOLE_FLAT$(keyhole_path local://bench/2g)")
+    after_local=$(sum_status VmHWM)
+    echo "{\"type\":\"flat\",\"hwm_before_kb\":$before,\"hwm_after_http_kb\":$after_http,\"hwm_after_local_kb\":$after_local,\"http\":$http,\"local\":$local_}" >>"$RAW"
+    log "flat: VmHWM ${before} kB → ${after_http} kB (http 2 GiB: $http) → ${after_local} kB (local 2 GiB: $local_)"
+  fi
+  stop_contender
+fi
+
+# --- presign: another engineer's bench/presign.ts, when present ------------------------
+if ! step presign; then :
+elif [ "$PRESIGN" = 1 ] && [ -f "$BENCH/presign.ts" ] && [ "$(npm pkg get scripts.bench:presign)" != "{}" ]; then
+  log "=== presign (npm run bench:presign, pinned to cpu$PROXY_CPU)"
+  taskset -c "$PROXY_CPU" timeout 300 npm run -s bench:presign >"$W/logs/presign.out" 2>&1; rc=$?
+  echo "{\"type\":\"presign\",\"exit\":$rc,\"output\":$(node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(process.argv[1],"utf8").slice(-4000)))' "$W/logs/presign.out")}" >>"$RAW"
+else
+  echo '{"type":"presign","exit":null,"output":"bench/presign.ts or the bench:presign script is not there yet"}' >>"$RAW"
+fi
+
+# --- profile Keyhole at 1 KiB -----------------------------------------------------------
+if step profile && { [ "$PROFILE" = 1 ] || [ "$STEPS" = profile ]; }; then
+  source "$BENCH/profile.sh"
+  profile_keyhole || log "profile failed"
+fi
+
+echo "{\"type\":\"end\",\"finished\":\"$(date -u +%FT%TZ)\",\"loadavg_end\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)")}" >>"$RAW"
+stop_upstream
+node "$BENCH/summarize.mjs" "$RAW" "$BENCH/RESULTS.md" "$BENCH/results.json" || die "summarize failed"
+log "wrote bench/RESULTS.md and bench/results.json"

@@ -1,0 +1,311 @@
+// Turns bench/.work/raw.jsonl (one JSON object per measurement) into bench/RESULTS.md and
+// bench/results.json: medians over rounds, ratios, the issue's targets met or not with the
+// reason, the anchor figures for comparison, memory flatness, workers, presign, profile.
+// Usage: node summarize.mjs RAW.jsonl RESULTS.md results.json
+import { readFileSync, writeFileSync } from 'node:fs';
+
+const [rawFile, mdFile, jsonFile] = process.argv.slice(2);
+const lines = readFileSync(rawFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const of = (type) => lines.filter((l) => l.type === type);
+const meta = of('meta')[0] ?? {};
+const end = of('end')[0] ?? {};
+
+const LABEL = {
+  direct: 'direct to upstream (the limit)',
+  nginx: 'nginx proxy_pass, upstream keep-alive',
+  'nginx-authreq': 'nginx + auth_request → jose verifier',
+  undici: 'minimal undici proxy (no auth)',
+  keyhole: '**Keyhole**, all security on',
+  'nginx-tls': 'nginx proxy_pass, TLS',
+  'keyhole-tls': '**Keyhole**, TLS, all security on',
+  'keyhole-w2': '**Keyhole** `workers: 2` (cpu0+cpu1)',
+  'keyhole-prof': 'Keyhole under --cpu-prof',
+};
+const ORDER = ['direct', 'nginx', 'nginx-authreq', 'undici', 'keyhole', 'keyhole-w2', 'nginx-tls', 'keyhole-tls'];
+
+// The issue's anchors (medians seen with the same pinning): 1 KiB req/s, 64 KiB req/s, 100 MiB MB/s, peak RSS MB.
+const ANCHORS = {
+  nginx: { '1k': 69_800, '64k': 22_400, '100m': 926 },
+  'nginx-authreq': { '1k': 11_600, '64k': 8_300, '100m': 896 },
+  caddy: { '1k': 12_900, '64k': 10_800, '100m': 1452 },
+  undici: { '1k': 15_900, '64k': 8_600, '100m': 819, rss: 147 },
+  direct: { '1k': 84_700, '64k': 49_000, '100m': 1569 },
+};
+
+const median = (v) => {
+  if (v.length === 0) return null;
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const runs = of('run').filter((r) => r.round > 0);
+const errorsOf = (r) => r.err_connect + r.err_read + r.err_write + r.err_status + r.err_timeout;
+const rps = (r) => r.requests / (r.duration_us / 1e6);
+const mbs = (r) => r.bytes / (r.duration_us / 1e6) / 1e6;
+
+/** Per contender × object: medians over rounds. */
+function stats(c, o) {
+  const rs = runs.filter((r) => r.contender === c && r.object === o);
+  if (rs.length === 0) return null;
+  const pick = (f) => rs.map(f).filter((x) => x !== null && x !== undefined);
+  const v = pick(rps);
+  return {
+    n: rs.length,
+    rps: median(v),
+    rps_min: Math.min(...v),
+    rps_max: Math.max(...v),
+    mbs: median(pick(mbs)),
+    mbs_min: Math.min(...pick(mbs)),
+    mbs_max: Math.max(...pick(mbs)),
+    p50_ms: median(pick((r) => r.p50_us / 1000)),
+    p99_ms: median(pick((r) => r.p99_us / 1000)),
+    cpu_pct: median(pick((r) => r.cpu_pct)),
+    rss_peak_mb: pick((r) => r.rss_peak_kb).length ? Math.max(...pick((r) => r.rss_peak_kb)) / 1024 : null,
+    errors: rs.reduce((s, r) => s + errorsOf(r), 0),
+    requests: rs.reduce((s, r) => s + r.requests, 0),
+  };
+}
+const contenders = ORDER.filter((c) => runs.some((r) => r.contender === c));
+const table = {};
+for (const c of contenders) {
+  table[c] = {};
+  for (const o of ['1k', '64k', '1m', '100m']) {
+    const s = stats(c, o);
+    if (s) table[c][o] = s;
+  }
+}
+const wholeRunPeak = {};
+for (const c of contenders) {
+  const h = of('contender_end').filter((e) => e.contender === c).map((e) => e.hwm_kb / 1024);
+  const idle = of('contender_end').filter((e) => e.contender === c && e.idle_rss_kb).map((e) => e.idle_rss_kb / 1024);
+  if (h.length) wholeRunPeak[c] = { max: Math.max(...h), median: median(h), idle: median(idle) };
+}
+
+const fmt = (x, d = 0) => (x === null || x === undefined || Number.isNaN(x) ? '—' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
+const ratio = (a, b) => (a && b ? a / b : null);
+const get = (c, o, k) => table[c]?.[o]?.[k] ?? null;
+
+const md = [];
+md.push('# Keyhole benchmark results');
+md.push('');
+md.push('Written by `npm run bench` (bench/run.sh → bench/summarize.mjs); the raw measurements are in `results.json`.');
+md.push('');
+md.push(`- Run: ${meta.started ?? '?'} → ${end.finished ?? '?'}${meta.quick ? ' — **QUICK mode** (one short round: a smoke run, not figures to quote)' : ''}`);
+md.push(`- Machine: ${meta.cpus} × ${meta.cpu_model}, Linux ${meta.kernel}; Node ${meta.node}; ${meta.nginx}; ${meta.wrk}`);
+md.push(`- Keyhole: HEAD ${meta.git}; measured build: ${meta.built_from || '?'}${meta.built_from === 'working tree' && meta.dirty && meta.dirty !== '0' ? ` (${meta.dirty} uncommitted file(s) under src/)` : ''}; run as \`node cli.js serve --config …\``);
+md.push(`- Pinning: contender (all its processes) alone on cpu${meta.proxy_cpu}; upstream nginx and \`wrk -t1\` on cpu${meta.load_cpu} (\`taskset\`).`);
+md.push(`- Load: wrk, ${meta.conns} connections × ${meta.duration_s} s for 1 KiB / 64 KiB / 1 MiB, ${meta.c100} concurrent downloads × ${meta.d100_s} s for 100 MiB; ${meta.rounds} round(s), every contender started fresh each round, order reversed every other round; figures are medians over rounds (min–max in brackets), ratios are ratios of medians.`);
+md.push(`- Load average at start / end: ${meta.loadavg_start} / ${end.loadavg_end ?? '?'} (anything well above 0 means other work shared the cores: noisy figures).`);
+md.push('- Tokens: 1,024 distinct HS256 session tokens (distinct `sub`, `jti`), cycled request by request, so every connection carries many tokens and Keyhole\'s verified-token cache holds 1,024 entries, not one hot one. The nginx/undici contenders get the same headers (and ignore them).');
+md.push('- Keyhole config (bench/conf/keyhole.yaml.in): token verified (HS256 + iss/aud/exp/sub), scope checked, revocation in memory holding entries (a revoked subject and jti), one pino audit line per request written to a file, Prometheus metrics counted, `http` provider injecting BasicAuth.');
+md.push('');
+
+// --- correctness
+const checks = of('check');
+if (checks.length) {
+  md.push('## Correctness (before measuring)');
+  md.push('');
+  md.push('Every contender must return the exact bytes of 1 KiB, 64 KiB, 1 MiB and 100 MiB (md5) from an upstream that refuses requests without the injected BasicAuth. Status codes for a tampered token, no token, a revoked token, an out-of-scope URI:');
+  md.push('');
+  md.push('| contender | bytes exact | tampered token | no token | revoked token | out of scope |');
+  md.push('|---|---|---|---|---|---|');
+  for (const k of checks) {
+    md.push(`| ${LABEL[k.contender] ?? k.contender} | ${k.started === false ? 'did not start' : k.bytes_ok ? 'yes' : '**NO**'} | ${k.bad_token ?? '—'} | ${k.no_token ?? '—'} | ${k.revoked ?? '—'} | ${k.out_of_scope ?? '—'} |`);
+  }
+  md.push('');
+  md.push('(nginx proxy_pass and the minimal undici proxy check no token at all: 200 there is by design, they are throughput references. The direct contender sends BasicAuth itself.)');
+  md.push('');
+}
+
+// --- small objects
+const nameOf = { '1k': '1 KiB', '64k': '64 KiB', '1m': '1 MiB', '100m': '100 MiB' };
+for (const o of ['1k', '64k', '1m']) {
+  const rows = contenders.filter((c) => table[c][o] && !c.endsWith('-tls'));
+  if (!rows.length) continue;
+  md.push(`## ${nameOf[o]}, ${meta.conns} connections (plain HTTP)`);
+  md.push('');
+  md.push('| contender | req/s (min–max) | MB/s | p50 ms | p99 ms | × nginx | × direct | CPU % | peak RSS MiB | errors | n |');
+  md.push('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const c of rows) {
+    const s = table[c][o];
+    md.push(`| ${LABEL[c]} | ${fmt(s.rps)} (${fmt(s.rps_min)}–${fmt(s.rps_max)}) | ${fmt(s.mbs, 1)} | ${fmt(s.p50_ms, 2)} | ${fmt(s.p99_ms, 2)} | ${fmt(ratio(s.rps, get('nginx', o, 'rps')), 2)} | ${fmt(ratio(s.rps, get('direct', o, 'rps')), 2)} | ${c === 'direct' ? '—' : fmt(s.cpu_pct)} | ${fmt(s.rss_peak_mb)} | ${s.errors} | ${s.n} |`);
+  }
+  md.push('');
+}
+{
+  const o = '100m';
+  const rows = contenders.filter((c) => table[c][o]);
+  if (rows.length) {
+    md.push(`## 100 MiB, ${meta.c100} concurrent downloads (plain HTTP)`);
+    md.push('');
+    md.push('| contender | MB/s (min–max) | × nginx | × direct | p50 s per download | CPU % | peak RSS MiB | errors | n |');
+    md.push('|---|---|---|---|---|---|---|---|---|');
+    for (const c of rows) {
+      const s = table[c][o];
+      md.push(`| ${LABEL[c]} | ${fmt(s.mbs)} (${fmt(s.mbs_min)}–${fmt(s.mbs_max)}) | ${fmt(ratio(s.mbs, get('nginx', o, 'mbs')), 2)} | ${fmt(ratio(s.mbs, get('direct', o, 'mbs')), 2)} | ${s.p50_ms > 0 ? fmt(s.p50_ms / 1000, 2) : '— (none finished)'} | ${c === 'direct' ? '—' : fmt(s.cpu_pct)} | ${fmt(s.rss_peak_mb)} | ${s.errors} | ${s.n} |`);
+    }
+    md.push('');
+  }
+}
+if (contenders.some((c) => c.endsWith('-tls'))) {
+  md.push(`## TLS round: nginx and Keyhole both terminating TLS, ${meta.conns} connections`);
+  md.push('');
+  md.push('| contender | object | req/s (min–max) | MB/s | p50 ms | p99 ms | × nginx TLS | CPU % | peak RSS MiB | errors | n |');
+  md.push('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const c of ['nginx-tls', 'keyhole-tls']) {
+    for (const o of ['1k', '64k']) {
+      const s = table[c]?.[o];
+      if (!s) continue;
+      md.push(`| ${LABEL[c]} | ${nameOf[o]} | ${fmt(s.rps)} (${fmt(s.rps_min)}–${fmt(s.rps_max)}) | ${fmt(s.mbs, 1)} | ${fmt(s.p50_ms, 2)} | ${fmt(s.p99_ms, 2)} | ${fmt(ratio(s.rps, get('nginx-tls', o, 'rps')), 2)} | ${fmt(s.cpu_pct)} | ${fmt(s.rss_peak_mb)} | ${s.errors} | ${s.n} |`);
+    }
+  }
+  md.push('');
+}
+if (Object.keys(wholeRunPeak).length) {
+  md.push('## Peak RSS over each contender\'s whole life (VmHWM at the end of a round, summed over its processes)');
+  md.push('');
+  md.push('| contender | RSS MiB just after start (idle) | peak RSS MiB, max over rounds | median over rounds |');
+  md.push('|---|---|---|---|');
+  for (const c of contenders) if (wholeRunPeak[c]) md.push(`| ${LABEL[c]} | ${fmt(wholeRunPeak[c].idle)} | ${fmt(wholeRunPeak[c].max)} | ${fmt(wholeRunPeak[c].median)} |`);
+  md.push('');
+}
+
+// --- audit and metrics proof
+const audits = of('audit');
+if (audits.length) {
+  md.push('## Audit and metrics were on');
+  md.push('');
+  md.push('| round | contender | audit lines written | requests counted by /metrics | audit log bytes |');
+  md.push('|---|---|---|---|---|');
+  for (const a of audits) md.push(`| ${a.round} | ${a.contender} | ${fmt(a.audit_lines)} | ${fmt(a.metrics_requests)} | ${fmt(a.log_bytes)} |`);
+  md.push('');
+}
+
+// --- flatness
+const flat = of('flat')[0];
+let flatOk = null;
+let flatText = 'not measured';
+if (flat) {
+  const rise = (flat.hwm_after_local_kb - flat.hwm_before_kb) / 1024;
+  const complete = flat.http.bytes === 2 ** 31 && flat.local.bytes === 2 ** 31 && flat.http.status === 200 && flat.local.status === 200;
+  flatOk = complete && rise <= 8;
+  flatText = `peak RSS ${fmt(flat.hwm_before_kb / 1024, 1)} MiB before → ${fmt(flat.hwm_after_http_kb / 1024, 1)} MiB after 2 GiB over http → ${fmt(flat.hwm_after_local_kb / 1024, 1)} MiB after 2 GiB from a local file (rise ${fmt(rise, 1)} MiB${complete ? '' : '; a download was incomplete'})`;
+  md.push('## Memory flatness: 2 GiB through Keyhole');
+  md.push('');
+  md.push('A fresh Keyhole first serves the 1 KiB and 100 MiB loads for a few seconds, then one 2 GiB download from the nginx upstream (`http` provider) and one from a sparse 2 GiB file (`local` provider). VmHWM is the kernel\'s own peak RSS, so any moment of buffering shows.');
+  md.push('');
+  md.push('| | VmHWM MiB | bytes received | status | seconds | MB/s |');
+  md.push('|---|---|---|---|---|---|');
+  md.push(`| before | ${fmt(flat.hwm_before_kb / 1024, 1)} | | | | |`);
+  md.push(`| after 2 GiB via http | ${fmt(flat.hwm_after_http_kb / 1024, 1)} | ${fmt(flat.http.bytes)} | ${flat.http.status} | ${fmt(flat.http.seconds, 2)} | ${fmt(flat.http.bytes / flat.http.seconds / 1e6)} |`);
+  md.push(`| after 2 GiB via local | ${fmt(flat.hwm_after_local_kb / 1024, 1)} | ${fmt(flat.local.bytes)} | ${flat.local.status} | ${fmt(flat.local.seconds, 2)} | ${fmt(flat.local.bytes / flat.local.seconds / 1e6)} |`);
+  md.push('');
+}
+
+// --- targets
+const k1 = get('keyhole', '1k', 'rps');
+const targets = [];
+const cpuNote = (o) => {
+  const cpu = get('keyhole', o, 'cpu_pct');
+  return cpu !== null ? `Keyhole used ${fmt(cpu)}% of its core` : '';
+};
+const profile = of('profile')[0];
+const profNote = profile ? `; profile: ${profile.areas.slice(0, 4).map((a) => `${a.area} ${a.pct_busy}%`).join(', ')}` : '';
+const target = (name, value, goal, met, reason) => targets.push({ target: name, measured: value, goal, met, reason });
+const cmp = (x, g) => (x === null ? null : x >= g);
+{
+  const r = ratio(k1, get('nginx', '1k', 'rps'));
+  target('1 KiB req/s ≥ 0.30 × nginx proxy_pass', r, 0.3, cmp(r, 0.3), `${fmt(k1)} vs ${fmt(get('nginx', '1k', 'rps'))} req/s; ${cpuNote('1k')}${profNote}`);
+  const a = ratio(k1, get('nginx-authreq', '1k', 'rps'));
+  target('1 KiB req/s ≥ 1.8 × nginx + auth_request', a, 1.8, cmp(a, 1.8), `${fmt(k1)} vs ${fmt(get('nginx-authreq', '1k', 'rps'))} req/s`);
+  const u = ratio(k1, get('undici', '1k', 'rps'));
+  target('1 KiB req/s ≥ 1.3 × minimal undici proxy', u, 1.3, cmp(u, 1.3), `${fmt(k1)} vs ${fmt(get('undici', '1k', 'rps'))} req/s (the undici proxy checks no token)`);
+  const r64 = ratio(get('keyhole', '64k', 'rps'), get('nginx', '64k', 'rps'));
+  target('64 KiB req/s ≥ 0.50 × nginx proxy_pass', r64, 0.5, cmp(r64, 0.5), `${fmt(get('keyhole', '64k', 'rps'))} vs ${fmt(get('nginx', '64k', 'rps'))} req/s; ${cpuNote('64k')}`);
+  const r100 = ratio(get('keyhole', '100m', 'mbs'), get('nginx', '100m', 'mbs'));
+  target('100 MiB MB/s ≥ 1.0 × nginx proxy_pass', r100, 1.0, cmp(r100, 1.0), `${fmt(get('keyhole', '100m', 'mbs'))} vs ${fmt(get('nginx', '100m', 'mbs'))} MB/s; ${cpuNote('100m')}`);
+  const p99 = get('keyhole', '1k', 'p99_ms');
+  target('p99 at 1 KiB / 64 connections ≤ 8 ms', p99, 8, p99 === null ? null : p99 <= 8, `median p99 over rounds ${fmt(p99, 2)} ms (p50 ${fmt(get('keyhole', '1k', 'p50_ms'), 2)} ms)`);
+  const peak = wholeRunPeak.keyhole?.max ?? null;
+  target('peak RSS ≤ 80 MB through the whole run', peak === null ? null : (peak * 1024 * 1024) / 1e6, 80, peak === null ? null : (peak * 1024 * 1024) / 1e6 <= 80, `VmHWM after 1 KiB + 64 KiB + 1 MiB + 100 MiB loads, max over rounds: ${fmt(peak, 1)} MiB; already ${fmt(wholeRunPeak.keyhole?.idle, 1)} MiB idle just after start (Node + modules + heap)`);
+  target('peak RSS flat in object size (2 GiB download does not raise it)', flat ? (flat.hwm_after_local_kb - flat.hwm_before_kb) / 1024 : null, '≤ 8 MiB rise', flatOk, flatText);
+  const presign = of('presign')[0];
+  const rate = presign ? presignRate(presign.output) : null;
+  target('presign ≥ 50,000 URLs/s on one core', rate, 50_000, rate === null ? null : rate >= 50_000, presign && presign.exit !== null ? `npm run bench:presign (exit ${presign.exit}), pinned to one core` : 'not measurable yet: bench/presign.ts is not there');
+  const w = get('keyhole-w2', '1k', 'rps');
+  target('workers: 2 scaling (report honestly)', w ? ratio(w, k1) : null, 'report', w ? 'reported' : null,
+    w ? `1 KiB: ${fmt(w)} req/s with 2 workers on cpu0+cpu1 (sharing cpu1 with wrk and the upstream: only 2 cores) vs ${fmt(k1)} req/s with 1 process on cpu0` : meta.workers_supported ? 'config accepts workers: 2 but no run was recorded' : 'not yet measurable: the built Keyhole does not accept `workers: 2`');
+}
+function presignRate(text) {
+  if (!text) return null;
+  for (const line of text.split('\n').reverse()) {
+    try {
+      const o = JSON.parse(line);
+      for (const k of ['perSecond', 'urlsPerSecond', 'rate', 'ops', 'per_second', 'urls_per_second']) if (typeof o[k] === 'number') return o[k];
+    } catch {
+      /* not JSON */
+    }
+  }
+  const m = /([\d,.]+)\s*(?:presigned )?(?:URLs?|urls?|ops|signatures?)?\s*\/\s*s/.exec(text);
+  return m ? Number(m[1].replace(/,/g, '')) : null;
+}
+md.push('## Targets (issue 7)');
+md.push('');
+md.push('| target | measured | met | why / what limits it |');
+md.push('|---|---|---|---|');
+for (const t of targets) {
+  const shown = typeof t.measured === 'number' ? (t.measured < 10 ? `${fmt(t.measured, 2)}${t.target.includes('MB') || t.target.includes('ms') || t.target.includes('flat') ? '' : '×'}` : fmt(t.measured)) : '—';
+  const met = t.met === true ? '**met**' : t.met === false ? '**not met**' : t.met === 'reported' ? 'reported' : 'not measured';
+  md.push(`| ${t.target} | ${shown} | ${met} | ${t.reason} |`);
+}
+md.push('');
+md.push('Ratios come from this one run (same machine, same minute); absolute figures move with the machine and with whatever else runs on it.');
+md.push('');
+
+// --- anchors
+md.push('## Anchor figures quoted in the issue (measured earlier with the same pinning) vs this run');
+md.push('');
+md.push('| contender | 1 KiB req/s anchor / here | 64 KiB req/s anchor / here | 100 MiB MB/s anchor / here |');
+md.push('|---|---|---|---|');
+for (const [c, a] of Object.entries(ANCHORS)) {
+  const here = (o, k) => (table[c]?.[o] ? fmt(table[c][o][k]) : '—');
+  md.push(`| ${LABEL[c] ?? 'Caddy reverse_proxy (not run here)'} | ${fmt(a['1k'])} / ${here('1k', 'rps')} | ${fmt(a['64k'])} / ${here('64k', 'rps')} | ${fmt(a['100m'])} / ${here('100m', 'mbs')} |`);
+}
+md.push(`| ${LABEL.keyhole} | — / ${fmt(k1)} | — / ${fmt(get('keyhole', '64k', 'rps'))} | — / ${fmt(get('keyhole', '100m', 'mbs'))} |`);
+md.push('');
+md.push('Anchors: minimal undici ~147 MB peak RSS, nginx proxy_pass ~8 MB, nginx+auth_request ~102 MB, Caddy ~44 MB.');
+md.push('');
+
+// --- profile
+if (profile) {
+  const pr = of('run').find((r) => r.contender === 'keyhole-prof');
+  md.push('## Where Keyhole spends its CPU at 1 KiB (`node --cpu-prof`)');
+  md.push('');
+  md.push(`${fmt(profile.busy_ms)} ms of busy samples${pr ? ` while serving ${fmt(rps(pr))} req/s under the profiler` : ''}. Self time by area:`);
+  md.push('');
+  md.push('| area | self ms | % of busy |');
+  md.push('|---|---|---|');
+  for (const a of profile.areas.slice(0, 14)) md.push(`| ${a.area} | ${fmt(a.self_ms)} | ${a.pct_busy} |`);
+  md.push('');
+  md.push('Top functions by self time:');
+  md.push('');
+  md.push('| function | where | self ms | % of busy |');
+  md.push('|---|---|---|---|');
+  for (const f of profile.top.slice(0, 25)) md.push(`| \`${f.fn}\` | ${f.where} | ${fmt(f.self_ms)} | ${f.pct_busy} |`);
+  md.push('');
+}
+
+const presign = of('presign')[0];
+if (presign && presign.exit !== null) {
+  md.push('## Presign output (npm run bench:presign)');
+  md.push('');
+  md.push('```');
+  md.push(presign.output.trim().split('\n').slice(-20).join('\n'));
+  md.push('```');
+  md.push('');
+}
+md.push('See docs/performance.md for how to run the harness and how to read these figures.');
+md.push('');
+
+writeFileSync(mdFile, md.join('\n'));
+writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');

@@ -1,0 +1,546 @@
+// `workers: N | auto`: a node:cluster primary and N workers sharing the data listeners.
+//
+// The primary serves no data. It owns the admin listener (one /readyz, one /metrics and
+// one place to revoke or reload for the whole group), supervises the workers (a worker
+// that dies is replaced, with backoff when it keeps dying), and relays admin actions to
+// every worker over IPC: reloads always, revocations when the store is in memory (with
+// Redis, every worker's own store hears the revocation over pub/sub). A new worker gets
+// every revocation made so far before it starts listening.
+import cluster, { type Worker } from 'node:cluster';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { revokedBySubject, RevocationUnavailable, type RevocationStore } from '../auth/revocation.js';
+import type { SessionClaims } from '../auth/claims.js';
+import { ConfigError, formatProblem, loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { handleAdmin, type AdminHooks } from './admin.js';
+import { createServeLogger, fingerprintSection, KeyholeInstance, restartOnlyChanges, type ReloadResult } from './instance.js';
+import { sendError } from './respond.js';
+import { createRuntime, type Runtime } from './runtime.js';
+import { readServerTls } from './tls-material.js';
+
+type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/** Primary → worker. */
+export type ToWorker =
+  | { kh: 'revocations'; tokens: [string, number][]; subjects: [string, number][] }
+  | { kh: 'revoke'; seq: number; jti: string; until: number }
+  | { kh: 'revoke'; seq: number; sub: string; at: number }
+  | { kh: 'reload'; seq: number }
+  | { kh: 'metrics'; seq: number }
+  | { kh: 'drain' };
+
+/** Worker → primary. */
+export type FromWorker =
+  | { kh: 'hello' }
+  | { kh: 'listening'; data: AddressInfo; redirect?: AddressInfo }
+  | { kh: 'ack'; seq: number; result?: ReloadResult; metrics?: MetricsJson; error?: string }
+  | { kh: 'fatal'; problems: string[] };
+
+const isFromWorker = (m: unknown): m is FromWorker => typeof m === 'object' && m !== null && typeof (m as { kh?: unknown }).kh === 'string';
+
+// ---------------------------------------------------------------------------------------
+// Revocations in memory, for a group of processes
+
+/**
+ * The primary's revocation store in memory mode: remembers every revocation (so a new
+ * worker can be given all of them) and resolves only once every live worker applied it,
+ * so "200 revoked" means no worker will serve that token again.
+ */
+export class RelayedRevocationStore implements RevocationStore {
+  private readonly tokens = new Map<string, number>();
+  private readonly subjects = new Map<string, number>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly subjectTtlSeconds: number,
+    private readonly relay: (m: { jti: string; until: number } | { sub: string; at: number }) => Promise<void>,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), 60_000).unref();
+  }
+
+  isRevoked(claims: SessionClaims): boolean {
+    if (claims.jti !== undefined && this.tokens.has(claims.jti)) return true;
+    return revokedBySubject(claims, this.subjects.get(claims.sub));
+  }
+
+  async revokeToken(jti: string, expiresAt: number): Promise<void> {
+    this.tokens.set(jti, expiresAt);
+    await this.relay({ jti, until: expiresAt });
+  }
+
+  async revokeSubject(sub: string, at: number): Promise<void> {
+    const when = Math.max(at, this.subjects.get(sub) ?? 0);
+    this.subjects.set(sub, when);
+    await this.relay({ sub, at: when });
+  }
+
+  snapshot(): { tokens: [string, number][]; subjects: [string, number][] } {
+    this.sweep();
+    return { tokens: [...this.tokens], subjects: [...this.subjects] };
+  }
+
+  ready(): boolean {
+    return true;
+  }
+
+  sweep(now = Date.now() / 1000): void {
+    for (const [jti, exp] of this.tokens) if (exp < now) this.tokens.delete(jti);
+    for (const [sub, at] of this.subjects) if (at + this.subjectTtlSeconds < now) this.subjects.delete(sub);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Primary
+
+interface Member {
+  worker: Worker;
+  startedAt: number;
+  hello: boolean;
+  listening: boolean;
+  /** asked to leave (scale down): do not replace it */
+  leaving: boolean;
+}
+
+interface Pending {
+  waiting: Set<number>;
+  acks: { worker: number; ack: Extract<FromWorker, { kh: 'ack' }> }[];
+  done: () => void;
+}
+
+/** Exponential backoff for a worker that keeps dying young: 100 ms, 200 ms, … 10 s. */
+export function restartDelay(youngDeaths: number): number {
+  return Math.min(100 * 2 ** Math.max(0, youngDeaths - 1), 10_000);
+}
+
+/** A worker that lived this long before dying is not in a crash loop. */
+const HEALTHY_LIFETIME_MS = 10_000;
+
+class Primary {
+  private readonly members = new Map<number, Member>();
+  private readonly pending = new Map<number, Pending>();
+  private seq = 0;
+  private desired: number;
+  private youngDeaths = 0;
+  private started = false;
+  private stopping = false;
+  private dataAddress: AddressInfo | undefined;
+  private redirectAddress: AddressInfo | undefined;
+  private admin: Server | undefined;
+  private reloading: Promise<unknown> = Promise.resolve();
+  private readonly startup: { resolve: () => void; reject: (err: Error) => void; promise: Promise<void> };
+  private stopped: (() => void) | undefined;
+
+  constructor(
+    private readonly file: string,
+    private runtime: Runtime,
+    private readonly relay: RelayedRevocationStore | undefined,
+    private readonly logger: Logger,
+    count: number,
+  ) {
+    this.desired = count;
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.startup = { resolve, reject, promise };
+  }
+
+  get listeningCount(): number {
+    let n = 0;
+    for (const m of this.members.values()) if (m.listening) n++;
+    return n;
+  }
+
+  async start(): Promise<void> {
+    for (let i = 0; i < this.desired; i++) this.fork();
+    await this.startup.promise;
+    this.started = true;
+    const cfg = this.runtime.config;
+    const hooks: AdminHooks = {
+      accepting: () => !this.stopping && this.listeningCount > 0,
+      reload: () => this.reload(),
+      metrics: () => this.metrics(),
+    };
+    this.admin = createServer(
+      { maxHeaderSize: cfg.server.maxHeaderSize, headersTimeout: cfg.server.timeouts.headers, requestTimeout: cfg.server.timeouts.request, keepAliveTimeout: cfg.server.timeouts.keepAlive },
+      (req, res) => {
+        handleAdmin(this.runtime, hooks, req, res).catch((err: unknown) => {
+          this.logger.error({ err }, 'admin request failed');
+          if (!res.headersSent) sendError(res, 500, 'internal', randomUUID());
+          else res.destroy();
+        });
+      },
+    );
+    const admin = await new Promise<AddressInfo>((resolve, reject) => {
+      this.admin!.once('error', reject);
+      this.admin!.listen(cfg.admin.listen.port, cfg.admin.listen.host, () => resolve(this.admin!.address() as AddressInfo));
+    });
+    this.logger.info(
+      {
+        data: this.dataAddress,
+        admin,
+        redirect: this.redirectAddress,
+        workers: this.desired,
+        pids: [...this.members.values()].map((m) => m.worker.process.pid),
+        providers: cfg.providers.map((p) => `${p.name}:${p.kind}`),
+      },
+      'keyhole listening',
+    );
+    this.logger.flush();
+  }
+
+  private fork(): void {
+    const worker = cluster.fork();
+    const member: Member = { worker, startedAt: Date.now(), hello: false, listening: false, leaving: false };
+    this.members.set(worker.id, member);
+    worker.on('message', (m: unknown) => {
+      if (isFromWorker(m)) this.onMessage(member, m);
+    });
+    worker.on('exit', (code, signal) => this.onExit(member, code, signal));
+  }
+
+  private send(member: Member, message: ToWorker): boolean {
+    if (!member.worker.isConnected()) return false;
+    try {
+      return member.worker.send(message);
+    } catch {
+      return false;
+    }
+  }
+
+  private onMessage(member: Member, m: FromWorker): void {
+    switch (m.kh) {
+      case 'hello': {
+        member.hello = true;
+        const snapshot = this.relay?.snapshot() ?? { tokens: [], subjects: [] };
+        this.send(member, { kh: 'revocations', ...snapshot });
+        return;
+      }
+      case 'listening': {
+        member.listening = true;
+        this.dataAddress ??= m.data;
+        this.redirectAddress ??= m.redirect;
+        this.logger.info({ worker: member.worker.id, pid: member.worker.process.pid }, 'worker listening');
+        if (!this.started && this.listeningCount >= this.desired) this.startup.resolve();
+        return;
+      }
+      case 'ack': {
+        const p = this.pending.get(m.seq);
+        if (!p || !p.waiting.delete(member.worker.id)) return;
+        p.acks.push({ worker: member.worker.id, ack: m });
+        if (p.waiting.size === 0) p.done();
+        return;
+      }
+      case 'fatal': {
+        this.logger.error({ worker: member.worker.id, problems: m.problems }, 'worker cannot start');
+        return;
+      }
+    }
+  }
+
+  private onExit(member: Member, code: number | null, signal: string | null): void {
+    const id = member.worker.id;
+    this.members.delete(id);
+    // Whatever waited on this worker's answer no longer does: its replacement starts fresh.
+    for (const p of this.pending.values()) if (p.waiting.delete(id) && p.waiting.size === 0) p.done();
+    if (this.stopping) {
+      this.logger.info({ worker: id, pid: member.worker.process.pid, code, signal }, 'worker stopped');
+      if (this.members.size === 0) this.stopped?.();
+      return;
+    }
+    if (!this.started) {
+      this.startup.reject(new Error(`worker ${id} exited during start-up (code ${code}, signal ${signal})`));
+      return;
+    }
+    if (member.leaving) {
+      this.logger.info({ worker: id, code, signal }, 'worker left (scaled down)');
+      return;
+    }
+    const lived = Date.now() - member.startedAt;
+    this.youngDeaths = lived < HEALTHY_LIFETIME_MS ? this.youngDeaths + 1 : 1;
+    const delayMs = restartDelay(this.youngDeaths);
+    this.logger.error({ worker: id, pid: member.worker.process.pid, code, signal, livedMs: lived, restartInMs: delayMs }, 'worker died; replacing it');
+    setTimeout(() => {
+      if (!this.stopping && this.members.size < this.desired) this.fork();
+    }, delayMs);
+  }
+
+  /** Sends to every worker that can hear it and resolves with their answers (or at the timeout). */
+  private broadcast(make: (seq: number) => ToWorker, timeoutMs: number): Promise<{ acks: Pending['acks']; missing: number[] }> {
+    const seq = ++this.seq;
+    const message = make(seq);
+    return new Promise((resolve) => {
+      const p: Pending = {
+        waiting: new Set(),
+        acks: [],
+        done: () => {
+          clearTimeout(timer);
+          this.pending.delete(seq);
+          resolve({ acks: p.acks, missing: [...p.waiting] });
+        },
+      };
+      this.pending.set(seq, p);
+      for (const m of this.members.values()) if (m.hello && this.send(m, message)) p.waiting.add(m.worker.id);
+      const timer = setTimeout(() => p.done(), timeoutMs);
+      if (p.waiting.size === 0) p.done();
+    });
+  }
+
+  /** Memory mode: a revocation is done when every live worker applied it. */
+  async relayRevocation(r: { jti: string; until: number } | { sub: string; at: number }): Promise<void> {
+    const { acks, missing } = await this.broadcast((seq) => ({ kh: 'revoke', seq, ...r }), 5_000);
+    const failed = acks.filter((a) => a.ack.error);
+    if (missing.length > 0 || failed.length > 0) {
+      this.logger.error({ missing, failed: failed.map((a) => a.worker) }, 'revocation did not reach every worker');
+      throw new RevocationUnavailable('revocation did not reach every worker');
+    }
+  }
+
+  reload(): Promise<ReloadResult> {
+    const run = this.reloading.then(() => this.reloadNow());
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reloadNow(): Promise<ReloadResult> {
+    const refuse = (problems: string[]): ReloadResult => {
+      this.logger.error({ problems }, 'reload refused: the running configuration stays');
+      return { ok: false, problems };
+    };
+    let next: Config;
+    try {
+      next = loadConfigFile(this.file);
+    } catch (err) {
+      return refuse(err instanceof ConfigError ? err.problems.map(formatProblem) : [String((err as Error).message)]);
+    }
+    const current = this.runtime;
+    const { refuse: blockers, warn } = restartOnlyChanges(current.config, next);
+    if (fingerprintSection(current.config.revocation) !== fingerprintSection(next.revocation)) {
+      blockers.push('revocation: the store cannot change by a reload while workers run; restart Keyhole');
+    }
+    if (blockers.length > 0) return refuse(blockers);
+    if (next.server.tls) {
+      try {
+        readServerTls(next.server.tls);
+      } catch (err) {
+        return refuse([(err as Error).message]);
+      }
+    }
+    let runtime: Runtime;
+    try {
+      runtime = await createRuntime(next, { logger: this.logger, metrics: current.metrics, revocation: current.revocation });
+    } catch (err) {
+      return refuse([`runtime: ${(err as Error).message}`]);
+    }
+    this.runtime = runtime;
+    void current.close({ keepRevocation: true });
+
+    const { acks, missing } = await this.broadcast((seq) => ({ kh: 'reload', seq }), 60_000);
+    const problems: string[] = [];
+    for (const { worker, ack } of acks) {
+      if (!ack.result?.ok) problems.push(...(ack.result?.problems ?? [ack.error ?? 'failed']).map((p) => `worker ${worker}: ${p}`));
+    }
+    for (const w of missing) problems.push(`worker ${w}: no answer to the reload`);
+    const workers = Math.max(1, workerCount(next.workers));
+    if (workers !== this.desired) this.resize(workers);
+    for (const w of warn) this.logger.warn(w);
+    const certificate = acks.find((a) => a.ack.result?.certificate)?.ack.result?.certificate;
+    if (problems.length > 0) {
+      this.logger.error({ problems }, 'reload incomplete: some workers kept their configuration');
+      return { ok: false, problems };
+    }
+    this.logger.info({ workers: acks.length, providers: next.providers.map((p) => `${p.name}:${p.kind}`) }, 'configuration reloaded');
+    return { ok: true, ...(warn.length ? { warnings: warn } : {}), ...(certificate ? { certificate } : {}) };
+  }
+
+  private resize(count: number): void {
+    this.logger.info({ from: this.desired, to: count }, 'changing the number of workers');
+    this.desired = count;
+    const live = [...this.members.values()].filter((m) => !m.leaving);
+    for (let i = live.length; i < count; i++) this.fork();
+    for (const m of live.slice(count)) {
+      m.leaving = true;
+      this.send(m, { kh: 'drain' });
+    }
+  }
+
+  /** One /metrics for the group: every worker's registry, summed (gauges of health: the minimum). */
+  private async metrics(): Promise<{ contentType: string; body: string }> {
+    const { acks } = await this.broadcast((seq) => ({ kh: 'metrics', seq }), 3_000);
+    const parts: MetricsJson[] = acks.flatMap((a) => (a.ack.metrics ? [a.ack.metrics] : []));
+    const own = await this.runtime.metrics.registry.getMetricsAsJSON();
+    // The primary contributes what only it knows: the revocation store it relays through.
+    parts.push(own.filter((m) => m.name === 'keyhole_revocation_store_up'));
+    // Health gauges combine as the worst of all, not as a sum.
+    for (const part of parts) for (const m of part as (MetricsJson[number] & { aggregator?: string })[]) if (m.name === 'keyhole_revocation_store_up') m.aggregator = 'min';
+    const registry = AggregatorRegistry.aggregate(parts);
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+
+  async stop(signal: string): Promise<void> {
+    if (this.stopping) {
+      this.logger.warn({ signal }, 'second signal during the drain: killing the workers now');
+      for (const m of this.members.values()) m.worker.process.kill('SIGKILL');
+      this.logger.flush();
+      process.exit(1);
+    }
+    this.stopping = true;
+    const drainMs = this.runtime.config.server.drainTimeout;
+    this.logger.info({ signal, workers: this.members.size, drainTimeoutMs: drainMs }, 'draining');
+    const allGone = new Promise<void>((resolve) => {
+      this.stopped = resolve;
+      if (this.members.size === 0) resolve();
+    });
+    for (const m of this.members.values()) this.send(m, { kh: 'drain' });
+    // A worker that cannot finish its own drain in time is killed.
+    const killer = setTimeout(() => {
+      for (const m of this.members.values()) m.worker.process.kill('SIGKILL');
+    }, drainMs + 5_000);
+    await allGone;
+    clearTimeout(killer);
+    if (this.admin) {
+      await new Promise<void>((resolve) => {
+        this.admin!.close(() => resolve());
+        this.admin!.closeAllConnections();
+      });
+    }
+    await this.runtime.close();
+    this.logger.info('drained');
+    this.logger.flush();
+  }
+}
+
+/** `auto` → one per core. */
+export function workerCount(setting: Config['workers']): number {
+  return setting === 'auto' ? availableParallelism() : setting;
+}
+
+export async function runPrimary(file: string, config: Config, logger: Logger, count: number): Promise<void> {
+  let primary: Primary | undefined;
+  const relay =
+    config.revocation.store === 'memory'
+      ? new RelayedRevocationStore(Math.ceil(config.auth.maxTokenLifetime / 1000) + config.auth.clockTolerance, (r) => primary!.relayRevocation(r))
+      : undefined;
+  const runtime = await createRuntime(config, { logger, ...(relay ? { revocation: relay } : {}) });
+  primary = new Primary(file, runtime, relay, logger, count);
+  const p = primary;
+  // Signals first: a SIGTERM during start-up still drains what has started.
+  process.on('SIGHUP', () => void p.reload());
+  const stop = (signal: string) =>
+    void p.stop(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    await p.start();
+  } catch (err) {
+    logger.fatal({ problem: (err as Error).message }, 'keyhole could not start its workers');
+    logger.flush();
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+    process.exit(1);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker
+
+export async function runWorker(file: string): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfigFile(file);
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [String((err as Error).message)];
+    process.send?.({ kh: 'fatal', problems } satisfies FromWorker);
+    process.exit(2);
+  }
+  const logger = createServeLogger(config.log.level).child({ worker: cluster.worker?.id });
+  const instance = await KeyholeInstance.create(config, { configFile: file, logger });
+  const send = (m: FromWorker) => {
+    try {
+      process.send?.(m);
+    } catch {
+      // The primary is gone; 'disconnect' drains this worker.
+    }
+  };
+
+  let stopping = false;
+  const stop = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ why }, 'stop requested');
+    instance.drain().then(
+      () => {
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  };
+
+  let snapshotApplied!: () => void;
+  const snapshot = new Promise<void>((resolve) => (snapshotApplied = resolve));
+  process.on('message', (m: ToWorker | { kh?: undefined }) => {
+    if (typeof m !== 'object' || m === null || !m.kh) return;
+    void onMessage(m as ToWorker);
+  });
+  async function onMessage(m: ToWorker): Promise<void> {
+    const store = instance.runtime.revocation;
+    switch (m.kh) {
+      case 'revocations':
+        for (const [jti, until] of m.tokens) await store.revokeToken(jti, until);
+        for (const [sub, at] of m.subjects) await store.revokeSubject(sub, at);
+        snapshotApplied();
+        return;
+      case 'revoke':
+        try {
+          if ('jti' in m) await store.revokeToken(m.jti, m.until);
+          else await store.revokeSubject(m.sub, m.at);
+          send({ kh: 'ack', seq: m.seq });
+        } catch (err) {
+          send({ kh: 'ack', seq: m.seq, error: (err as Error).message });
+        }
+        return;
+      case 'reload': {
+        const result = await instance.reload();
+        if (!result.ok) instance.rotateCertificate('reload');
+        send({ kh: 'ack', seq: m.seq, result });
+        return;
+      }
+      case 'metrics':
+        send({ kh: 'ack', seq: m.seq, metrics: await instance.runtime.metrics.registry.getMetricsAsJSON() });
+        return;
+      case 'drain':
+        stop('primary asked');
+        return;
+    }
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void instance.reload());
+  process.on('disconnect', () => stop('primary gone'));
+
+  send({ kh: 'hello' });
+  await snapshot;
+  const where = await instance.listenData();
+  send({ kh: 'listening', data: where.data, ...(where.redirect ? { redirect: where.redirect } : {}) });
+  logger.info({ pid: process.pid, data: where.data }, 'worker listening');
+}
