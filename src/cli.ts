@@ -17,6 +17,8 @@ const USAGE = `usage: keyhole <command> [options]
   token [--config FILE] --sub S [--scope PREFIX]… [--uri URI] [--org O] [--project P]
         [--ttl SECONDS] [--kid KID]
                                    print a signed session token (HS keys only)
+  presign --config FILE [--at ISO-TIME] [--ttl SECONDS] URI
+                                   print the presigned URL for URI (s3, gcs, azure), signed at --at
 `;
 
 function fail(message: string, code = 2): never {
@@ -84,6 +86,18 @@ async function main(argv: string[]): Promise<void> {
       const config = values.config ? loadConfigFile(values.config) : defaultConfig({ certDir: values['cert-dir'] });
       const token = await signDevToken(config, { sub: values.sub, scope: values.scope, uri: values.uri, org: values.org, project: values.project, ttlSeconds: ttl, kid: values.kid });
       process.stdout.write(`${token}\n`);
+      return;
+    }
+    case 'presign': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, at: { type: 'string' }, ttl: { type: 'string' } } });
+      if (!values.config) fail('presign needs --config FILE');
+      if (positionals.length !== 1) fail('presign needs exactly one URI');
+      const at = values.at !== undefined ? new Date(values.at) : undefined;
+      if (at && Number.isNaN(at.getTime())) fail('--at must be an ISO 8601 time, e.g. 2026-01-01T00:00:00Z');
+      const ttl = values.ttl !== undefined ? Number(values.ttl) : undefined;
+      if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) fail('--ttl must be a positive number of seconds');
+      const { presignUri } = await import('./providers/cloud/presign-cli.js');
+      process.stdout.write(`${await presignUri(loadConfigFile(values.config), positionals[0]!, { at, ttlSeconds: ttl })}\n`);
       return;
     }
     case undefined:

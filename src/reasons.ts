@@ -36,6 +36,16 @@ export const REASONS = {
   bad_request: 'the request body, parameters or framing are malformed',
   header_too_large: 'the request head is larger than server.maxHeaderSize',
   route_not_found: 'no Keyhole route at this path (and no labeling app configured behind Keyhole)',
+  bucket_not_allowed: "the bucket or container is not in the cloud provider's allowlist",
+  key_not_allowed: "the object key is outside the cloud provider's allowed prefixes, or names a folder",
+  ttl_too_long: "the asked presigned-URL lifetime is over the provider's ttl.max",
+  credentials_unavailable: 'the cloud provider could not obtain usable credentials (chain, refresh); see the logs',
+  request_framing: 'ambiguous request framing (Content-Length with Transfer-Encoding, a repeated one, or a Transfer-Encoding other than chunked): refused, never forwarded',
+  body_too_large: 'the request body is larger than app.maxBodyBytes',
+  app_method_denied: 'this HTTP method is not allowed on this app path (app.methods / app.defaultMethods)',
+  introspect_denied: 'no Keyhole token, and the app did not recognise the forwarded credentials (auth.introspect)',
+  introspect_unavailable: 'the app introspection endpoint failed or timed out, so Keyhole fails closed',
+  introspect_provider: 'a session authorized by app introspection may only read the providers listed in auth.introspect.providers',
   internal: 'an unexpected error; see the request id in the logs',
 } as const;
 

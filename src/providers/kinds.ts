@@ -3,9 +3,12 @@
 import { z } from 'zod';
 import { createHttpProvider, httpProviderSchema } from './http.js';
 import { createLocalProvider, localProviderSchema } from './local.js';
+import { azureProviderSchema, createAzureProvider } from './azure.js';
+import { createGcsProvider, gcsProviderSchema } from './gcs.js';
+import { createS3Provider, s3ProviderSchema } from './s3.js';
 import type { Provider } from './types.js';
 
-export const providerSchema = z.discriminatedUnion('kind', [httpProviderSchema, localProviderSchema]);
+export const providerSchema = z.discriminatedUnion('kind', [httpProviderSchema, localProviderSchema, s3ProviderSchema, gcsProviderSchema, azureProviderSchema]);
 export type ProviderConfig = z.infer<typeof providerSchema>;
 
 export function createProvider(cfg: ProviderConfig): Provider {
@@ -14,5 +17,11 @@ export function createProvider(cfg: ProviderConfig): Provider {
       return createHttpProvider(cfg);
     case 'local':
       return createLocalProvider(cfg);
+    case 's3':
+      return createS3Provider(cfg);
+    case 'gcs':
+      return createGcsProvider(cfg);
+    case 'azure':
+      return createAzureProvider(cfg);
   }
 }

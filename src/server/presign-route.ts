@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
 import { parseDataUri, UriError } from '../providers/uri.js';
+import { CloudRefusal } from '../providers/cloud/errors.js';
 import type { Reason } from '../reasons.js';
 import { BodyError, readJson } from './body.js';
 import { sendError, sendJson } from './respond.js';
@@ -21,6 +22,7 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
 
   const { maxBatch } = rt.config.presign;
   let uris: string[];
+  let ttlSeconds: number | undefined;
   try {
     const body = await readJson(req, maxBatch * (rt.config.server.maxUriLength + 16) + 1024);
     const list = (body as { uris?: unknown } | null)?.uris;
@@ -28,6 +30,10 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
       return sendError(res, 400, 'bad_request', id);
     }
     uris = list as string[];
+    // Optional lifetime for every URL of the batch; each provider caps it at its ttl.max.
+    const ttl = (body as { ttl?: unknown }).ttl;
+    if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1)) return sendError(res, 400, 'bad_request', id);
+    ttlSeconds = ttl;
   } catch (err) {
     return sendError(res, err instanceof BodyError ? err.status : 400, 'bad_request', id);
   }
@@ -45,13 +51,13 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
           reason = authorize(auth.claims, uri.canonical, resolved.provider) ?? 'ok';
           if (reason === 'ok' && !resolved.provider.presign) reason = 'no_provider';
           if (reason === 'ok') {
-            const signed = await resolved.provider.presign!(uri, resolved.rest);
+            const signed = await resolved.provider.presign!(uri, resolved.rest, ttlSeconds !== undefined ? { ttlSeconds } : {});
             rt.audit.write({ id, sub: auth.claims.sub, org: auth.claims.org, provider, uri: uri.canonical, decision: 'allow', reason, status: 200, bytes: 0, aborted: false, ms: 0, client: req.socket.remoteAddress, tokenSource: auth.source });
             return { uri: raw, ...signed };
           }
         }
       } catch (err) {
-        reason = err instanceof UriError ? err.reason : 'internal';
+        reason = err instanceof UriError || err instanceof CloudRefusal ? err.reason : 'internal';
         if (reason === 'internal') rt.logger.error({ err, requestId: id }, 'presign failed');
       }
       rt.audit.write({ id, sub: auth.claims.sub, org: auth.claims.org, provider, uri: raw.slice(0, 256), decision: 'deny', reason, status: 200, bytes: 0, aborted: false, ms: 0, client: req.socket.remoteAddress, tokenSource: auth.source });

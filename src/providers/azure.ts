@@ -1,0 +1,91 @@
+// `azure` provider: azure-blob://container/blob and https://ACCOUNT.blob.core.windows.net/
+// container/blob. Read-only service SAS (sp=r) from the account key, https-only unless the
+// endpoint is loopback (Azurite), short expiry; the blob endpoint is configurable for
+// Azurite and sovereign clouds.
+import { z } from 'zod';
+import { secret, text } from '../config/types.js';
+import { providerBase } from './base.js';
+import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
+import { serviceSas } from './cloud/azure-sas.js';
+import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
+import { encodeKey } from './cloud/encode.js';
+import { CloudRefusal } from './cloud/errors.js';
+import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
+import type { Provider } from './types.js';
+import type { DataUri } from './uri.js';
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+export const azureProviderSchema = providerBase
+  .extend({
+    kind: z.literal('azure'),
+    account: z.string().regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name: 3-24 of a-z 0-9'),
+    /** the account key (base64), by reference */
+    accountKey: secret(),
+    /** blob endpoint; default https://ACCOUNT.blob.core.windows.net (Azurite: http://127.0.0.1:10000/devstoreaccount1) */
+    endpoint: text()
+      .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
+      .refine((u) => !new URL(u).search && !new URL(u).hash, 'no query or fragment')
+      .optional(),
+    /** SAS service version */
+    version: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).refine((v) => v >= '2020-12-06', 'must be 2020-12-06 or later').default('2022-11-02'),
+    containers: allowlist('container'),
+    ...cloudCommon,
+  })
+  .superRefine((cfg, ctx) => {
+    checkCommon(cfg, ['azure-blob', 'https'], cfg.containers, 'container', ctx);
+    if (cfg.match.startsWith('https://')) {
+      const host = cfg.match.slice('https://'.length).split('/')[0];
+      if (host !== `${cfg.account}.blob.core.windows.net`) {
+        ctx.addIssue({ code: 'custom', path: ['match'], message: `an https:// prefix must name ${cfg.account}.blob.core.windows.net` });
+      }
+    }
+    if (cfg.endpoint) {
+      const u = new URL(cfg.endpoint);
+      if (u.protocol !== 'https:' && !isLoopbackHost(u.hostname)) {
+        ctx.addIssue({ code: 'custom', path: ['endpoint'], message: 'must be https:// unless the host is loopback (Azurite)' });
+      }
+    }
+    const key = cfg.accountKey.reveal();
+    if (key !== '' && (!/^[A-Za-z0-9+/]+={0,2}$/.test(key) || Buffer.from(key, 'base64').length < 32)) {
+      ctx.addIssue({ code: 'custom', path: ['accountKey'], message: `${cfg.accountKey.source} is not a base64 account key` });
+    }
+  });
+export type AzureProviderConfig = z.infer<typeof azureProviderSchema>;
+
+export function createAzureProvider(cfg: AzureProviderConfig): Provider {
+  const endpoint = (cfg.endpoint ?? `https://${cfg.account}.blob.core.windows.net`).replace(/\/+$/, '');
+  const protocol = endpoint.startsWith('https:') ? 'https' : 'https,http';
+  const accountKey = Buffer.from(cfg.accountKey.reveal(), 'base64');
+  const accountHost = `${cfg.account}.blob.core.windows.net`;
+
+  const signer: CloudSigner = {
+    locate(uri: DataUri): ObjectRef {
+      if (uri.scheme === 'azure-blob') return { bucket: uri.authority, key: uri.segments.join('/') };
+      if (uri.authority !== accountHost) throw new CloudRefusal('bucket_not_allowed', `the URI names another storage account than ${cfg.account}`, 403);
+      return { bucket: uri.segments[0] ?? '', key: uri.segments.slice(1).join('/') };
+    },
+    prepare: async () => ({ identity: cfg.account }),
+    async sign({ ref, signAt, ttlSeconds, overrides }) {
+      // Read only, whatever the method: HEAD and GET are both reads under sp=r.
+      const { query } = serviceSas({
+        account: cfg.account,
+        accountKey,
+        container: ref.bucket,
+        blob: ref.key,
+        permissions: 'r',
+        expiresOn: signAt + ttlSeconds * 1000,
+        protocol,
+        version: cfg.version,
+        contentType: overrides.contentType,
+        contentDisposition: overrides.contentDisposition,
+      });
+      return `${endpoint}/${ref.bucket}/${encodeKey(ref.key)}?${query}`;
+    },
+  };
+
+  return new CloudProvider({ name: cfg.name, kind: 'azure', match: cfg.match, orgs: cfg.orgs, projects: cfg.projects, common: cfg, allow: new Allowlist(cfg.containers), signer });
+}

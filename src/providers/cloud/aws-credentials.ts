@@ -1,0 +1,42 @@
+// AWS credentials for SigV4: fixed keys from the config, or the AWS default chain
+// (environment, shared config, web identity / IRSA, container and instance roles).
+// Temporary credentials are refreshed before they expire, never while a sign waits on
+// an old promise: one refresh at a time, shared by every caller.
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+
+export class AwsCredentialSource {
+  private current: AwsCredentialIdentity | undefined;
+  private pending: Promise<AwsCredentialIdentity> | undefined;
+
+  constructor(
+    private readonly provider: (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>,
+    /** refresh temporary credentials this long before they expire (ms) */
+    private readonly refreshBeforeMs: number,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** Usable credentials, refreshed first when they expire within the margin. */
+  async get(): Promise<AwsCredentialIdentity> {
+    const c = this.current;
+    if (c && !this.stale(c)) return c;
+    this.pending ??= this.provider(c ? { forceRefresh: true } : undefined)
+      .then((fresh) => {
+        if (!fresh.accessKeyId || !fresh.secretAccessKey) throw new Error('the credential source returned no access key');
+        this.current = fresh;
+        return fresh;
+      })
+      .finally(() => {
+        this.pending = undefined;
+      });
+    const fresh = await this.pending;
+    if (fresh.expiration && fresh.expiration.getTime() <= this.clock()) throw new Error('the credential source returned expired credentials');
+    return fresh;
+  }
+
+  private stale(c: AwsCredentialIdentity): boolean {
+    return c.expiration !== undefined && c.expiration.getTime() - this.clock() < this.refreshBeforeMs;
+  }
+
+  /** The identity as a signer sees it (smithy calls this for every signature). */
+  readonly identity: AwsCredentialIdentityProvider = () => this.get();
+}

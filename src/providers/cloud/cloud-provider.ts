@@ -1,0 +1,183 @@
+// The part s3, gcs and azure share: URI → allowed object, TTL and stable signing time,
+// the minted-URL cache, and the two modes. presign answers a redirect to a URL for the
+// browser; proxy signs a URL for Keyhole itself and streams the bytes through the relay.
+import type { ServerResponse } from 'node:http';
+import type { Pool } from 'undici';
+import { forwardedRequestHeaders } from '../../relay/headers.js';
+import { createPool } from '../../relay/pool.js';
+import { relay } from '../../relay/relay.js';
+import { sendError } from '../../server/respond.js';
+import { contentTypeFor } from '../content-type.js';
+import type { DataRequest, Presigned, Provider } from '../types.js';
+import type { DataUri } from '../uri.js';
+import { Allowlist, type ObjectRef } from './allowlist.js';
+import { encodeRfc3986 } from './encode.js';
+import { CloudRefusal } from './errors.js';
+import { MintedCache } from './minted.js';
+import type { CloudCommonConfig } from './schema.js';
+import { stableTimes } from './window.js';
+
+/** Who the URL is for: the browser (public endpoint) or Keyhole's own fetch. */
+export type Audience = 'public' | 'internal';
+
+export interface ResponseOverrides {
+  contentType?: string;
+  contentDisposition?: string;
+}
+
+export interface SignInput {
+  ref: ObjectRef;
+  method: 'GET' | 'HEAD';
+  audience: Audience;
+  /** ms epoch, whole seconds */
+  signAt: number;
+  ttlSeconds: number;
+  overrides: ResponseOverrides;
+}
+
+/** What each kind supplies: where an object lives in a URI, and how to sign a URL for it. */
+export interface CloudSigner {
+  /** bucket and key named by a URI this provider owns (allowlist not yet applied) */
+  locate(uri: DataUri): ObjectRef;
+  /**
+   * Makes sure credentials are usable for a while and returns their identity (part of
+   * the cache key, so rotated credentials mint new URLs) and, for temporary ones, when
+   * they expire. Throws when no credentials can be had.
+   */
+  prepare(nowMs: number): Promise<{ identity: string; notAfter?: number | undefined }>;
+  sign(input: SignInput): Promise<string>;
+}
+
+export interface CloudProviderParts {
+  name: string;
+  kind: 's3' | 'gcs' | 'azure';
+  match: string;
+  orgs: ReadonlySet<string> | undefined;
+  projects: ReadonlySet<string> | undefined;
+  common: CloudCommonConfig;
+  allow: Allowlist;
+  signer: CloudSigner;
+  /** a clock for tests of the stable windows; Date.now otherwise */
+  now?: () => number;
+}
+
+export interface MintOptions {
+  method: 'GET' | 'HEAD';
+  audience: Audience;
+  nowMs: number;
+  ttlSeconds?: number | undefined;
+}
+
+export class CloudProvider implements Provider {
+  readonly name: string;
+  readonly kind: string;
+  readonly match: string;
+  readonly orgs: ReadonlySet<string> | undefined;
+  readonly projects: ReadonlySet<string> | undefined;
+  private readonly cache: MintedCache;
+  private readonly pools = new Map<string, Pool>();
+  private readonly now: () => number;
+
+  constructor(private readonly parts: CloudProviderParts) {
+    this.name = parts.name;
+    this.kind = parts.kind;
+    this.match = parts.match;
+    this.orgs = parts.orgs;
+    this.projects = parts.projects;
+    this.cache = new MintedCache(parts.common.cache.maxEntries, parts.common.stable.window);
+    this.now = parts.now ?? Date.now;
+  }
+
+  /** Signs (or finds in the cache) a URL for `uri`; throws CloudRefusal on a refused request. */
+  async mint(uri: DataUri, opts: MintOptions): Promise<Presigned & { expiresAtMs: number }> {
+    const { common, signer, allow } = this.parts;
+    if (uri.canonical.endsWith('/')) throw new CloudRefusal('key_not_allowed', 'the URI names a folder, not an object', 403);
+    const ref = allow.check(signer.locate(uri));
+    const ttl = opts.ttlSeconds ?? common.ttl.default;
+    if (!Number.isInteger(ttl) || ttl < 1) throw new CloudRefusal('bad_request', 'ttl must be a positive whole number of seconds', 400);
+    if (ttl > common.ttl.max) throw new CloudRefusal('ttl_too_long', `ttl ${ttl}s is over this provider's maximum of ${common.ttl.max}s`, 400);
+
+    let credentials: { identity: string; notAfter?: number | undefined };
+    try {
+      credentials = await signer.prepare(opts.nowMs);
+    } catch (err) {
+      throw new CloudRefusal('credentials_unavailable', `no usable credentials: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`, 502);
+    }
+    const { signAt, expiresAt } = stableTimes(opts.nowMs, ttl, common.stable.window, common.stable.minRemaining);
+    const key = `${credentials.identity}\n${opts.audience}\n${opts.method}\n${ttl}\n${signAt}\n${ref.bucket}\n${ref.key}`;
+    let minted = this.cache.get(key);
+    if (!minted) {
+      const url = await signer.sign({ ref, method: opts.method, audience: opts.audience, signAt, ttlSeconds: ttl, overrides: this.overrides(ref) });
+      // Temporary credentials end a URL early: say so rather than promise a lifetime it lacks.
+      minted = { url, expiresAt: credentials.notAfter !== undefined ? Math.min(expiresAt, credentials.notAfter) : expiresAt };
+      this.cache.set(key, minted);
+    }
+    return { url: minted.url, expiresAt: new Date(minted.expiresAt).toISOString(), expiresAtMs: minted.expiresAt };
+  }
+
+  private overrides(ref: ObjectRef): ResponseOverrides {
+    const { contentType, contentDisposition } = this.parts.common.response;
+    const out: ResponseOverrides = {};
+    const base = ref.key.slice(ref.key.lastIndexOf('/') + 1);
+    if (contentType) out.contentType = contentType === 'byExtension' ? contentTypeFor(base) : contentType;
+    if (contentDisposition) out.contentDisposition = `${contentDisposition}; filename*=UTF-8''${encodeRfc3986(base)}`;
+    return out;
+  }
+
+  async presign(uri: DataUri, _rest: readonly string[], opts: { now?: Date; ttlSeconds?: number } = {}): Promise<Presigned> {
+    const { url, expiresAt } = await this.mint(uri, { method: 'GET', audience: 'public', nowMs: opts.now?.getTime() ?? this.now(), ttlSeconds: opts.ttlSeconds });
+    return { url, expiresAt };
+  }
+
+  async serve(req: DataRequest, res: ServerResponse): Promise<void> {
+    const proxy = this.parts.common.mode === 'proxy';
+    let url: string;
+    try {
+      ({ url } = await this.mint(req.uri, { method: req.method, audience: proxy ? 'internal' : 'public', nowMs: this.now() }));
+    } catch (err) {
+      if (!(err instanceof CloudRefusal)) throw err;
+      req.outcome.reason = err.reason;
+      req.outcome.detail = err.message;
+      sendError(res, err.status, err.reason, req.id);
+      return;
+    }
+    if (!proxy) {
+      // The URL holds a signature: never cached by anyone, never sent on as a referrer.
+      req.outcome.detail = 'presigned redirect';
+      res.writeHead(this.parts.common.redirectStatus, {
+        location: url,
+        'cache-control': 'private, no-store',
+        'referrer-policy': 'no-referrer',
+        'x-content-type-options': 'nosniff',
+        'content-length': '0',
+      });
+      res.end();
+      return;
+    }
+    const target = new URL(url);
+    return relay(res, {
+      dispatcher: this.pool(target.origin),
+      method: req.method,
+      path: target.pathname + target.search,
+      headers: forwardedRequestHeaders(req.headers, { 'accept-encoding': 'identity' }),
+      requestId: req.id,
+      outcome: req.outcome,
+    });
+  }
+
+  /** One pool per storage origin (one per bucket with virtual-hosted URLs; the allowlist bounds them). */
+  private pool(origin: string): Pool {
+    let pool = this.pools.get(origin);
+    if (!pool) {
+      const { connections, timeouts, tls } = this.parts.common;
+      pool = createPool(origin, { connections, connectTimeoutMs: timeouts.connect, headersTimeoutMs: timeouts.headers, bodyTimeoutMs: timeouts.body, tls });
+      this.pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pools.values()].map((p) => p.close()));
+    this.pools.clear();
+  }
+}

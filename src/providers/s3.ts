@@ -1,0 +1,140 @@
+// `s3` provider: s3://bucket/key on AWS or any S3-compatible endpoint (MinIO, Ceph RGW),
+// signed with SigV4 by @smithy/signature-v4 (the AWS SDK's own signer). presign mode
+// redirects to a URL on `publicEndpoint` (or `endpoint`); proxy mode signs a URL on
+// `endpoint` for Keyhole's own request and streams the answer.
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import { Hash } from '@smithy/hash-node';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { z } from 'zod';
+import { duration, secret, text } from '../config/types.js';
+import { providerBase } from './base.js';
+import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
+import { AwsCredentialSource } from './cloud/aws-credentials.js';
+import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-provider.js';
+import { encodeKey, encodeRfc3986 } from './cloud/encode.js';
+import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
+import type { Provider } from './types.js';
+import type { DataUri } from './uri.js';
+
+const endpointUrl = () =>
+  text()
+    .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
+    .refine((u) => !new URL(u).search && !new URL(u).hash, 'no query or fragment');
+
+const s3Credentials = z.union([
+  z.strictObject({
+    /** key id, secret and optional session token, each by reference */
+    accessKeyId: text(),
+    secretAccessKey: secret(),
+    sessionToken: secret().optional(),
+  }),
+  z.strictObject({
+    /** the AWS default chain: env, shared config/credentials, web identity (IRSA), ECS, IMDS */
+    source: z.literal('chain'),
+    profile: z.string().min(1).optional(),
+    /** refresh temporary credentials this long before they expire */
+    refreshBefore: duration(300_000),
+  }),
+]);
+
+export const s3ProviderSchema = providerBase
+  .extend({
+    kind: z.literal('s3'),
+    region: z.string().regex(/^[a-z0-9-]{2,32}$/, 'must be a region name like us-east-1').default('us-east-1'),
+    /** where Keyhole reaches S3; default https://s3.REGION.amazonaws.com */
+    endpoint: endpointUrl().optional(),
+    /** host put into presigned URLs for browsers, when `endpoint` is internal */
+    publicEndpoint: endpointUrl().optional(),
+    /** path-style URLs (endpoint/bucket/key) instead of virtual-hosted (bucket.endpoint/key) */
+    pathStyle: z.boolean().default(false),
+    credentials: s3Credentials,
+    buckets: allowlist('bucket'),
+    ...cloudCommon,
+  })
+  .superRefine((cfg, ctx) => checkCommon(cfg, ['s3'], cfg.buckets, 'bucket', ctx));
+export type S3ProviderConfig = z.infer<typeof s3ProviderSchema>;
+
+const sha256 = Hash.bind(null, 'sha256');
+
+/** The SigV4 signer exactly as the s3 provider uses it (exported for the vector tests). */
+export function s3Signer(credentials: SignatureV4['credentialProvider'] | AwsCredentialSource['identity'] | { accessKeyId: string; secretAccessKey: string; sessionToken?: string }, region: string, service = 's3'): SignatureV4 {
+  // S3 signs the path as sent (no double encoding, no normalisation) and, for presigned
+  // GETs, an UNSIGNED-PAYLOAD body hash.
+  return new SignatureV4({ credentials, region, service, sha256, uriEscapePath: false, applyChecksum: false });
+}
+
+/**
+ * A presigned S3 URL carries UNSIGNED-PAYLOAD as its body hash. The header only feeds the
+ * canonical request: it is neither signed nor hoisted into the query, which keeps URLs
+ * byte-identical to the S3 documentation's example.
+ */
+export const UNSIGNED_PAYLOAD_HEADER = { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' } as const;
+export const UNSIGNED_PAYLOAD_OPTIONS = {
+  unsignableHeaders: new Set(['x-amz-content-sha256']),
+  unhoistableHeaders: new Set(['x-amz-content-sha256']),
+};
+
+/** A presigned request as a URL string: parameters sorted as signed, the signature last. */
+export function presignedUrl(req: HttpRequest): string {
+  const query = req.query as Record<string, string>;
+  const parts = Object.keys(query)
+    .filter((k) => k !== 'X-Amz-Signature')
+    .sort()
+    .map((k) => `${encodeRfc3986(k)}=${encodeRfc3986(query[k]!)}`);
+  if (query['X-Amz-Signature'] !== undefined) parts.push(`X-Amz-Signature=${query['X-Amz-Signature']}`);
+  const host = req.port ? `${req.hostname}:${req.port}` : req.hostname;
+  return `${req.protocol}//${host}${req.path}${parts.length ? `?${parts.join('&')}` : ''}`;
+}
+
+export function createS3Provider(cfg: S3ProviderConfig): Provider {
+  const endpoint = new URL(cfg.endpoint ?? `https://s3.${cfg.region}.amazonaws.com`);
+  const publicEndpoint = cfg.publicEndpoint ? new URL(cfg.publicEndpoint) : endpoint;
+  const c = cfg.credentials;
+  const source =
+    'source' in c
+      ? new AwsCredentialSource(fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore)
+      : new AwsCredentialSource(
+          async () => ({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey.reveal(), ...(c.sessionToken ? { sessionToken: c.sessionToken.reveal() } : {}) }),
+          0,
+        );
+  const signerV4 = s3Signer(source.identity, cfg.region);
+
+  const request = (base: URL, ref: ObjectRef, method: 'GET' | 'HEAD'): HttpRequest => {
+    const basePath = base.pathname.replace(/\/+$/, '');
+    const virtual = !cfg.pathStyle;
+    const hostname = virtual ? `${ref.bucket}.${base.hostname}` : base.hostname;
+    const path = `${basePath}${virtual ? '' : `/${ref.bucket}`}/${encodeKey(ref.key)}`;
+    const host = base.port ? `${hostname}:${base.port}` : hostname;
+    return new HttpRequest({ method, protocol: base.protocol, hostname, ...(base.port ? { port: Number(base.port) } : {}), path, headers: { host, ...UNSIGNED_PAYLOAD_HEADER }, query: {} });
+  };
+
+  const signer: CloudSigner = {
+    locate(uri: DataUri): ObjectRef {
+      return { bucket: uri.authority, key: uri.segments.join('/') };
+    },
+    async prepare() {
+      const creds = await source.get();
+      return { identity: creds.accessKeyId, notAfter: creds.expiration?.getTime() };
+    },
+    async sign({ ref, method, audience, signAt, ttlSeconds, overrides }: SignInput): Promise<string> {
+      const req = request(audience === 'public' ? publicEndpoint : endpoint, ref, method);
+      const query = req.query as Record<string, string>;
+      if (overrides.contentType) query['response-content-type'] = overrides.contentType;
+      if (overrides.contentDisposition) query['response-content-disposition'] = overrides.contentDisposition;
+      const signed = await signerV4.presign(req, { signingDate: new Date(signAt), expiresIn: ttlSeconds, ...UNSIGNED_PAYLOAD_OPTIONS });
+      return presignedUrl(signed as HttpRequest);
+    },
+  };
+
+  return new CloudProvider({
+    name: cfg.name,
+    kind: 's3',
+    match: cfg.match,
+    orgs: cfg.orgs,
+    projects: cfg.projects,
+    common: cfg,
+    allow: new Allowlist(cfg.buckets),
+    signer,
+  });
+}
