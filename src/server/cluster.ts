@@ -231,7 +231,7 @@ class Primary {
         member.listening = true;
         this.dataAddress ??= m.data;
         this.redirectAddress ??= m.redirect;
-        this.logger.info({ worker: member.worker.id, pid: member.worker.process.pid }, 'worker listening');
+        this.logger.info({ worker: member.worker.id, pid: member.worker.process.pid }, 'worker ready');
         if (!this.started && this.listeningCount >= this.desired) this.startup.resolve();
         return;
       }

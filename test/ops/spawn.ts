@@ -147,7 +147,7 @@ export async function spawnKeyhole(yaml: string, opts: { file?: string; env?: Re
       await dispatcher.close().catch(() => undefined);
       // Cluster workers this test started: gone with their primary, or killed here.
       for (const l of logs) {
-        if (l.msg !== 'worker listening' || typeof l.pid !== 'number') continue;
+        if (l.msg !== 'worker ready' || typeof l.pid !== 'number') continue;
         try {
           process.kill(l.pid, 'SIGKILL');
         } catch {
