@@ -6,9 +6,10 @@ import { createLocalProvider, localProviderSchema } from './local.js';
 import { azureProviderSchema, createAzureProvider } from './azure.js';
 import { createGcsProvider, gcsProviderSchema } from './gcs.js';
 import { createS3Provider, s3ProviderSchema } from './s3.js';
+import { createRedisProvider, redisProviderSchema } from './redis.js';
 import type { Provider } from './types.js';
 
-export const providerSchema = z.discriminatedUnion('kind', [httpProviderSchema, localProviderSchema, s3ProviderSchema, gcsProviderSchema, azureProviderSchema]);
+export const providerSchema = z.discriminatedUnion('kind', [httpProviderSchema, localProviderSchema, s3ProviderSchema, gcsProviderSchema, azureProviderSchema, redisProviderSchema]);
 export type ProviderConfig = z.infer<typeof providerSchema>;
 
 export function createProvider(cfg: ProviderConfig): Provider {
@@ -23,5 +24,7 @@ export function createProvider(cfg: ProviderConfig): Provider {
       return createGcsProvider(cfg);
     case 'azure':
       return createAzureProvider(cfg);
+    case 'redis':
+      return createRedisProvider(cfg);
   }
 }

@@ -21,6 +21,9 @@ export interface Listening {
   redirect: AddressInfo | undefined;
 }
 
+/** Connections on which a request head was refused: nothing more is read from them. */
+const refusedSockets = new WeakSet<object>();
+
 /** Framing and head checks Node's parser leaves to us. */
 function badHead(req: IncomingMessage): boolean {
   const url = req.url;
@@ -31,6 +34,11 @@ function badHead(req: IncomingMessage): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return true;
+    // llhttp lets `Transfer-Encoding: xchunked` / `"chunked"`, and any on HTTP/1.0, through
+    // as a zero-length body; a front proxy that reads them differently would desync.
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      if (raw[i + 1]!.trim().toLowerCase() !== 'chunked' || req.httpVersion !== '1.1') return true;
+    }
   }
   return false;
 }
@@ -96,8 +104,12 @@ export class KeyholeServer {
       res.setHeader('strict-transport-security', `max-age=${h.maxAge}${h.includeSubDomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`);
     }
     res.setHeader('referrer-policy', 'no-referrer');
+    // A request pipelined behind a refused head is never run: the framing that delimited
+    // it cannot be trusted. The connection closes after the 400.
+    if (refusedSockets.has(req.socket)) return;
     if (badHead(req)) {
       res.shouldKeepAlive = false;
+      refusedSockets.add(req.socket);
       return sendError(res, 400, 'bad_request', randomUUID());
     }
     const url = req.url!;
