@@ -66,6 +66,19 @@ export class AuditStream implements AuditSink {
     return this.buffer.length;
   }
 
+  private idleWaiters: (() => void)[] = [];
+
+  /** Resolves once every buffered event has been written (waits across a Redis outage). */
+  idle(): Promise<void> {
+    if (this.buffer.length === 0 && !this.writing) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private settleIdle(): void {
+    if (this.buffer.length > 0 || this.writing) return;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
   private kick(): void {
     if (this.writing || this.buffer.length === 0 || !isUp(this.client)) return;
     this.writing = true;
@@ -98,6 +111,7 @@ export class AuditStream implements AuditSink {
       }
     } finally {
       this.writing = false;
+      this.settleIdle();
     }
     // A command failed while the connection still looks up (e.g. OOM): retry later, not in a loop.
     if (this.buffer.length > 0 && isUp(this.client) && !this.closed) setTimeout(() => this.kick(), 1000).unref();
@@ -112,5 +126,6 @@ export class AuditStream implements AuditSink {
       await this.drain();
     }
     this.client.disconnect();
+    for (const w of this.idleWaiters.splice(0)) w();
   }
 }
