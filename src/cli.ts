@@ -5,7 +5,6 @@ import { resolve } from 'node:path';
 import { ConfigError, formatProblem, loadConfigFile } from './config/load.js';
 import { defaultConfig, ensureDevMaterial } from './config/default.js';
 import { signDevToken } from './auth/sign.js';
-import { serve } from './cli/serve.js';
 import { DEFAULT_HOSTS } from './tls/devca.js';
 
 const USAGE = `usage: keyhole <command> [options]
@@ -33,6 +32,8 @@ async function main(argv: string[]): Promise<void> {
       const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, port: { type: 'string' }, 'admin-port': { type: 'string' }, 'cert-dir': { type: 'string' } } });
       const port = values.port ?? process.env.KEYHOLE_PORT;
       const adminPort = values['admin-port'] ?? process.env.KEYHOLE_ADMIN_PORT;
+      // Loaded only for serve: token, check-config and certs start faster without it.
+      const { serve } = await import('./cli/serve.js');
       await serve({
         config: values.config,
         certDir: values['cert-dir'],

@@ -1,0 +1,199 @@
+// The CLI contracts ops scripts and tests rely on, run as real child processes:
+// token, check-config, certs, serve (bad config, and the embedded default end to end).
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { X509Certificate, createSecretKey } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { jwtVerify } from 'jose';
+import { testCerts } from '../helpers/certs.js';
+import { testKey } from '../auth/fixtures.js';
+
+// Every spawn loads the TypeScript sources through tsx: seconds each on a busy machine.
+t.setTimeout(300_000);
+
+const CLI = ['--import', 'tsx', join(process.cwd(), 'src', 'cli.ts')];
+const SECRET = 'cli-test-secret-0123456789abcdef-0123456789';
+
+function run(args: string[], env: Record<string, string> = {}, cwd = process.cwd()) {
+  const r = spawnSync(process.execPath, [...CLI, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function tmp(name: string): string {
+  return mkdtempSync(join(tmpdir(), `keyhole-cli-${name}-`));
+}
+
+function goodConfig(dir: string): string {
+  const c = testCerts();
+  mkdirSync(join(dir, 'files'), { recursive: true });
+  const file = join(dir, 'keyhole.yaml');
+  writeFileSync(
+    file,
+    `server:
+  listen: { host: 127.0.0.1, port: 0 }
+  tls: { cert: ${c.serverCert}, key: ${c.serverKey} }
+auth:
+  issuer: cli-issuer
+  audience: keyhole
+  keys:
+    - kid: k1
+      algorithms: [HS256]
+      secret: \${env:CLI_SECRET}
+providers:
+  - { name: files, kind: local, match: "local://files/", root: files }
+`,
+  );
+  return file;
+}
+
+t.test('token: a JWT alone on stdout that verifies with the configured key', async (t) => {
+  const file = goodConfig(tmp('token'));
+  const r = run(['token', '--config', file, '--sub', 'bob', '--scope', 'local://files/a/', '--scope', 'local://files/b/', '--org', 'acme', '--ttl', '120'], { CLI_SECRET: SECRET });
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n$/, 'the token alone, one line');
+  const { payload, protectedHeader } = await jwtVerify(r.stdout.trim(), createSecretKey(Buffer.from(SECRET)), { issuer: 'cli-issuer', audience: 'keyhole' });
+  t.match(payload, { sub: 'bob', scope: ['local://files/a/', 'local://files/b/'], org: 'acme' });
+  t.equal(payload.exp! - payload.iat!, 120);
+  t.equal(protectedHeader.kid, 'k1');
+  t.type(payload.jti, 'string');
+
+
+  const bad = run(['token', '--config', file, '--scope', 'local://files/'], { CLI_SECRET: SECRET });
+  t.equal(bad.code, 2, 'no --sub: usage error');
+  t.equal(bad.stdout, '', 'nothing on stdout');
+  t.match(bad.stderr, /token needs --sub/);
+});
+
+t.test('token without --config uses the embedded default key', async (t) => {
+  const certDir = tmp('default-token');
+  const r = run(['token', '--cert-dir', certDir, '--sub', 'dev', '--scope', 'local://samples/']);
+  t.equal(r.code, 0, r.stderr);
+  const secret = readFileSync(join(certDir, 'dev-hs256.secret'), 'utf8').trim();
+  const { payload } = await jwtVerify(r.stdout.trim(), createSecretKey(Buffer.from(secret)), { issuer: 'keyhole-dev', audience: 'keyhole' });
+  t.equal(payload.sub, 'dev');
+});
+
+t.test('check-config: every problem with its path, exit non-zero', async (t) => {
+  const dir = tmp('check');
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(
+    file,
+    `server:
+  listen: { host: 127.0.0.1, port: 8443 }
+  tls: { cert: missing.pem, key: missing-key.pem }
+  colour: blue
+auth:
+  issuer: i
+  audience: a
+  keys:
+    - { kid: k1, algorithms: [HS256], secret: inline-secret-is-refused-0123456789 }
+providers:
+  - { name: one, kind: local, match: "local://one/", root: /nonexistent/folder }
+  - name: two
+    kind: http
+    match: https://data.corp/
+    baseUrl: https://files.internal/
+    auth: { type: basic, username: u, password: "\${env:DATA_PASS}" }
+  - { name: one, kind: local, match: "local://one/", root: . }
+`,
+  );
+  const r = run(['check-config', file], { DATA_PASS: '' });
+  t.equal(r.code, 1);
+  for (const line of [
+    'providers[1].auth.password: environment variable DATA_PASS is not set',
+    'server.colour: unknown key',
+    'auth.keys[0].secret: must be a reference ${env:NAME} or ${file:/path}, never an inline secret',
+  ]) {
+    t.ok(r.stdout.split('\n').includes(line), line);
+  }
+  t.match(r.stdout, /problem\(s\)/);
+  t.notOk(r.stdout.includes('inline-secret-is-refused'), 'the inline secret is not echoed');
+
+  const ok = run(['check-config', goodConfig(tmp('check-ok'))], { CLI_SECRET: SECRET });
+  t.equal(ok.code, 0, ok.stdout + ok.stderr);
+  t.match(ok.stdout, /OK \(1 provider\(s\): files\/local\)/);
+});
+
+t.test('config.example.yaml passes check-config', async (t) => {
+  // The example names certs/, keys/ and samples/ beside itself: lay them out in a copy.
+  const dir = tmp('example');
+  cpSync(join(process.cwd(), 'config.example.yaml'), join(dir, 'config.example.yaml'));
+  const c = testCerts();
+  mkdirSync(join(dir, 'certs'));
+  mkdirSync(join(dir, 'keys'));
+  mkdirSync(join(dir, 'samples'));
+  for (const [from, to] of [[c.serverCert, 'server.pem'], [c.serverKey, 'server-key.pem'], [c.caCert, 'ca.pem'], [c.clientCert, 'client.pem'], [c.clientKey, 'client-key.pem']]) {
+    cpSync(from!, join(dir, 'certs', to!));
+  }
+  writeFileSync(join(dir, 'keys', 'app-rsa-1.pub.pem'), testKey('rs').pem);
+  const env = { KEYHOLE_ADMIN_TOKEN: 'admin-0123456789', KEYHOLE_HS256_SECRET: SECRET, DATA_PASS: 'p' };
+  const r = run(['check-config', join(dir, 'config.example.yaml')], env);
+  t.equal(r.code, 0, r.stdout + r.stderr);
+  t.match(r.stdout, /OK/);
+  // Every env reference in the example is one the test set: none missing.
+  const refs = [...readFileSync(join(dir, 'config.example.yaml'), 'utf8').matchAll(/^[^#\n]*\$\{env:([A-Z0-9_]+)\}/gm)].map((m) => m[1]);
+  t.same([...new Set(refs)].sort(), Object.keys(env).sort());
+});
+
+t.test('certs: writes a dev CA, server and client certificates', async (t) => {
+  const dir = join(tmp('certs'), 'out');
+  const r = run(['certs', '--dir', dir, '--host', 'keyhole.test', '--host', '10.1.2.3']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /created dev certificates/);
+  for (const f of ['ca.pem', 'ca-key.pem', 'server.pem', 'server-key.pem', 'client.pem', 'client-key.pem', 'dev-hs256.secret', 'dev-admin.token']) t.ok(existsSync(join(dir, f)), f);
+  t.equal(statSync(join(dir, 'server-key.pem')).mode & 0o077, 0, 'private keys are not readable by others');
+  const ca = new X509Certificate(readFileSync(join(dir, 'ca.pem')));
+  const server = new X509Certificate(readFileSync(join(dir, 'server.pem')));
+  const client = new X509Certificate(readFileSync(join(dir, 'client.pem')));
+  t.ok(ca.ca, 'CA certificate');
+  t.ok(server.verify(ca.publicKey) && client.verify(ca.publicKey), 'both leaves signed by the CA');
+  t.match(server.subjectAltName, /DNS:keyhole\.test/);
+  t.match(server.subjectAltName, /IP Address:10\.1\.2\.3/);
+  t.ok(server.checkHost('keyhole.test'));
+});
+
+t.test('serve refuses a bad config before it listens', async (t) => {
+  const file = goodConfig(tmp('serve-bad'));
+  const r = run(['serve', '--config', file], { CLI_SECRET: 'short' });
+  t.equal(r.code, 2);
+  t.match(r.stderr, /configuration has 1 problem\(s\):\n {2}auth\.keys\[0\]\.secret: HMAC secret must be at least 32 bytes/);
+  t.notOk(r.stdout.includes('listening'), 'never listened');
+});
+
+t.test('serve on the embedded default: the printed URL serves a sample', async (t) => {
+  const certDir = tmp('serve-default');
+  const child = spawn(process.execPath, [...CLI, 'serve', '--cert-dir', certDir], {
+    env: { ...process.env, KEYHOLE_PORT: '0', KEYHOLE_ADMIN_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.on('data', (d) => {
+      stderr += d.toString();
+      const m = /(https:\/\/localhost:(\d+)\/v1\/data\?uri=\S+&token=\S+)/.exec(stderr);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', () => reject(new Error(`serve exited: ${stderr}`)));
+  });
+  t.notMatch(url, /:0\//, 'the real port, not 0');
+  t.match(stderr, /keyhole token --sub/, 'says how to get a token');
+  const dispatcher = new Agent({ connect: { ca: readFileSync(join(certDir, 'ca.pem')) } });
+  t.teardown(() => dispatcher.close());
+  const res = await request(url, { dispatcher });
+  t.equal(res.statusCode, 200);
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const sample = decodeURIComponent(/uri=([^&]+)/.exec(url)![1]!).replace('local://samples/', '');
+  t.ok(body.equals(readFileSync(join(process.cwd(), 'samples', sample))), `serves samples/${sample}`);
+  const noToken = await request(url.replace(/&token=.*/, ''), { dispatcher });
+  t.equal(noToken.statusCode, 401);
+  await noToken.body.dump();
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'SIGTERM drains and exits 0');
+});
