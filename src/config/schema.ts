@@ -8,42 +8,35 @@ import { duration, filePath, listen, secret } from './types.js';
 
 const serverSchema = z
   .strictObject({
-    listen: listen('0.0.0.0', 8443),
-    /** certificate and key for HTTPS (PEM); required unless insecurePlainHttp */
+    listen: listen('0.0.0.0', 8443).describe('address and port of the data listener (HTTPS)'),
     tls: z
       .strictObject({
-        cert: filePath(),
-        key: filePath(),
+        cert: filePath().describe('PEM certificate chain; re-read on SIGHUP, /admin/reload and when the file changes'),
+        key: filePath().describe('PEM private key matching cert'),
         minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
       })
-      .optional(),
-    /** serve the data routes over plain HTTP: only behind a mesh that terminates mTLS */
-    insecurePlainHttp: z.boolean().default(false),
-    /** an extra plain-HTTP listener that only redirects to HTTPS */
-    redirectHttp: z.strictObject({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535) }).optional(),
-    /** public origin printed in start-up hints and used for redirects, e.g. https://data.example.org */
-    publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+      .optional()
+      .describe('certificate and key for HTTPS (PEM); required unless insecurePlainHttp'),
+    insecurePlainHttp: z.boolean().default(false).describe('serve the data routes over plain HTTP: only behind a mesh that terminates mTLS'),
+    redirectHttp: z.strictObject({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535) }).optional().describe('an extra plain-HTTP listener that only redirects to HTTPS'),
+    publicUrl: z.url({ protocol: /^https?$/ }).optional().describe('public origin printed in start-up hints and used for redirects, e.g. https://data.example.org'),
     hsts: z
       .strictObject({ maxAge: z.number().int().min(0).default(31_536_000), includeSubDomains: z.boolean().default(true), preload: z.boolean().default(false) })
-      .prefault({}),
+      .prefault({})
+      .describe('Strict-Transport-Security on HTTPS responses (maxAge in seconds)'),
     timeouts: z
       .strictObject({
-        /** the whole request head must arrive within this (slowloris) */
-        headers: duration(10_000),
-        /** the whole request must arrive within this */
-        request: duration(30_000),
-        /** a socket with no traffic either way for this long is closed (slow readers) */
-        idle: duration(60_000),
-        keepAlive: duration(5_000),
+        headers: duration(10_000).describe('the whole request head must arrive within this (slowloris)'),
+        request: duration(30_000).describe('the whole request must arrive within this'),
+        idle: duration(60_000).describe('a socket with no traffic either way for this long is closed (slow readers)'),
+        keepAlive: duration(5_000).describe('an idle keep-alive connection is closed after this'),
       })
       .prefault({}),
     drainTimeout: duration(20_000).describe(
       'on SIGTERM/SIGINT: how long in-flight requests may take to finish before their connections are cut; keep it below the orchestrator grace period (Kubernetes: terminationGracePeriodSeconds)',
     ),
-    /** largest request head accepted, bytes */
-    maxHeaderSize: z.number().int().min(1024).max(65536).default(16_384),
-    /** longest data URI accepted, characters */
-    maxUriLength: z.number().int().min(64).max(16_384).default(2_048),
+    maxHeaderSize: z.number().int().min(1024).max(65536).default(16_384).describe('largest request head accepted, bytes'),
+    maxUriLength: z.number().int().min(64).max(16_384).default(2_048).describe('longest data URI accepted, characters'),
   })
   .refine((s) => s.tls !== undefined || s.insecurePlainHttp, {
     message: 'server.tls is required (set insecurePlainHttp: true only behind a TLS-terminating mesh)',
@@ -52,38 +45,33 @@ const serverSchema = z
 
 const adminSchema = z
   .strictObject({
-    /** health, readiness, metrics and admin actions; loopback unless ops say otherwise */
-    listen: listen('127.0.0.1', 9091),
-    /** bearer credential for /admin/*; without it admin actions are refused */
-    token: secret().optional(),
+    listen: listen('127.0.0.1', 9091).describe('health, readiness, metrics and admin actions; loopback unless ops say otherwise'),
+    token: secret().optional().describe('bearer credential for /admin/*; without it admin actions are refused'),
   })
   .prefault({});
 
 const corsSchema = z
   .strictObject({
-    /** exact origins (scheme://host[:port]) allowed to read data cross-origin, with credentials */
-    origins: z.array(z.url().refine((u) => new URL(u).origin === u, 'must be an exact origin: scheme://host[:port], no path')).default([]),
-    /** seconds a preflight answer may be cached */
-    maxAge: z.number().int().min(0).max(86_400).default(600),
+    origins: z.array(z.url().refine((u) => new URL(u).origin === u, 'must be an exact origin: scheme://host[:port], no path')).default([]).describe('exact origins (scheme://host[:port]) allowed to read data cross-origin, with credentials'),
+    maxAge: z.number().int().min(0).max(86_400).default(600).describe('seconds a preflight answer may be cached'),
   })
   .prefault({});
 
 const revocationSchema = z
   .discriminatedUnion('store', [z.strictObject({ store: z.literal('memory') }), redisRevocationSchema])
-  .prefault({ store: 'memory' });
+  .prefault({ store: 'memory' })
+  .describe('where revoked tokens are remembered: memory (one process, or one cluster of workers) or redis (every replica)');
 
 const logSchema = z
   .strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    /** one audit event per data request */
-    audit: z.boolean().default(true),
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level (JSON lines on stdout)'),
+    audit: z.boolean().default(true).describe('one audit event per data request'),
   })
   .prefault({});
 
 const presignSchema = z
   .strictObject({
-    /** most URIs in one POST /v1/presign */
-    maxBatch: z.number().int().min(1).max(10_000).default(500),
+    maxBatch: z.number().int().min(1).max(10_000).default(500).describe('most URIs in one POST /v1/presign'),
   })
   .prefault({});
 
@@ -101,9 +89,8 @@ export const configSchema = z.strictObject({
   cors: corsSchema,
   log: logSchema,
   presign: presignSchema,
-  providers: z.array(providerSchema).min(1, 'at least one provider is required'),
-  /** shared state for several replicas: revocation (revocation.store: redis), audit stream */
-  redis: redisSectionSchema.optional(),
+  providers: z.array(providerSchema).min(1, 'at least one provider is required').describe('where the bytes are: each provider owns the URIs under its match prefix; a URI no provider owns is refused'),
+  redis: redisSectionSchema.optional().describe('shared state for several replicas: revocation (revocation.store: redis), audit stream'),
 }).superRefine((c, ctx) => {
   if (c.revocation.store === 'redis' && !c.redis) ctx.addIssue({ code: 'custom', message: 'revocation.store redis needs the top-level redis: section', path: ['redis'] });
 });

@@ -121,6 +121,9 @@ export function restartDelay(youngDeaths: number): number {
   return Math.min(100 * 2 ** Math.max(0, youngDeaths - 1), 10_000);
 }
 
+/** 1 = healthy gauges: a group is as healthy as its worst member. */
+const HEALTH_GAUGES = new Set(['keyhole_revocation_store_up', 'keyhole_redis_up']);
+
 /** A worker that lived this long before dying is not in a crash loop. */
 const HEALTHY_LIFETIME_MS = 10_000;
 
@@ -381,9 +384,9 @@ class Primary {
     const parts: MetricsJson[] = acks.flatMap((a) => (a.ack.metrics ? [a.ack.metrics] : []));
     const own = await this.runtime.metrics.registry.getMetricsAsJSON();
     // The primary contributes what only it knows: the revocation store it relays through.
-    parts.push(own.filter((m) => m.name === 'keyhole_revocation_store_up'));
+    parts.push(own.filter((m) => HEALTH_GAUGES.has(m.name)));
     // Health gauges combine as the worst of all, not as a sum.
-    for (const part of parts) for (const m of part as (MetricsJson[number] & { aggregator?: string })[]) if (m.name === 'keyhole_revocation_store_up') m.aggregator = 'min';
+    for (const part of parts) for (const m of part as (MetricsJson[number] & { aggregator?: string })[]) if (HEALTH_GAUGES.has(m.name)) m.aggregator = 'min';
     const registry = AggregatorRegistry.aggregate(parts);
     return { contentType: registry.contentType, body: await registry.metrics() };
   }
