@@ -213,6 +213,9 @@ t.test('upstream failures: 502/504 with a request id, no upstream URL or credent
     t.equal(res.headers.location, undefined, `${path}: no upstream redirect relayed`);
     t.match(await auditFor(k, body.requestId), { status, reason, provider: 'corp' });
   }
+  const metrics = await (await request(`${k.admin}/metrics`)).body.text();
+  t.match(metrics, /keyhole_upstream_errors_total\{provider="corp",reason="upstream_status"\} 2\n/, 'upstream errors counted by reason');
+  t.match(metrics, /keyhole_upstream_errors_total\{provider="corp",reason="upstream_error"\} 1\n/);
   await up.close();
   const refused = await get('any');
   t.equal(refused.status, 502, 'connection refused: 502');
@@ -263,4 +266,37 @@ t.test('timeouts: connect, headers, idle body', async (t) => {
   t.ok(stall instanceof Error, 'body stalls past the idle timeout: the client transfer is aborted');
   t.match(await auditOf(h.k, 'https://data.corp/stall'), { reason: 'upstream_timeout', aborted: true });
   h.up.server.closeAllConnections();
+});
+
+t.test('one keep-alive pool per provider with bounded connections', async (t) => {
+  const ports = new Set<number>();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let waiting = 0;
+  const { get, up } = await pair(
+    t,
+    {
+      objects: { '/o.txt': { body: 'ok' } },
+      override: (req, res) => {
+        ports.add(req.socket.remotePort!);
+        if (req.url !== '/held') return false;
+        waiting++;
+        void gate.then(() => {
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 4 });
+          res.end('held');
+        });
+        return true;
+      },
+    },
+    'connections: 1',
+  );
+  for (let i = 0; i < 3; i++) t.equal((await get('o.txt')).status, 200);
+  t.equal(ports.size, 1, 'sequential requests reuse one kept-alive connection');
+  const two = [get('held'), get('held')];
+  // With one connection the second request waits in the pool: the upstream sees one at a time.
+  while (waiting < 1) await new Promise((r) => setTimeout(r, 10));
+  t.equal(up.log.filter((r) => r.url === '/held').length, 1, 'the second request is queued, not a new connection');
+  release();
+  t.same((await Promise.all(two)).map((r) => r.status), [200, 200]);
+  t.equal(ports.size, 1, 'still one connection');
 });
