@@ -3,6 +3,8 @@
 // streamed), each with a Range request and a HEAD; the oracle's rejections proven first.
 import t from 'tap';
 import { request } from 'undici';
+import { HttpRequest } from '@smithy/protocol-http';
+import { s3Signer } from '../../src/providers/s3.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
 import { cloudProvider, uri } from '../fixtures/cloud/vectors.js';
 import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
@@ -47,6 +49,22 @@ t.test('the oracle verifies SigV4: tampered signature, path, method, expiry or s
   const wrong = cloudProvider(providerYaml('presign', 'WRONG_SECRET'), env);
   t.teardown(() => wrong.close());
   t.equal((await fetchUrl((await wrong.presign(uri('s3://bucket1/images/cat.jpg'), [])).url)).status, 403, 'signed with the wrong secret');
+});
+
+t.test('the oracle also verifies header-signed SigV4 (Authorization), and rejects it tampered', async (t) => {
+  const host = new URL(s3.endpoint).host;
+  const signer = s3Signer({ accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_SECRET }, 'us-east-1');
+  const empty = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+  const req = new HttpRequest({ method: 'GET', protocol: 'http:', hostname: '127.0.0.1', port: Number(new URL(s3.endpoint).port), path: '/bucket1/images/cat.jpg', headers: { host, 'x-amz-content-sha256': empty, range: 'bytes=0-9' } });
+  const signed = await signer.sign(req);
+  const headers = signed.headers as Record<string, string>;
+  const ok = await fetchUrl(`${s3.endpoint}/bucket1/images/cat.jpg`, 'GET', headers);
+  t.equal(ok.status, 206);
+  t.same(ok.body, BODY.subarray(0, 10));
+  const auth = headers.authorization!;
+  const tampered = { ...headers, authorization: auth.slice(0, -1) + (auth.endsWith('0') ? '1' : '0') };
+  t.equal((await fetchUrl(`${s3.endpoint}/bucket1/images/cat.jpg`, 'GET', tampered)).status, 403, 'tampered Authorization');
+  t.equal((await fetchUrl(`${s3.endpoint}/bucket1/images/cat.jpg`, 'GET', { ...headers, range: 'bytes=0-99' })).status, 403, 'a signed header changed');
 });
 
 t.test('presign mode end to end: 307 to a URL the S3 server serves, Range and HEAD', async (t) => {
