@@ -106,8 +106,7 @@ export class KeyholeServer {
     res.setHeader('referrer-policy', 'no-referrer');
     // A request pipelined behind a refused head is never run: the framing that delimited
     // it cannot be trusted. The connection closes after the 400.
-    if (refusedSockets.has(req.socket)) return;
-    if (badHead(req)) {
+    if (refusedSockets.has(req.socket) || badHead(req)) {
       res.shouldKeepAlive = false;
       refusedSockets.add(req.socket);
       return sendError(res, 400, 'bad_request', randomUUID());

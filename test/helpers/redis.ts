@@ -3,7 +3,7 @@
 // Never the machine's own Redis on 6379. `stop()` kills it; `restart()` brings it back on the
 // same port (for "Redis returns" tests).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,13 +37,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function launch(args: string[]): Promise<ChildProcess> {
+export function launch(args: string[], readyMarker = 'Ready to accept connections'): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const onData = (b: Buffer) => {
       out += b.toString();
-      if (out.includes('Ready to accept connections')) {
+      if (out.includes(readyMarker)) {
         child.stdout!.off('data', onData);
         child.stdout!.resume();
         resolve(child);
@@ -117,4 +117,73 @@ export async function startRedis(opts: { plainPort?: boolean } = {}): Promise<Te
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface TestProcess {
+  port: number;
+  stop(): Promise<void>;
+}
+
+async function stopChild(child: ChildProcess, dir: string): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await exited;
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** A TLS Sentinel (mTLS to clients and to the master) watching `master` as `mymaster`. */
+export async function startSentinel(master: TestRedis): Promise<TestProcess> {
+  const c = testCerts();
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-sentinel-'));
+  const port = await freePort();
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      'port 0',
+      `tls-port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `tls-cert-file ${c.serverCert}`,
+      `tls-key-file ${c.serverKey}`,
+      `tls-ca-cert-file ${c.caCert}`,
+      `tls-client-cert-file ${c.clientCert}`,
+      `tls-client-key-file ${c.clientKey}`,
+      'tls-auth-clients yes',
+      'tls-replication yes',
+      `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+      '',
+    ].join('\n'),
+  );
+  const child = await launch([conf, '--sentinel', '--logfile', ''], '+monitor master mymaster');
+  return { port, stop: () => stopChild(child, dir) };
+}
+
+/** A one-node TLS Redis Cluster (all 16384 slots), announcing 127.0.0.1. */
+export async function startClusterNode(): Promise<TestProcess> {
+  const c = testCerts();
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-cluster-'));
+  const port = await freePort();
+  const child = await launch([
+    '--bind', '127.0.0.1',
+    '--port', '0',
+    '--tls-port', String(port),
+    '--tls-cert-file', c.serverCert,
+    '--tls-key-file', c.serverKey,
+    '--tls-ca-cert-file', c.caCert,
+    '--tls-client-cert-file', c.clientCert,
+    '--tls-client-key-file', c.clientKey,
+    '--tls-auth-clients', 'yes',
+    '--tls-cluster', 'yes',
+    '--cluster-enabled', 'yes',
+    '--cluster-announce-ip', '127.0.0.1',
+    '--cluster-config-file', join(dir, 'nodes.conf'),
+    '--dir', dir,
+    '--save', '',
+    '--appendonly', 'no',
+    '--logfile', '',
+  ]);
+  return { port, stop: () => stopChild(child, dir) };
 }
