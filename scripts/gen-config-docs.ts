@@ -1,13 +1,76 @@
 // docs/config.md, generated from the zod schema (z.toJSONSchema), so the reference can
 // never drift from what `keyhole check-config` accepts. Descriptions come from
-// `.describe()` / `.meta({ description })` on the schema fields.
+// `.describe()` / `.meta({ description })` on the schema fields, or else from the JSDoc
+// comment written on the field in the schema's source.
 //
 //   npm run docs:config            rewrite docs/config.md
 //   npm run docs:config -- --check exit 1 when docs/config.md is stale
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { readdirSync } from 'node:fs';
+import ts from 'typescript';
 import { z } from 'zod';
 import { configSchema } from '../src/config/schema.js';
+
+const SRC = resolve(import.meta.dirname, '..', 'src');
+
+interface CommentedLiteral {
+  keys: Set<string>;
+  comments: Map<string, string>;
+}
+
+/**
+ * Field comments written as JSDoc (`/** … *\/ key: …`) inside `z.object({…})`,
+ * `z.strictObject({…})` or `.extend({…})` anywhere under src/. At generation time an object
+ * schema takes the comment of a key from the literal whose keys it contains, so a schema
+ * documented with plain comments is described too (`.describe()` wins when both exist).
+ */
+function commentedLiterals(): CommentedLiteral[] {
+  const found: CommentedLiteral[] = [];
+  const files = (readdirSync(SRC, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts'));
+  for (const rel of files) {
+    const file = join(SRC, rel);
+    const text = readFileSync(file, 'utf8');
+    const source = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
+    const visit = (node: ts.Node): void => {
+      if (ts.isObjectLiteralExpression(node) && ts.isCallExpression(node.parent)) {
+        const callee = node.parent.expression.getText(source);
+        if (/(?:^z\.(?:strictObject|object|looseObject)|\.extend)$/.test(callee)) {
+          const keys = new Set<string>();
+          const comments = new Map<string, string>();
+          for (const prop of node.properties) {
+            if (!prop.name || !(ts.isIdentifier(prop.name) || ts.isStringLiteral(prop.name))) continue;
+            const key = prop.name.text;
+            keys.add(key);
+            const ranges = ts.getLeadingCommentRanges(text, prop.getFullStart()) ?? [];
+            const doc = ranges.map((r) => text.slice(r.pos, r.end)).filter((c) => c.startsWith('/**')).pop();
+            if (doc) {
+              const clean = doc
+                .replace(/^\/\*\*|\*\/$/g, '')
+                .split('\n')
+                .map((l) => l.replace(/^\s*\*\s?/, '').trim())
+                .filter(Boolean)
+                .join(' ');
+              if (clean) comments.set(key, clean);
+            }
+          }
+          if (comments.size > 0) found.push({ keys, comments });
+        }
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return found;
+}
+
+function commentFor(literals: CommentedLiteral[], shapeKeys: string[], key: string): string | undefined {
+  const shape = new Set(shapeKeys);
+  const candidates = new Set(
+    literals.filter((l) => l.comments.has(key) && [...l.keys].every((k) => shape.has(k))).map((l) => l.comments.get(key)!),
+  );
+  return candidates.size === 1 ? [...candidates][0] : undefined;
+}
 
 export const CONFIG_DOC = resolve(import.meta.dirname, '..', 'docs', 'config.md');
 
@@ -36,6 +99,7 @@ interface Node {
 }
 
 export function configJsonSchema(): Node {
+  const literals = commentedLiterals();
   return z.toJSONSchema(configSchema, {
     io: 'input',
     unrepresentable: 'any',
@@ -51,6 +115,12 @@ export function configJsonSchema(): Node {
           .map(([k]) => k);
         if (required.length > 0) (ctx.jsonSchema as Node).required = required;
         else delete (ctx.jsonSchema as Node).required;
+        const props = (ctx.jsonSchema as Node).properties ?? {};
+        for (const [key, prop] of Object.entries(props)) {
+          if (prop.description) continue;
+          const comment = commentFor(literals, Object.keys(def.shape), key);
+          if (comment) prop.description = comment;
+        }
       }
     },
   }) as Node;

@@ -328,7 +328,7 @@ class Primary {
       return refuse(err instanceof ConfigError ? err.problems.map(formatProblem) : [String((err as Error).message)]);
     }
     const current = this.runtime;
-    const { refuse: blockers, warn } = restartOnlyChanges(current.config, next);
+    const { refuse: blockers, warn } = restartOnlyChanges(current.config, next, { cluster: true });
     if (fingerprintSection(current.config.revocation) !== fingerprintSection(next.revocation)) {
       blockers.push('revocation: the store cannot change by a reload while workers run; restart Keyhole');
     }
@@ -473,7 +473,7 @@ export async function runWorker(file: string): Promise<void> {
     process.exit(2);
   }
   const logger = createServeLogger(config.log.level).child({ worker: cluster.worker?.id });
-  const instance = await KeyholeInstance.create(config, { configFile: file, logger });
+  const instance = await KeyholeInstance.create(config, { configFile: file, logger, cluster: true });
   const send = (m: FromWorker) => {
     try {
       process.send?.(m);

@@ -36,6 +36,8 @@ export interface InstanceOptions {
   configFile?: string;
   logger: Logger;
   hooks?: Partial<AdminHooks>;
+  /** a cluster worker: the primary owns what concerns the group (the number of workers) */
+  cluster?: boolean;
   /** watch the certificate and key files and swap them in when they change (default on) */
   watchCertificates?: boolean;
 }
@@ -50,7 +52,7 @@ export function fingerprintSection(section: unknown): string {
 }
 
 /** Differences a reload cannot apply to open listeners: refused, or accepted with a warning. */
-export function restartOnlyChanges(from: Config, to: Config): { refuse: string[]; warn: string[] } {
+export function restartOnlyChanges(from: Config, to: Config, opts: { cluster?: boolean } = {}): { refuse: string[]; warn: string[] } {
   const refuse: string[] = [];
   const warn: string[] = [];
   if (Boolean(from.server.tls) !== Boolean(to.server.tls)) {
@@ -60,6 +62,8 @@ export function restartOnlyChanges(from: Config, to: Config): { refuse: string[]
   if (!same(from.server.listen, to.server.listen)) warn.push('server.listen changed: takes effect after a restart');
   if (!same(from.admin.listen, to.admin.listen)) warn.push('admin.listen changed: takes effect after a restart');
   if (!same(from.server.redirectHttp, to.server.redirectHttp)) warn.push('server.redirectHttp changed: takes effect after a restart');
+  // A cluster primary starts or drains workers; a single process cannot become a cluster.
+  if (!opts.cluster && from.workers !== to.workers) warn.push('workers changed: takes effect after a restart');
   return { refuse, warn };
 }
 
@@ -142,7 +146,7 @@ export class KeyholeInstance {
       return refuse([String((err as Error).message)]);
     }
     const current = this.runtime;
-    const { refuse: blockers, warn } = restartOnlyChanges(current.config, next);
+    const { refuse: blockers, warn } = restartOnlyChanges(current.config, next, { cluster: this.opts.cluster === true });
     if (blockers.length > 0) return refuse(blockers);
 
     let material: ServerTlsMaterial | undefined;
