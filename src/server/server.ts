@@ -104,6 +104,12 @@ export class KeyholeServer {
       res.setHeader('strict-transport-security', `max-age=${h.maxAge}${h.includeSubDomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`);
     }
     res.setHeader('referrer-policy', 'no-referrer');
+    // Node never emits 'close' on a pipelined response whose connection died before its
+    // turn (only its request closes): emit it, so the relay aborts the upstream request,
+    // the audit event is written and in-flight counting ends.
+    req.once('close', () => {
+      if (!res.socket && req.socket.destroyed && !res.writableFinished) res.emit('close');
+    });
     // A request pipelined behind a refused head is never run: the framing that delimited
     // it cannot be trusted. The connection closes after the 400.
     if (refusedSockets.has(req.socket) || badHead(req)) {
