@@ -67,6 +67,8 @@ header_of() { [ "$1" = direct ] && echo "Authorization: $BASIC" || echo "Authori
 
 curl_code() { curl -sk -o /dev/null -w '%{http_code}' "$@" 2>/dev/null; }
 
+wait_port() { local i; for i in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; log "port $1 not up"; return 1; }
+
 wait_ready() { # url header
   local i
   for i in $(seq 1 150); do
@@ -109,6 +111,7 @@ start_contender() {
     nginx-authreq)
       PORT=$P_VERIFIER SECRET_FILE=$W/run/hs256.secret taskset -c "$PROXY_CPU" node "$BENCH/srv/verifier.mjs" >>"$W/logs/verifier.out" 2>&1 &
       PIDS=$!; RSSPIDS=$PIDS
+      wait_port "$P_VERIFIER" || return 1
       taskset -c "$PROXY_CPU" nginx -c "$W/run/nginx-authreq.conf" -g 'daemon off;' >>"$W/logs/nginx-authreq.out" 2>&1 &
       PIDS="$PIDS $!";;
     undici)
@@ -142,12 +145,13 @@ start_contender() {
   return 0
 }
 
-revoke_some() {
-  local admin="http://127.0.0.1:$(( $(port_of "$1") + ADMIN_OFFSET ))"
-  curl -s -o /dev/null -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \
-    --data '{"sub":"revoked-user0"}' "$admin/admin/revoke"
-  curl -s -o /dev/null -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \
-    --data '{"jti":"bench-revoked-jti"}' "$admin/admin/revoke"
+revoke_some() { # sets REVOKE_STATUS: the admin listener's answers
+  local admin="http://127.0.0.1:$(( $(port_of "$1") + ADMIN_OFFSET ))" a b
+  a=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \
+    --data '{"sub":"revoked-user0"}' "$admin/admin/revoke")
+  b=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \
+    --data '{"jti":"bench-revoked-jti"}' "$admin/admin/revoke")
+  REVOKE_STATUS="$a/$b"
 }
 
 stop_contender() {

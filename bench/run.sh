@@ -116,7 +116,7 @@ for c in $ALL; do
   case $c in keyhole*)
     revoked=$(curl_code -H "Authorization: Bearer $(cat "$W/run/revoked-token.txt")" "$(url_of "$c" 1k)")
     scope=$(curl_code -H "$(header_of "$c")" "$(scheme_of "$c")://127.0.0.1:$(port_of "$c")$(keyhole_path local://bench/1k)")
-    extra=",\"revoked\":$revoked,\"out_of_scope\":$scope";;
+    extra=",\"revoked\":$revoked,\"revoke_status\":\"$REVOKE_STATUS\",\"out_of_scope\":$scope";;
   esac
   echo "{\"type\":\"check\",\"contender\":\"$c\",\"started\":true,\"bytes_ok\":$ok,\"bad_token\":$bad,\"no_token\":$none$extra}" >>"$RAW"
   log "check $c: bytes_ok=$ok bad_token=$bad no_token=$none$extra"
@@ -141,6 +141,7 @@ bench_contender() { # contender round
     local admin="http://127.0.0.1:$(( $(port_of "$c") + ADMIN_OFFSET ))" served
     served=$(curl -s "$admin/metrics" | awk '/^keyhole_requests_total\{/ {s += $NF} END {printf "%d", s}')
     stop_contender   # drains: pino flushes the last audit lines
+    grep -v '"kind":"audit"' "$CONTENDER_OUT" >>"$W/logs/$c.events.log"   # keep everything but audit lines
     echo "{\"type\":\"audit\",\"round\":$r,\"contender\":\"$c\",\"audit_lines\":$(grep -c '"kind":"audit"' "$CONTENDER_OUT"),\"metrics_requests\":${served:-0},\"log_bytes\":$(stat -c %s "$CONTENDER_OUT")}" >>"$RAW"
     : >"$CONTENDER_OUT";;
   *) stop_contender;;

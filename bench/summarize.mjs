@@ -60,6 +60,8 @@ function stats(c, o) {
     p50_ms: median(pick((r) => r.p50_us / 1000)),
     p99_ms: median(pick((r) => r.p99_us / 1000)),
     cpu_pct: median(pick((r) => r.cpu_pct)),
+    // requests per CPU-second of the contender: its one-core capacity, less sensitive to sharing
+    per_cpu_s: median(pick((r) => (r.cpu_pct ? rps(r) / (r.cpu_pct / 100) : null))),
     rss_peak_mb: pick((r) => r.rss_peak_kb).length ? Math.max(...pick((r) => r.rss_peak_kb)) / 1024 : null,
     errors: rs.reduce((s, r) => s + errorsOf(r), 0),
     requests: rs.reduce((s, r) => s + r.requests, 0),
@@ -95,6 +97,10 @@ md.push(`- Machine: ${meta.cpus} × ${meta.cpu_model}, Linux ${meta.kernel}; Nod
 md.push(`- Keyhole: HEAD ${meta.git}; measured build: ${meta.built_from || '?'}${meta.built_from === 'working tree' && meta.dirty && meta.dirty !== '0' ? ` (${meta.dirty} uncommitted file(s) under src/)` : ''}; run as \`node cli.js serve --config …\``);
 md.push(`- Pinning: contender (all its processes) alone on cpu${meta.proxy_cpu}; upstream nginx and \`wrk -t1\` on cpu${meta.load_cpu} (\`taskset\`).`);
 md.push(`- Load: wrk, ${meta.conns} connections × ${meta.duration_s} s for 1 KiB / 64 KiB / 1 MiB, ${meta.c100} concurrent downloads × ${meta.d100_s} s for 100 MiB; ${meta.rounds} round(s), every contender started fresh each round, order reversed every other round; figures are medians over rounds (min–max in brackets), ratios are ratios of medians.`);
+const load1 = Math.max(Number(String(meta.loadavg_start ?? '0').split(' ')[0]), Number(String(end.loadavg_end ?? '0').split(' ')[0]));
+if (load1 > 1) {
+  md.push(`- **NOISY RUN: the 1-minute load average reached ${load1} on ${meta.cpus} cores while measuring** — other work shared the pinned cores, so absolute figures and p99 are not the product's; rerun \`npm run bench\` on a quiet machine before quoting anything.`);
+}
 md.push(`- Load average at start / end: ${meta.loadavg_start} / ${end.loadavg_end ?? '?'} (anything well above 0 means other work shared the cores: noisy figures).`);
 md.push('- Tokens: 1,024 distinct HS256 session tokens (distinct `sub`, `jti`), cycled request by request, so every connection carries many tokens and Keyhole\'s verified-token cache holds 1,024 entries, not one hot one. The nginx/undici contenders get the same headers (and ignore them).');
 md.push('- Keyhole config (bench/conf/keyhole.yaml.in): token verified (HS256 + iss/aud/exp/sub), scope checked, revocation in memory holding entries (a revoked subject and jti), one pino audit line per request written to a file, Prometheus metrics counted, `http` provider injecting BasicAuth.');
@@ -107,10 +113,10 @@ if (checks.length) {
   md.push('');
   md.push('Every contender must return the exact bytes of 1 KiB, 64 KiB, 1 MiB and 100 MiB (md5) from an upstream that refuses requests without the injected BasicAuth. Status codes for a tampered token, no token, a revoked token, an out-of-scope URI:');
   md.push('');
-  md.push('| contender | bytes exact | tampered token | no token | revoked token | out of scope |');
+  md.push('| contender | bytes exact | tampered token | no token | revoked token (admin revoke answered) | out of scope |');
   md.push('|---|---|---|---|---|---|');
   for (const k of checks) {
-    md.push(`| ${LABEL[k.contender] ?? k.contender} | ${k.started === false ? 'did not start' : k.bytes_ok ? 'yes' : '**NO**'} | ${k.bad_token ?? '—'} | ${k.no_token ?? '—'} | ${k.revoked ?? '—'} | ${k.out_of_scope ?? '—'} |`);
+    md.push(`| ${LABEL[k.contender] ?? k.contender} | ${k.started === false ? 'did not start' : k.bytes_ok ? 'yes' : '**NO**'} | ${k.bad_token ?? '—'} | ${k.no_token ?? '—'} | ${k.revoked === undefined ? '—' : `${k.revoked === 401 ? 401 : `**${k.revoked}**`}${k.revoke_status ? ` (${k.revoke_status})` : ''}`} | ${k.out_of_scope ?? '—'} |`);
   }
   md.push('');
   md.push('(nginx proxy_pass and the minimal undici proxy check no token at all: 200 there is by design, they are throughput references. The direct contender sends BasicAuth itself.)');
@@ -124,11 +130,11 @@ for (const o of ['1k', '64k', '1m']) {
   if (!rows.length) continue;
   md.push(`## ${nameOf[o]}, ${meta.conns} connections (plain HTTP)`);
   md.push('');
-  md.push('| contender | req/s (min–max) | MB/s | p50 ms | p99 ms | × nginx | × direct | CPU % | peak RSS MiB | errors | n |');
-  md.push('|---|---|---|---|---|---|---|---|---|---|---|');
+  md.push('| contender | req/s (min–max) | MB/s | p50 ms | p99 ms | × nginx | × direct | CPU % | req per CPU-s | peak RSS MiB | errors | n |');
+  md.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const c of rows) {
     const s = table[c][o];
-    md.push(`| ${LABEL[c]} | ${fmt(s.rps)} (${fmt(s.rps_min)}–${fmt(s.rps_max)}) | ${fmt(s.mbs, 1)} | ${fmt(s.p50_ms, 2)} | ${fmt(s.p99_ms, 2)} | ${fmt(ratio(s.rps, get('nginx', o, 'rps')), 2)} | ${fmt(ratio(s.rps, get('direct', o, 'rps')), 2)} | ${c === 'direct' ? '—' : fmt(s.cpu_pct)} | ${fmt(s.rss_peak_mb)} | ${s.errors} | ${s.n} |`);
+    md.push(`| ${LABEL[c]} | ${fmt(s.rps)} (${fmt(s.rps_min)}–${fmt(s.rps_max)}) | ${fmt(s.mbs, 1)} | ${fmt(s.p50_ms, 2)} | ${fmt(s.p99_ms, 2)} | ${fmt(ratio(s.rps, get('nginx', o, 'rps')), 2)} | ${fmt(ratio(s.rps, get('direct', o, 'rps')), 2)} | ${c === 'direct' ? '—' : fmt(s.cpu_pct)} | ${c === 'direct' ? '—' : fmt(s.per_cpu_s)} | ${fmt(s.rss_peak_mb)} | ${s.errors} | ${s.n} |`);
   }
   md.push('');
 }
@@ -215,11 +221,12 @@ const target = (name, value, goal, met, reason) => targets.push({ target: name, 
 const cmp = (x, g) => (x === null ? null : x >= g);
 {
   const r = ratio(k1, get('nginx', '1k', 'rps'));
-  target('1 KiB req/s ≥ 0.30 × nginx proxy_pass', r, 0.3, cmp(r, 0.3), `${fmt(k1)} vs ${fmt(get('nginx', '1k', 'rps'))} req/s; ${cpuNote('1k')}${profNote}`);
+  const eff = (c) => get(c, '1k', 'per_cpu_s');
+  target('1 KiB req/s ≥ 0.30 × nginx proxy_pass', r, 0.3, cmp(r, 0.3), `${fmt(k1)} vs ${fmt(get('nginx', '1k', 'rps'))} req/s; ${cpuNote('1k')}; per CPU-second ${fmt(eff('keyhole'))} vs ${fmt(eff('nginx'))} (${fmt(ratio(eff('keyhole'), eff('nginx')), 2)}×)${profNote}`);
   const a = ratio(k1, get('nginx-authreq', '1k', 'rps'));
-  target('1 KiB req/s ≥ 1.8 × nginx + auth_request', a, 1.8, cmp(a, 1.8), `${fmt(k1)} vs ${fmt(get('nginx-authreq', '1k', 'rps'))} req/s`);
+  target('1 KiB req/s ≥ 1.8 × nginx + auth_request', a, 1.8, cmp(a, 1.8), `${fmt(k1)} vs ${fmt(get('nginx-authreq', '1k', 'rps'))} req/s; per CPU-second ${fmt(eff('keyhole'))} vs ${fmt(eff('nginx-authreq'))} (${fmt(ratio(eff('keyhole'), eff('nginx-authreq')), 2)}×; nginx worker + verifier together)`);
   const u = ratio(k1, get('undici', '1k', 'rps'));
-  target('1 KiB req/s ≥ 1.3 × minimal undici proxy', u, 1.3, cmp(u, 1.3), `${fmt(k1)} vs ${fmt(get('undici', '1k', 'rps'))} req/s (the undici proxy checks no token)`);
+  target('1 KiB req/s ≥ 1.3 × minimal undici proxy', u, 1.3, cmp(u, 1.3), `${fmt(k1)} vs ${fmt(get('undici', '1k', 'rps'))} req/s; per CPU-second ${fmt(eff('keyhole'))} vs ${fmt(eff('undici'))} (${fmt(ratio(eff('keyhole'), eff('undici')), 2)}×; the undici proxy checks no token)`);
   const r64 = ratio(get('keyhole', '64k', 'rps'), get('nginx', '64k', 'rps'));
   target('64 KiB req/s ≥ 0.50 × nginx proxy_pass', r64, 0.5, cmp(r64, 0.5), `${fmt(get('keyhole', '64k', 'rps'))} vs ${fmt(get('nginx', '64k', 'rps'))} req/s; ${cpuNote('64k')}`);
   const r100 = ratio(get('keyhole', '100m', 'mbs'), get('nginx', '100m', 'mbs'));
@@ -230,11 +237,31 @@ const cmp = (x, g) => (x === null ? null : x >= g);
   target('peak RSS ≤ 80 MB through the whole run', peak === null ? null : (peak * 1024 * 1024) / 1e6, 80, peak === null ? null : (peak * 1024 * 1024) / 1e6 <= 80, `VmHWM after 1 KiB + 64 KiB + 1 MiB + 100 MiB loads, max over rounds: ${fmt(peak, 1)} MiB; already ${fmt(wholeRunPeak.keyhole?.idle, 1)} MiB idle just after start (Node + modules + heap)`);
   target('peak RSS flat in object size (2 GiB download does not raise it)', flat ? (flat.hwm_after_local_kb - flat.hwm_before_kb) / 1024 : null, '≤ 8 MiB rise', flatOk, flatText);
   const presign = of('presign')[0];
-  const rate = presign ? presignRate(presign.output) : null;
-  target('presign ≥ 50,000 URLs/s on one core', rate, 50_000, rate === null ? null : rate >= 50_000, presign && presign.exit !== null ? `npm run bench:presign (exit ${presign.exit}), pinned to one core` : 'not measurable yet: bench/presign.ts is not there');
+  const rows = presign ? presignRows(presign.output) : [];
+  if (rows.length) {
+    const minCached = Math.min(...rows.map((r) => r.cached ?? 0));
+    const minUncached = Math.min(...rows.map((r) => r.uncached ?? 0));
+    const met = minUncached >= 50_000 ? true : minCached >= 50_000 ? 'cached only' : false;
+    target('presign ≥ 50,000 URLs/s on one core', minCached, 50_000, met,
+      `npm run bench:presign on one pinned core: repeated URL (minted-URL cache) ≥ ${fmt(minCached)}/s for every kind; signed every time: ${rows.map((r) => `${r.kind} ${fmt(r.uncached)}`).join(', ')}/s`);
+  } else {
+    const rate = presign ? presignRate(presign.output) : null;
+    target('presign ≥ 50,000 URLs/s on one core', rate, 50_000, rate === null ? null : rate >= 50_000, presign && presign.exit !== null ? `npm run bench:presign (exit ${presign.exit}), pinned to one core${rate === null ? ': no figure recognised in its output (below)' : ''}` : 'not measurable yet: bench/presign.ts is not there');
+  }
   const w = get('keyhole-w2', '1k', 'rps');
   target('workers: 2 scaling (report honestly)', w ? ratio(w, k1) : null, 'report', w ? 'reported' : null,
     w ? `1 KiB: ${fmt(w)} req/s with 2 workers on cpu0+cpu1 (sharing cpu1 with wrk and the upstream: only 2 cores) vs ${fmt(k1)} req/s with 1 process on cpu0` : meta.workers_supported ? 'config accepts workers: 2 but no run was recorded' : 'not yet measurable: the built Keyhole does not accept `workers: 2`');
+}
+/** bench/presign.ts prints a markdown table: | kind | uncached | cached |. */
+function presignRows(text) {
+  const rows = [];
+  for (const line of (text ?? '').split('\n')) {
+    const cells = line.split('|').map((c) => c.trim()).filter((c, i, a) => i > 0 && i < a.length - 1);
+    if (cells.length < 3 || !/^[\d,.]+$/.test(cells[1])) continue;
+    const num = (c) => (/^[\d,.]+$/.test(c) ? Number(c.replace(/,/g, '')) : null);
+    rows.push({ kind: cells[0], uncached: num(cells[1]), cached: num(cells[2]) });
+  }
+  return rows;
 }
 function presignRate(text) {
   if (!text) return null;
@@ -255,8 +282,8 @@ md.push('| target | measured | met | why / what limits it |');
 md.push('|---|---|---|---|');
 for (const t of targets) {
   const shown = typeof t.measured === 'number' ? (t.measured < 10 ? `${fmt(t.measured, 2)}${t.target.includes('MB') || t.target.includes('ms') || t.target.includes('flat') ? '' : '×'}` : fmt(t.measured)) : '—';
-  const met = t.met === true ? '**met**' : t.met === false ? '**not met**' : t.met === 'reported' ? 'reported' : 'not measured';
-  md.push(`| ${t.target} | ${shown} | ${met} | ${t.reason} |`);
+  const met = t.met === true ? '**met**' : t.met === false ? '**not met**' : t.met === null || t.met === undefined ? 'not measured' : typeof t.met === 'string' && t.met !== 'reported' ? `**${t.met}**` : t.met;
+  md.push(`| ${t.target} | ${shown} | ${met}${load1 > 1 && t.met !== null && t.met !== undefined && !t.target.startsWith('presign') ? ' (noisy run)' : ''} | ${t.reason} |`);
 }
 md.push('');
 md.push('Ratios come from this one run (same machine, same minute); absolute figures move with the machine and with whatever else runs on it.');
@@ -304,7 +331,7 @@ if (presign && presign.exit !== null) {
   md.push('```');
   md.push('');
 }
-md.push('See docs/performance.md for how to run the harness and how to read these figures.');
+md.push('See docs/performance.md for how to run the harness, how to read these figures, and what the profile says limits Keyhole.');
 md.push('');
 
 writeFileSync(mdFile, md.join('\n'));
