@@ -56,6 +56,7 @@ export interface RedisRevocationOptions {
 
 // "no subject revocation" in the cache (lru-cache stores no undefined).
 const NONE = 0;
+const HEARTBEAT_MS = 1000;
 
 export class RedisRevocationStore extends EventEmitter implements RevocationStore {
   private readonly cmd: RedisClient;
@@ -71,6 +72,9 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
   private closed = false;
   private wasUp = false;
   private lastError: string | undefined;
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly hits: ReturnType<Metrics['revocationLookups']['labels']>;
+  private readonly misses: ReturnType<Metrics['revocationLookups']['labels']>;
 
   /** Checks TLS and certificates first (RedisSetupError: refuse to start), then connects. */
   static async open(opts: RedisRevocationOptions): Promise<RedisRevocationStore> {
@@ -103,6 +107,12 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
       if (channel === this.channel) this.receive(message);
     });
     opts.metrics.redisProbe = () => this.connected();
+    this.hits = opts.metrics.revocationLookups.labels('hit');
+    this.misses = opts.metrics.revocationLookups.labels('miss');
+    // A Redis that hangs without closing the socket (frozen, silent partition) would leave
+    // the cache trusted while invalidations no longer arrive: a PING on the subscriber
+    // connection every second, bounded by commandTimeout, turns that into "down".
+    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS).unref();
     if (this.allowOnError) opts.logger.warn('revocation.onRedisError is allow: while Redis is unreachable, revoked tokens are NOT refused');
   }
 
@@ -143,6 +153,18 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     this.epoch++;
     this.subscribed = true;
     this.noteState();
+  }
+
+  private async beat(): Promise<void> {
+    if (!this.subscribed) return;
+    try {
+      await this.sub.ping();
+    } catch (err) {
+      if (!this.subscribed || this.closed) return;
+      this.opts.logger.warn({ problem: explainRedisError(err) }, 'redis pub/sub heartbeat failed: reconnecting');
+      this.lost();
+      this.sub.disconnect(true);
+    }
   }
 
   private lost(): void {
@@ -197,14 +219,14 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     const jtiKnown = jti === undefined ? false : this.jtis.get(jti);
     const notBefore = this.subjects.get(claims.sub);
     if (jtiKnown === true) {
-      this.opts.metrics.revocationLookups.labels('hit').inc();
+      this.hits.inc();
       return true;
     }
     if (jtiKnown !== undefined && notBefore !== undefined) {
-      this.opts.metrics.revocationLookups.labels('hit').inc();
+      this.hits.inc();
       return revokedBySubject(claims, notBefore === NONE ? undefined : notBefore);
     }
-    this.opts.metrics.revocationLookups.labels('miss').inc();
+    this.misses.inc();
     return this.lookup(claims, jtiKnown === undefined ? jti : undefined, notBefore);
   }
 
@@ -267,6 +289,7 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     if (this.closed) return;
     this.closed = true;
     this.subscribed = false;
+    clearInterval(this.heartbeat);
     this.opts.metrics.redisProbe = undefined;
     // disconnect, not QUIT: a QUIT queued on a reconnecting client would wait for Redis.
     this.cmd.disconnect();

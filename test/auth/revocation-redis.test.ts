@@ -148,3 +148,31 @@ t.test('Redis killed: fail closed (or allow when opted in), then recover by itse
   t.equal(await strict.isRevoked(tok), true, 'revocations work again');
   t.match(await metrics.registry.metrics(), /^keyhole_redis_up 1$/m);
 });
+
+t.test('a frozen Redis (sockets open, no answers) is detected by the heartbeat: fail closed, then recover', async (t) => {
+  const r = await startRedis();
+  t.teardown(async () => {
+    r.resume();
+    await r.stop();
+  });
+  const { s } = await store(r, { cacheTtl: '60s' });
+  t.teardown(() => s.close());
+  const tok = claims({ jti: 'jti-frozen' });
+  t.equal(await s.isRevoked(tok), false);
+  t.equal(s.isRevoked(tok), false, 'cached for a minute');
+  const down = once(s, 'down');
+  r.pause();
+  await down; // within about heartbeat (1 s) + commandTimeout (1 s); no socket was closed by Redis
+  t.notOk(s.ready());
+  let thrown: unknown;
+  try {
+    s.isRevoked(tok);
+  } catch (err) {
+    thrown = err;
+  }
+  t.ok(thrown instanceof RevocationUnavailable, 'the cached answer is no longer trusted');
+  const up = once(s, 'up');
+  r.resume();
+  await up;
+  t.equal(await s.isRevoked(tok), false, 'answers again once Redis does');
+});

@@ -22,6 +22,10 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** starts it again on the same ports, with an empty dataset */
   restart(): Promise<void>;
+  /** SIGSTOP: the process hangs with its sockets open (a frozen server, a silent partition) */
+  pause(): void;
+  /** SIGCONT */
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -85,6 +89,7 @@ export async function startRedis(opts: { plainPort?: boolean } = {}): Promise<Te
     child = undefined;
     if (!p) return;
     p.kill('SIGKILL');
+    p.kill('SIGCONT'); // a paused process must run to die
     await exited(p);
   };
   return {
@@ -99,6 +104,12 @@ export async function startRedis(opts: { plainPort?: boolean } = {}): Promise<Te
       ].join('\n');
     },
     kill,
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
     async restart() {
       await kill();
       // The port was just released by a SIGKILLed process: retry briefly if it is still held.
