@@ -34,7 +34,7 @@ const fetchUrl = async (url: string, method: 'GET' | 'HEAD' | 'PUT' = 'GET', hea
 t.test('Azurite accepts the SAS and rejects it tampered, expired or used to write', async (t) => {
   const p = cloudProvider(yaml('presign'), env);
   t.teardown(() => p.close());
-  const good = (await p.presign(uri('azure-blob://labels/img/a b.png'), [])).url;
+  const good = (await p.presignFor(uri('azure-blob://labels/img/a b.png'), [])).url;
   t.match(good, /[?&]spr=https%2Chttp&/, 'http allowed only because the endpoint is loopback');
   const ok = await fetchUrl(good);
   t.equal(ok.status, 200);
@@ -45,7 +45,7 @@ t.test('Azurite accepts the SAS and rejects it tampered, expired or used to writ
   t.equal((await fetchUrl(good.replace('sp=r', 'sp=rw'))).status, 403, 'permissions widened');
   t.equal((await fetchUrl(good.replace('/labels/', '/private/').replace('a%20b.png', 'x.png'))).status, 403, 'another container with the same SAS');
   t.equal((await fetchUrl(good, 'PUT', { 'x-ms-blob-type': 'BlockBlob' }, 'overwrite')).status, 403, 'read-only: no write');
-  const expired = (await p.presign(uri('azure-blob://labels/img/a b.png'), [], { now: new Date(Date.now() - 7_200_000) })).url;
+  const expired = (await p.presignFor(uri('azure-blob://labels/img/a b.png'), [], { now: new Date(Date.now() - 7_200_000) })).url;
   t.equal((await fetchUrl(expired)).status, 403, 'expired');
   t.same((await fetchUrl(good)).body, BODY, 'the blob is untouched');
 });

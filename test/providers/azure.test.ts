@@ -60,7 +60,7 @@ t.test('the provider: read-only SAS, https only, both URI forms, overrides', asy
   );
   t.teardown(() => p.close());
   const now = new Date('2024-01-01T00:00:10Z');
-  const signed = await p.presign(uri('https://devstoreaccount1.blob.core.windows.net/cont1/dir/hello.txt'), [], { now, ttlSeconds: 3600 });
+  const signed = await p.presignFor(uri('https://devstoreaccount1.blob.core.windows.net/cont1/dir/hello.txt'), [], { now, ttlSeconds: 3600 });
   const u = new URL(signed.url);
   t.equal(u.origin + u.pathname, 'https://devstoreaccount1.blob.core.windows.net/cont1/dir/hello.txt');
   t.equal(u.searchParams.get('sp'), 'r', 'read only');
@@ -78,7 +78,7 @@ t.test('the provider: read-only SAS, https only, both URI forms, overrides', asy
     ['https://devstoreaccount1.blob.core.windows.net/cont1/other/x', 'key_not_allowed'],
     ['https://devstoreaccount1.blob.core.windows.net/cont1', 'key_not_allowed'],
   ] as const) {
-    const err = await p.presign(uri(raw), []).then(() => undefined, (e: unknown) => e);
+    const err = await p.presignFor(uri(raw), []).then(() => undefined, (e: unknown) => e);
     t.ok(err instanceof CloudRefusal && err.reason === reason, `${raw}: ${reason}`);
   }
 });

@@ -60,7 +60,7 @@ t.test('the gcs provider signs the conformance "Simple GET" the same way', async
   );
   t.teardown(() => p.close());
   const c = (vector('gcs/v4_signatures.json').signingV4Tests as any[]).find((x) => x.description === 'Simple GET');
-  const signed = await p.presign(uri('gs://test-bucket/test-object'), [], { now: new Date(c.timestamp), ttlSeconds: 10 });
+  const signed = await p.presignFor(uri('gs://test-bucket/test-object'), [], { now: new Date(c.timestamp), ttlSeconds: 10 });
   t.equal(signed.url, c.expectedUrl);
 });
 
@@ -107,12 +107,12 @@ for (const cred of ['rsa', 'hmac'] as const) {
     // The verifier itself refuses what it should.
     const p = cloudProvider(yaml('presign'), env);
     t.teardown(() => p.close());
-    const good = (await p.presign(uri('gs://labels/img/a.png'), [])).url;
+    const good = (await p.presignFor(uri('gs://labels/img/a.png'), [])).url;
     t.equal((await fetchUrl(good)).status, 200);
     const sig = new URL(good).searchParams.get('X-Goog-Signature')!;
     t.equal((await fetchUrl(good.replace(sig, sig.slice(0, -2) + (sig.endsWith('00') ? '11' : '00')))).status, 403, 'tampered signature');
     t.equal((await fetchUrl(good, 'HEAD')).status, 403, 'a GET signature used for HEAD');
-    const old = (await p.presign(uri('gs://labels/img/a.png'), [], { now: new Date(Date.now() - 7_200_000) })).url;
+    const old = (await p.presignFor(uri('gs://labels/img/a.png'), [], { now: new Date(Date.now() - 7_200_000) })).url;
     t.equal((await fetchUrl(old)).status, 403, 'expired');
     t.same(up.rejected.slice(-3), [cred === 'rsa' ? 'rsa signature' : 'hmac signature', cred === 'rsa' ? 'rsa signature' : 'hmac signature', 'expired']);
 

@@ -37,18 +37,18 @@ const fetchUrl = async (url: string, method: 'GET' | 'HEAD' = 'GET', headers: Re
 t.test('the oracle verifies SigV4: tampered signature, path, method, expiry or secret → 403', async (t) => {
   const p = cloudProvider(providerYaml('presign'), env);
   t.teardown(() => p.close());
-  const good = (await p.presign(uri('s3://bucket1/images/cat.jpg'), [])).url;
+  const good = (await p.presignFor(uri('s3://bucket1/images/cat.jpg'), [])).url;
   t.equal((await fetchUrl(good)).status, 200, 'the untouched URL is served');
   const sig = new URL(good).searchParams.get('X-Amz-Signature')!;
   const flipped = sig.slice(0, -1) + (sig.endsWith('0') ? '1' : '0');
   t.equal((await fetchUrl(good.replace(sig, flipped))).status, 403, 'tampered signature');
   t.equal((await fetchUrl(good.replace('/images/cat.jpg', '/images/a%20b%2Bc.jpg'))).status, 403, 'another object, same signature');
   t.equal((await fetchUrl(good, 'HEAD')).status, 403, 'a GET signature used for HEAD');
-  const expired = (await p.presign(uri('s3://bucket1/images/cat.jpg'), [], { now: new Date(Date.now() - 3_600_000), ttlSeconds: 300 })).url;
+  const expired = (await p.presignFor(uri('s3://bucket1/images/cat.jpg'), [], { now: new Date(Date.now() - 3_600_000), ttlSeconds: 300 })).url;
   t.equal((await fetchUrl(expired)).status, 403, 'expired');
   const wrong = cloudProvider(providerYaml('presign', 'WRONG_SECRET'), env);
   t.teardown(() => wrong.close());
-  t.equal((await fetchUrl((await wrong.presign(uri('s3://bucket1/images/cat.jpg'), [])).url)).status, 403, 'signed with the wrong secret');
+  t.equal((await fetchUrl((await wrong.presignFor(uri('s3://bucket1/images/cat.jpg'), [])).url)).status, 403, 'signed with the wrong secret');
 });
 
 t.test('the oracle also verifies header-signed SigV4 (Authorization), and rejects it tampered', async (t) => {
@@ -156,6 +156,8 @@ t.test('proxy mode end to end: signed by Keyhole, streamed, Range and HEAD', asy
   t.equal(missing.status, 404);
   const audit = await auditFor(k, full.headers['x-request-id'] as string);
   t.match(audit, { decision: 'allow', reason: 'ok', status: 200, bytes: BODY.length });
+  const batch = await k.get('/v1/presign', { ...auth, 'content-type': 'application/json' }, 'POST', JSON.stringify({ uris: ['s3://bucket1/images/cat.jpg'] }));
+  t.same(JSON.parse(batch.body.toString()).results, [{ uri: 's3://bucket1/images/cat.jpg', error: 'no_provider' }], 'a proxy-mode provider hands out no URLs');
 });
 
 t.test('proxy mode with a wrong secret: the server refuses, Keyhole answers 502 and leaks nothing', async (t) => {
@@ -194,13 +196,13 @@ t.test('credentials from the AWS default chain: temporary keys and session token
 `;
   const p = cloudProvider(yaml);
   t.teardown(() => p.close());
-  const signed = await p.presign(uri('s3://bucket1/images/cat.jpg'), []);
+  const signed = await p.presignFor(uri('s3://bucket1/images/cat.jpg'), []);
   const u = new URL(signed.url);
   t.equal(u.searchParams.get('X-Amz-Security-Token'), 'FwoGZXIvYXdzEXAMPLE-session-token');
   t.match(u.searchParams.get('X-Amz-Credential'), /^S3RVER\//);
   t.equal((await fetchUrl(signed.url)).status, 200, 'the S3 server accepts it (the token is part of the signed query)');
   const tampered = signed.url.replace('FwoGZXIvYXdzEXAMPLE', 'FwoGZXIvYXdzEXAMPLF');
   t.equal((await fetchUrl(tampered)).status, 403, 'a changed session token breaks the signature');
-  const long = await p.presign(uri('s3://bucket1/images/cat.jpg'), [], { ttlSeconds: 3600 });
+  const long = await p.presignFor(uri('s3://bucket1/images/cat.jpg'), [], { ttlSeconds: 3600 });
   t.equal(long.expiresAt, expiration.toISOString(), 'expiresAt says when the temporary credentials end');
 });

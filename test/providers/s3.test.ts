@@ -31,11 +31,11 @@ ${extra}`.replace('7d', '604800s'),
 t.test('the S3 docs presigned GET example, byte for byte, through the provider', async (t) => {
   const p = docsProvider();
   t.teardown(() => p.close());
-  const signed = await p.presign(uri('s3://examplebucket/test.txt'), [], { now: new Date('2013-05-24T00:00:00Z'), ttlSeconds: 86400 });
+  const signed = await p.presignFor(uri('s3://examplebucket/test.txt'), [], { now: new Date('2013-05-24T00:00:00Z'), ttlSeconds: 86400 });
   t.equal(signed.url, docs.presignedGet.expectedUrl);
   t.equal(signed.expiresAt, '2013-05-25T00:00:00.000Z');
   // Any time in the same stable window signs to the very same URL.
-  const later = await p.presign(uri('s3://examplebucket/test.txt'), [], { now: new Date('2013-05-24T00:00:59Z'), ttlSeconds: 86400 });
+  const later = await p.presignFor(uri('s3://examplebucket/test.txt'), [], { now: new Date('2013-05-24T00:00:59Z'), ttlSeconds: 86400 });
   t.equal(later.url, docs.presignedGet.expectedUrl);
 });
 
@@ -134,7 +134,7 @@ t.test('path-style, publicEndpoint, session token and response overrides', async
   );
   t.teardown(() => p.close());
   const now = new Date('2026-01-01T00:00:30Z');
-  const pub = await p.presign(uri('s3://data/images/a b.jpg'), [], { now });
+  const pub = await p.presignFor(uri('s3://data/images/a b.jpg'), [], { now });
   const u = new URL(pub.url);
   t.equal(u.origin, 'https://files.example.org');
   t.equal(u.pathname, '/s3/data/images/a%20b.jpg');
@@ -162,7 +162,7 @@ t.test('request-time refusals carry reason codes', async (t) => {
   t.teardown(() => p.close());
   const refusal = async (raw: string, ttl?: number) => {
     try {
-      await p.presign(uri(raw), [], ttl ? { ttlSeconds: ttl } : {});
+      await p.presignFor(uri(raw), [], ttl ? { ttlSeconds: ttl } : {});
       return 'signed';
     } catch (err) {
       t.type(err, CloudRefusal);

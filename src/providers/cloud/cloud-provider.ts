@@ -74,6 +74,8 @@ export class CloudProvider implements Provider {
   readonly match: string;
   readonly orgs: ReadonlySet<string> | undefined;
   readonly projects: ReadonlySet<string> | undefined;
+  /** presign mode only: a proxy-mode provider keeps its storage away from browsers */
+  readonly presign: Provider['presign'];
   private readonly cache: MintedCache;
   private readonly pools = new Map<string, Pool>();
   private readonly now: () => number;
@@ -86,6 +88,7 @@ export class CloudProvider implements Provider {
     this.projects = parts.projects;
     this.cache = new MintedCache(parts.common.cache.maxEntries, parts.common.stable.window);
     this.now = parts.now ?? Date.now;
+    this.presign = parts.common.mode === 'presign' ? (uri, rest, opts) => this.presignFor(uri, rest, opts) : undefined;
   }
 
   /** Signs (or finds in the cache) a URL for `uri`; throws CloudRefusal on a refused request. */
@@ -124,7 +127,8 @@ export class CloudProvider implements Provider {
     return out;
   }
 
-  async presign(uri: DataUri, _rest: readonly string[], opts: { now?: Date; ttlSeconds?: number } = {}): Promise<Presigned> {
+  /** The URL a browser gets for `uri` (GET, public endpoint). */
+  async presignFor(uri: DataUri, _rest: readonly string[], opts: { now?: Date; ttlSeconds?: number } = {}): Promise<Presigned> {
     const { url, expiresAt } = await this.mint(uri, { method: 'GET', audience: 'public', nowMs: opts.now?.getTime() ?? this.now(), ttlSeconds: opts.ttlSeconds });
     return { url, expiresAt };
   }

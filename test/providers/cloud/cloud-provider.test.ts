@@ -45,7 +45,7 @@ t.test('no usable credentials: credentials_unavailable, nothing secret in the me
   process.env.AWS_CREDENTIAL_EXPIRATION = new Date(Date.now() - 60_000).toISOString();
   const p = cloudProvider(`  - { name: s, kind: s3, match: "s3://data/", credentials: { source: chain }, buckets: [{ name: data }] }\n`);
   t.teardown(() => p.close());
-  const err = await p.presign(uri('s3://data/a.jpg'), []).then(() => undefined, (e: unknown) => e);
+  const err = await p.presignFor(uri('s3://data/a.jpg'), []).then(() => undefined, (e: unknown) => e);
   t.ok(err instanceof CloudRefusal);
   t.equal((err as CloudRefusal).reason, 'credentials_unavailable');
   t.equal((err as CloudRefusal).status, 502);
@@ -97,7 +97,7 @@ t.test('redactUrl hides the signature and credential of every kind of minted URL
   ];
   for (const p of providers) {
     const match = p.match;
-    const { url } = await p.presign(uri(`${match}x.jpg`), []);
+    const { url } = await p.presignFor(uri(`${match}x.jpg`), []);
     const red = redactUrl(url);
     const secretParams = [...new URL(url).searchParams.entries()].filter(([k]) => /signature|credential|security-token|^sig$/i.test(k));
     t.ok(secretParams.length >= 1, `${p.kind}: has signed parameters`);
