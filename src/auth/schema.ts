@@ -1,6 +1,7 @@
 // YAML for session tokens: who signs them, with which keys and algorithms.
 import { z } from 'zod';
 import { clientTls, duration, filePath, secret, text } from '../config/types.js';
+import { introspectSchema } from './introspect.js';
 
 const HMAC = ['HS256', 'HS384', 'HS512'] as const;
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
@@ -45,5 +46,7 @@ export const authSchema = z.strictObject({
   queryToken: z.boolean().default(true),
   /** verified tokens kept so a hot token costs no signature check; never past exp */
   cache: z.strictObject({ max: z.number().int().min(0).max(1_000_000).default(10_000) }).prefault({}),
+  /** no Keyhole token: ask the app who the user is (weaker: no per-URI scope; see docs/integrate.md) */
+  introspect: introspectSchema.optional(),
 });
 export type AuthConfig = z.infer<typeof authSchema>;

@@ -1,6 +1,7 @@
 // The whole configuration, as ops write it in YAML. Every key is documented in
 // config.example.yaml; docs/config.md is generated from this file.
 import { z } from 'zod';
+import { appSchema } from '../app/schema.js';
 import { authSchema } from '../auth/schema.js';
 import { providerSchema } from '../providers/kinds.js';
 import { redisRevocationSchema, redisSectionSchema } from '../state/config.js';
@@ -89,6 +90,7 @@ export const configSchema = z.strictObject({
   cors: corsSchema,
   log: logSchema,
   presign: presignSchema,
+  app: appSchema.optional().describe('the labeling app behind Keyhole: every request outside Keyhole\'s routes goes there'),
   providers: z.array(providerSchema).min(1, 'at least one provider is required').describe('where the bytes are: each provider owns the URIs under its match prefix; a URI no provider owns is refused'),
   redis: redisSectionSchema.optional().describe('shared state for several replicas: revocation (revocation.store: redis), audit stream'),
 }).superRefine((c, ctx) => {

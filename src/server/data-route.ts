@@ -9,7 +9,7 @@ import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
 import type { Reason } from '../reasons.js';
 import { sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
-import { authenticate } from './authenticate.js';
+import { authenticateData } from './authenticate.js';
 
 export const DATA_METHODS = 'GET, HEAD, OPTIONS';
 
@@ -82,7 +82,7 @@ export async function handleData(rt: Runtime, req: IncomingMessage, res: ServerR
   const query = dataQuery(req.url ?? '');
   if (query.ambiguous) return refuse(400, 'bad_request');
 
-  const auth = await authenticate(rt, req.headers, query.token);
+  const auth = await authenticateData(rt, req.headers, query.token);
   tokenSource = auth.source;
   if (!auth.ok) {
     return refuse(auth.status, auth.reason, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="keyhole"' } : undefined);
@@ -104,7 +104,9 @@ export async function handleData(rt: Runtime, req: IncomingMessage, res: ServerR
   if (!resolved) return refuse(403, 'no_provider');
   providerName = resolved.provider.name;
 
-  const denied = authorize(auth.claims, uri.canonical, resolved.provider);
+  const denied = auth.source === 'introspect'
+    ? (auth.providers.has(resolved.provider.name) ? undefined : 'introspect_provider')
+    : authorize(auth.claims, uri.canonical, resolved.provider);
   if (denied) return refuse(403, denied);
 
   const dataReq: DataRequest = { id, method, uri, rest: resolved.rest, headers: req.headers, outcome };

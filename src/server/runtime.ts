@@ -6,6 +6,7 @@ import { loadKey } from '../auth/keys.js';
 import { MemoryRevocationStore, type RevocationStore } from '../auth/revocation.js';
 import { RedisRevocationStore } from '../auth/revocation-redis.js';
 import { AuditStream } from '../observe/audit-stream.js';
+import { preflightRedisProviders } from '../providers/redis.js';
 import { TokenVerifier } from '../auth/verify.js';
 import type { Config } from '../config/schema.js';
 import { AuditLog } from '../observe/audit.js';
@@ -13,6 +14,7 @@ import { Metrics } from '../observe/metrics.js';
 import { createProvider } from '../providers/kinds.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import { Cors } from './cors.js';
+import { closeAppFront } from '../app/front.js';
 
 export interface Runtime {
   readonly config: Config;
@@ -51,6 +53,11 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
         throw err;
       })
     : undefined;
+  await preflightRedisProviders(config.providers, deps.logger).catch(async (err: unknown) => {
+    if (!deps.revocation) await revocation.close();
+    await auditStream?.close();
+    throw err;
+  });
   const registry = new ProviderRegistry(config.providers.map(createProvider));
   metrics.revocationProbe = () => revocation.ready();
   return {
@@ -63,6 +70,7 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     registry,
     cors: new Cors(config.cors.origins, config.cors.maxAge),
     async close(opts = {}) {
+      await closeAppFront(config);
       await registry.close();
       if (!opts.keepRevocation) await revocation.close();
       await auditStream?.close();

@@ -12,6 +12,7 @@ import { handlePresign } from './presign-route.js';
 import { answerClientError, sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { handleSession } from './session-route.js';
+import { appProxyFor, handleUpgrade } from '../app/front.js';
 import { InFlight } from './lifecycle.js';
 import { readServerTls, type ServerTlsMaterial } from './tls-material.js';
 
@@ -73,6 +74,7 @@ export class KeyholeServer {
       : createHttpServer(common, handler);
     this.data.setTimeout(cfg.timeouts.idle);
     this.data.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
+    this.data.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(this.runtime, req, socket, head));
     this.admin = createHttpServer({ ...common }, (req, res) => {
       this.inflight.enter(this.runtime, res);
       handleAdmin(this.runtime, { accepting: () => !this.draining, ...this.hooks }, req, res).catch((err) => this.crash(err, res));
@@ -125,8 +127,9 @@ export class KeyholeServer {
     else if (path === '/v1/session') done = handleSession(rt, req, res);
     else if (path === '/v1/presign') done = handlePresign(rt, req, res);
     else {
-      sendError(res, 404, 'route_not_found', randomUUID());
-      return;
+      const app = appProxyFor(rt);
+      if (!app) return sendError(res, 404, 'route_not_found', randomUUID());
+      done = app.handle(req, res);
     }
     done.catch((err) => this.crash(err, res));
   }

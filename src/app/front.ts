@@ -1,0 +1,49 @@
+// The app proxy that belongs to one loaded config: built on first use, so a reload (a new
+// config) gets a proxy for the new app section; the runtime's close() closes it.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { REASONS } from '../reasons.js';
+import type { Config } from '../config/schema.js';
+import type { Runtime } from '../server/runtime.js';
+import { closeIntrospector } from '../auth/introspect.js';
+import { AppProxy } from './proxy.js';
+
+const proxies = new WeakMap<Config, AppProxy>();
+
+/** The runtime's app proxy, or undefined when no `app` section is configured. */
+export function appProxyFor(rt: Runtime): AppProxy | undefined {
+  const cfg = rt.config.app;
+  if (!cfg) return undefined;
+  let proxy = proxies.get(rt.config);
+  if (!proxy) {
+    proxy = new AppProxy(cfg, {
+      sessionCookie: rt.config.auth.cookie.name,
+      proto: rt.config.server.tls ? 'https' : 'http',
+      logger: rt.logger.child({ component: 'app' }),
+    });
+    proxies.set(rt.config, proxy);
+  }
+  return proxy;
+}
+
+/** Closes what this module opened for a config: the app pool, open websockets, the introspector. */
+export async function closeAppFront(config: Config): Promise<void> {
+  const proxy = proxies.get(config);
+  proxies.delete(config);
+  await Promise.all([proxy?.close(), closeIntrospector(config.auth.introspect)]);
+}
+
+/**
+ * Node's `upgrade` event on the data listener. Only websocket upgrades to app paths pass;
+ * Keyhole's own routes, and any other Upgrade (h2c…), get a plain refusal.
+ */
+export function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const path = (req.url ?? '/').split('?')[0];
+  const app = appProxyFor(rt);
+  if (app && path !== '/v1/data' && path !== '/v1/session' && path !== '/v1/presign') return app.upgrade(req, socket, head);
+  socket.on('error', () => socket.destroy());
+  const body = JSON.stringify({ error: 'bad_request', message: REASONS.bad_request, requestId: randomUUID() });
+  socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref());
+}

@@ -1,0 +1,125 @@
+// Headers across the app proxy. Hop-by-hop headers (RFC 9110 §7.6.1), and every header a
+// Connection header names, stop at Keyhole in both directions. X-Forwarded-* say who the
+// client is; they are trusted only from configured proxies.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { BlockList, isIP } from 'node:net';
+import { cookieValue } from '../auth/extract.js';
+import type { CookieHardener } from './cookies.js';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/** Client headers Keyhole consumes or rewrites itself. */
+const REQUEST_DROPPED = new Set(['expect', 'content-length']);
+const FORWARDING = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
+
+/** Names listed in Connection: (`Connection: close, X-Secret`) are hop-by-hop too. */
+export function connectionNamed(value: string | string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
+    for (const token of v.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name) out.add(name);
+    }
+  }
+  return out;
+}
+
+export class TrustedProxies {
+  private readonly list = new BlockList();
+  private readonly empty: boolean;
+
+  constructor(entries: readonly string[]) {
+    this.empty = entries.length === 0;
+    for (const e of entries) {
+      const [ip, bits] = e.split('/') as [string, string | undefined];
+      const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.list.addAddress(ip, type);
+      else this.list.addSubnet(ip, Number(bits), type);
+    }
+  }
+
+  has(address: string | undefined): boolean {
+    if (this.empty || !address) return false;
+    const plain = unmapped(address);
+    return this.list.check(plain, isIP(plain) === 6 ? 'ipv6' : 'ipv4');
+  }
+}
+
+/** ::ffff:10.0.0.1 (an IPv4 peer on a dual-stack socket) → 10.0.0.1 */
+export function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+}
+
+export interface ForwardContext {
+  peer: string | undefined;
+  trusted: boolean;
+  proto: 'https' | 'http';
+  /** Keyhole's session cookie: a data credential the app never needs to see */
+  sessionCookie: string;
+}
+
+function withoutCookie(header: string, name: string): string | undefined {
+  if (cookieValue(header, name) === undefined) return header;
+  const kept = header
+    .split(';')
+    .map((c) => c.trim())
+    .filter((c) => c !== '' && c.slice(0, c.indexOf('=') === -1 ? c.length : c.indexOf('=')).trim() !== name);
+  return kept.length > 0 ? kept.join('; ') : undefined;
+}
+
+/** The headers sent to the app for one client request (no framing headers: see proxy). */
+export function appRequestHeaders(client: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string | string[]> {
+  const named = connectionNamed(client.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(client)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || REQUEST_DROPPED.has(name) || (named.has(name) && name !== 'host')) continue;
+    if (!ctx.trusted && FORWARDING.includes(name)) continue;
+    out[name] = value;
+  }
+  if (typeof out.cookie === 'string') {
+    const cookie = withoutCookie(out.cookie, ctx.sessionCookie);
+    if (cookie === undefined) delete out.cookie;
+    else out.cookie = cookie;
+  }
+  const peer = ctx.peer ? unmapped(ctx.peer) : undefined;
+  const priorFor = ctx.trusted ? joined(client['x-forwarded-for']) : undefined;
+  if (peer) out['x-forwarded-for'] = priorFor ? `${priorFor}, ${peer}` : peer;
+  else if (priorFor) out['x-forwarded-for'] = priorFor;
+  if (!(ctx.trusted && client['x-forwarded-proto'])) out['x-forwarded-proto'] = ctx.proto;
+  if (!(ctx.trusted && client['x-forwarded-host']) && client.host) out['x-forwarded-host'] = client.host;
+  return out;
+}
+
+function joined(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** The app's response headers as the browser gets them. */
+export function appResponseHeaders(upstream: IncomingHttpHeaders, cookies: CookieHardener, upgrade = false): OutgoingHttpHeaders {
+  const named = connectionNamed(upstream.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    // Keyhole's own HSTS is the one that counts for this origin.
+    if (name === 'strict-transport-security' || name === 'set-cookie') continue;
+    out[name] = value;
+  }
+  const setCookie = cookies.hardenAll(upstream['set-cookie']);
+  if (setCookie.length > 0) out['set-cookie'] = setCookie;
+  if (upgrade) {
+    out.connection = 'Upgrade';
+    out.upgrade = 'websocket';
+  }
+  return out;
+}

@@ -1,0 +1,335 @@
+// Reverse proxy to the labeling app, so one hardened TLS origin serves both the app and its
+// data. Built on an undici Pool (dispatch API) and Node's `upgrade` event, not http-proxy:
+//  - framing is checked first (framing.ts); an ambiguous request is refused, never forwarded;
+//  - the body is streamed, never buffered, and counted: past app.maxBodyBytes → 413;
+//  - a chunked body is re-chunked for any method (DELETE/OPTIONS included: the
+//    http-proxy CVE-2026-29057 case), a Content-Length body keeps its length;
+//  - the client going away aborts the app request, and the app failing cuts the response;
+//  - websockets: the upgraded sockets are piped, tracked, and cut on close.
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { errors, type Dispatcher, type Pool } from 'undici';
+import { createPool } from '../relay/pool.js';
+import { REASONS, type Reason } from '../reasons.js';
+import { sendError } from '../server/respond.js';
+import { CookieHardener } from './cookies.js';
+import { markRefused, requestFraming, wasRefused } from './framing.js';
+import { appRequestHeaders, appResponseHeaders, TrustedProxies } from './headers.js';
+import { MethodPolicy, normaliseTarget } from './methods.js';
+import type { AppConfig } from './schema.js';
+
+export interface AppProxyOptions {
+  /** Keyhole's session cookie name: stripped from requests, never set by the app */
+  sessionCookie: string;
+  /** the scheme browsers use to reach Keyhole (X-Forwarded-Proto) */
+  proto: 'https' | 'http';
+  logger: Logger;
+}
+
+class BodyTooLarge extends Error {}
+
+/** Streams the client body through, counting; throws once it passes the limit. */
+async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerator<Buffer> {
+  let seen = 0;
+  for await (const chunk of body) {
+    seen += chunk.length;
+    if (seen > max) throw new BodyTooLarge('request body too large');
+    yield chunk;
+  }
+}
+
+function failureFor(err: Error): { status: number; reason: Reason } {
+  if (err instanceof BodyTooLarge) return { status: 413, reason: 'body_too_large' };
+  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
+    return { status: 504, reason: 'upstream_timeout' };
+  }
+  return { status: 502, reason: 'upstream_error' };
+}
+
+/** Relays the app's answer to the browser; aborts the app request when the browser leaves. */
+class AppResponse implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private readonly onDrain = () => this.controller?.resume();
+  private readonly onClose = () => {
+    if (!this.res.writableFinished) this.controller?.abort(new Error('client closed the connection'));
+  };
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly cookies: CookieHardener,
+    private readonly id: string,
+    private readonly logger: Logger,
+    private readonly done: () => void,
+  ) {
+    res.once('close', this.onClose);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.res.destroyed) controller.abort(new Error('client closed the connection'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) return;
+    try {
+      const out = appResponseHeaders(headers, this.cookies);
+      if (statusMessage && statusMessage !== STATUS_CODES[statusCode]) this.res.writeHead(statusCode, statusMessage, out);
+      else this.res.writeHead(statusCode, out);
+    } catch (err) {
+      // A header Node refuses to write (control characters): the answer is garbage.
+      this.logger.warn({ err, requestId: this.id }, 'app answered an unwritable head');
+      controller.abort(err as Error);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.removeListener('close', this.onClose);
+    this.res.end();
+    this.done();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    const res = this.res;
+    res.removeListener('close', this.onClose);
+    if (res.destroyed) {
+      this.done(); // the client left first: the abort we asked for
+      return;
+    }
+    const { status, reason } = failureFor(err);
+    if (res.headersSent) res.destroy(err);
+    else {
+      if (status === 413) res.shouldKeepAlive = false; // the rest of the body is never read
+      if (status !== 413) this.logger.warn({ requestId: this.id, reason, err: err.message }, 'app request failed');
+      sendError(res, status, reason, this.id);
+    }
+    this.done();
+  }
+}
+
+/** Writes a complete error answer on a raw (not yet upgraded) socket and closes it. */
+function refuseSocket(socket: Duplex, status: number, reason: Reason, id: string, extra: Record<string, string> = {}): void {
+  const body = JSON.stringify({ error: reason, message: REASONS[reason], requestId: id });
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'content-type: application/json; charset=utf-8',
+    `content-length: ${Buffer.byteLength(body)}`,
+    'cache-control: no-store',
+    'x-content-type-options: nosniff',
+    'connection: close',
+    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
+  ];
+  if (!socket.writable) return void socket.destroy();
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  // Detached from the HTTP server, nothing else would ever close this socket.
+  socket.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref());
+}
+
+function headText(statusLine: string, headers: OutgoingHttpHeaders): string {
+  const lines = [statusLine];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) {
+      const text = String(v);
+      // Never let the app inject a line into our raw head.
+      if (!/[\r\n\0]/.test(text)) lines.push(`${name}: ${text}`);
+    }
+  }
+  return `${lines.join('\r\n')}\r\n\r\n`;
+}
+
+/** The websocket handshake towards the app; on 101 the two sockets are piped together. */
+class AppUpgrade implements Dispatcher.DispatchHandler {
+  private answered = false;
+  private controller: Dispatcher.DispatchController | undefined;
+  private readonly onClientGone = () => this.controller?.abort(new Error('client closed the connection'));
+
+  constructor(
+    private readonly client: Duplex,
+    private readonly head: Buffer,
+    private readonly proxy: AppProxy,
+    private readonly id: string,
+  ) {
+    client.once('close', this.onClientGone);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.client.destroyed) controller.abort(new Error('client closed the connection'));
+  }
+
+  onRequestUpgrade(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, app: Duplex): void {
+    this.answered = true;
+    const client = this.client;
+    client.removeListener('close', this.onClientGone);
+    if (client.destroyed) {
+      app.destroy();
+      return;
+    }
+    client.write(headText(`HTTP/1.1 ${statusCode} Switching Protocols`, appResponseHeaders(headers, this.proxy.cookies, true)));
+    if (this.head.length > 0) app.write(this.head);
+    this.proxy.tunnel(client, app);
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) return;
+    // The app refused the upgrade: its answer goes back as a close-delimited response.
+    this.answered = true;
+    const out = appResponseHeaders(headers, this.proxy.cookies);
+    delete out['content-length'];
+    out.connection = 'close';
+    this.client.write(headText(`HTTP/1.1 ${statusCode} ${statusMessage || STATUS_CODES[statusCode] || ''}`, out));
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.client.writable) this.client.write(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.client.removeListener('close', this.onClientGone);
+    this.client.end();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.client.removeListener('close', this.onClientGone);
+    if (this.client.destroyed) return;
+    if (this.answered) {
+      this.client.destroy();
+      return;
+    }
+    const { status, reason } = failureFor(err);
+    this.proxy.logger.warn({ requestId: this.id, reason, err: err.message }, 'app websocket upgrade failed');
+    refuseSocket(this.client, status, reason, this.id);
+  }
+}
+
+export class AppProxy {
+  readonly cookies: CookieHardener;
+  private readonly pool: Pool;
+  private readonly trusted: TrustedProxies;
+  private readonly policy: MethodPolicy;
+  private readonly tunnels = new Set<Duplex>();
+
+  constructor(
+    private readonly cfg: AppConfig,
+    private readonly opts: AppProxyOptions,
+  ) {
+    this.cookies = new CookieHardener(cfg.cookies, opts.sessionCookie);
+    this.trusted = new TrustedProxies(cfg.trustedProxies);
+    this.policy = new MethodPolicy(cfg);
+    this.pool = createPool(new URL(cfg.upstream).origin, {
+      connections: cfg.connections,
+      connectTimeoutMs: cfg.timeouts.connect,
+      headersTimeoutMs: cfg.timeouts.headers,
+      bodyTimeoutMs: cfg.timeouts.body,
+      tls: cfg.tls,
+    });
+    if (cfg.tls?.insecureSkipVerify) opts.logger.warn('app.tls.insecureSkipVerify is on: the app certificate is NOT verified');
+  }
+
+  get logger(): Logger {
+    return this.opts.logger;
+  }
+
+  /** Forwards one request to the app; resolves when the exchange is over. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const id = randomUUID();
+    const method = req.method ?? 'GET';
+    if (wasRefused(req.socket)) {
+      // Pipelined behind a request we refused: its framing cannot be trusted. Never forwarded.
+      res.shouldKeepAlive = false;
+      sendError(res, 400, 'request_framing', id);
+      return Promise.resolve();
+    }
+    const framing = requestFraming(req);
+    if (!framing.ok) {
+      this.opts.logger.warn({ requestId: id, client: req.socket.remoteAddress, why: framing.why }, 'ambiguous request framing refused');
+      res.shouldKeepAlive = false;
+      markRefused(req.socket);
+      sendError(res, 400, 'request_framing', id);
+      return Promise.resolve();
+    }
+    const target = normaliseTarget(req.url ?? '/');
+    if (!target) {
+      sendError(res, 400, 'bad_request', id);
+      return Promise.resolve();
+    }
+    if (!this.policy.allows(method, target.matchPath)) {
+      sendError(res, 405, 'app_method_denied', id, { allow: [...this.policy.allowedFor(target.matchPath)].join(', ') });
+      return Promise.resolve();
+    }
+    if (framing.length !== undefined && framing.length > this.cfg.maxBodyBytes) {
+      res.shouldKeepAlive = false;
+      markRefused(req.socket);
+      sendError(res, 413, 'body_too_large', id);
+      return Promise.resolve();
+    }
+    const headers = appRequestHeaders(req.headers, {
+      peer: req.socket.remoteAddress,
+      trusted: this.trusted.has(req.socket.remoteAddress),
+      proto: this.opts.proto,
+      sessionCookie: this.opts.sessionCookie,
+    });
+    if (framing.length !== undefined) headers['content-length'] = String(framing.length);
+    const hasBody = framing.chunked || (framing.length ?? 0) > 0;
+    const body = hasBody ? Readable.from(limited(req, this.cfg.maxBodyBytes), { objectMode: false }) : null;
+    return new Promise((resolve) => {
+      const handler = new AppResponse(res, this.cookies, id, this.opts.logger, resolve);
+      this.pool.dispatch({ path: target.forwardPath, method: method as Dispatcher.HttpMethod, headers, body, blocking: true, reset: false }, handler);
+    });
+  }
+
+  /** A request with Upgrade: only websockets to the app pass; everything else is refused. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const id = randomUUID();
+    socket.on('error', () => socket.destroy());
+    const framing = requestFraming(req);
+    const target = normaliseTarget(req.url ?? '/');
+    const wantsWebsocket = String(req.headers.upgrade ?? '').trim().toLowerCase() === 'websocket';
+    if (!this.cfg.websockets || !wantsWebsocket) return refuseSocket(socket, 400, 'bad_request', id);
+    if (!framing.ok || framing.chunked || (framing.length ?? 0) > 0) return refuseSocket(socket, 400, 'request_framing', id);
+    if (!target) return refuseSocket(socket, 400, 'bad_request', id);
+    if (req.method !== 'GET' || !this.policy.allows('GET', target.matchPath)) return refuseSocket(socket, 405, 'app_method_denied', id);
+    const headers = appRequestHeaders(req.headers, {
+      peer: req.socket.remoteAddress,
+      trusted: this.trusted.has(req.socket.remoteAddress),
+      proto: this.opts.proto,
+      sessionCookie: this.opts.sessionCookie,
+    });
+    this.pool.dispatch({ path: target.forwardPath, method: 'GET', headers, upgrade: 'websocket' }, new AppUpgrade(socket, head, this, id));
+  }
+
+  /** Pipes an upgraded client socket and app socket; either side ending ends both. */
+  tunnel(client: Duplex, app: Duplex): void {
+    const idle = this.cfg.timeouts.body;
+    const cut = () => {
+      client.destroy();
+      app.destroy();
+      this.tunnels.delete(client);
+    };
+    this.tunnels.add(client);
+    for (const s of [client, app]) {
+      s.on('error', cut);
+      s.on('close', cut);
+      if ('setTimeout' in s && typeof s.setTimeout === 'function') (s as import('node:net').Socket).setTimeout(idle, cut);
+    }
+    client.pipe(app);
+    app.pipe(client);
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.tunnels) t.destroy();
+    this.tunnels.clear();
+    await this.pool.destroy();
+  }
+}
