@@ -11,13 +11,14 @@
 // versions silently). Content type: the companion key (`contentTypeKey`), else the
 // configured `contentType`, else by the key's extension.
 import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
 import { Readable, pipeline } from 'node:stream';
 import { z } from 'zod';
 import { dataResponseHeaders } from '../relay/headers.js';
 import { parseRange } from '../relay/range.js';
 import { sendError } from '../server/respond.js';
 import { redisConnectionSchema } from '../state/config.js';
-import { createRedisClient, explainRedisError, type RedisClient } from '../state/connect.js';
+import { createRedisClient, explainRedisError, preflightRedis, type RedisClient } from '../state/connect.js';
 import { providerBase } from './base.js';
 import { contentTypeFor } from './content-type.js';
 import type { DataRequest, Provider } from './types.js';
@@ -40,6 +41,21 @@ export const redisProviderSchema = providerBase
 export type RedisProviderConfig = z.infer<typeof redisProviderSchema>;
 
 class ValueChanged extends Error {}
+
+/**
+ * Start-up check for every redis provider, like the shared-state connection gets: a TLS or
+ * certificate problem refuses start-up (RedisSetupError); a Redis that is down only warns.
+ */
+export async function preflightRedisProviders(providers: readonly { kind: string }[], logger: Logger): Promise<void> {
+  await Promise.all(
+    providers.map(async (p, i) => {
+      if (p.kind !== 'redis') return;
+      const cfg = p as RedisProviderConfig;
+      const { unreachable } = await preflightRedis(cfg.redis, `providers[${i}] (${cfg.name})`);
+      if (unreachable.length > 0) logger.warn({ provider: cfg.name, unreachable }, 'redis provider unreachable at start-up: its requests fail until it answers');
+    }),
+  );
+}
 
 export function createRedisProvider(cfg: RedisProviderConfig): Provider {
   const clients = new Map<number, RedisClient>();
