@@ -2,8 +2,9 @@
 // bad one), then run one process, or a cluster primary and its workers (`workers:`).
 // SIGHUP reloads the config and certificates; SIGTERM/SIGINT drain, then exit 0.
 import cluster from 'node:cluster';
-import { readdirSync } from 'node:fs';
-import { ConfigError, formatProblem, loadConfigFile } from '../config/load.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ConfigError, formatProblem, loadConfigFile, parseConfig } from '../config/load.js';
 import { defaultConfig, SAMPLES_DIR } from '../config/default.js';
 import type { Config } from '../config/schema.js';
 import { signDevToken } from '../auth/sign.js';
@@ -17,11 +18,20 @@ export interface ServeOptions {
   adminPort?: number;
 }
 
-function load(opts: ServeOptions): Config {
-  return opts.config ? loadConfigFile(opts.config) : defaultConfig({ certDir: opts.certDir, port: opts.port, adminPort: opts.adminPort });
+/** The config, and the YAML text it was parsed from (what cluster workers start from). */
+function load(opts: ServeOptions): { config: Config; yaml?: string } {
+  if (!opts.config) return { config: defaultConfig({ certDir: opts.certDir, port: opts.port, adminPort: opts.adminPort }) };
+  let yaml: string;
+  try {
+    yaml = readFileSync(opts.config, 'utf8');
+  } catch {
+    // The loader words the problem the same way check-config does.
+    return { config: loadConfigFile(opts.config) };
+  }
+  return { config: parseConfig(yaml, { baseDir: dirname(resolve(opts.config)) }), yaml };
 }
 
-function loadOrExit(opts: ServeOptions): Config {
+function loadOrExit(opts: ServeOptions): { config: Config; yaml?: string } {
   try {
     return load(opts);
   } catch (err) {
@@ -35,13 +45,13 @@ function loadOrExit(opts: ServeOptions): Config {
 
 export async function serve(opts: ServeOptions): Promise<void> {
   if (cluster.isWorker) return runWorker(opts.config!);
-  const config = loadOrExit(opts);
+  const { config, yaml } = loadOrExit(opts);
   const logger = createServeLogger(config.log.level);
   if (config.server.insecurePlainHttp) {
     logger.warn('server.insecurePlainHttp is on: data routes are served WITHOUT TLS; only behind a mesh that terminates mTLS');
   }
   const workers = workerCount(config.workers);
-  if (workers > 1 && opts.config) return runPrimary(opts.config, config, logger, workers);
+  if (workers > 1 && opts.config && yaml !== undefined) return runPrimary(opts.config, yaml, config, logger, workers);
   if (workers > 1) logger.warn('workers > 1 needs --config FILE; the embedded default runs in one process');
 
   const instance = await KeyholeInstance.create(config, { logger, ...(opts.config ? { configFile: opts.config } : {}) });

@@ -7,7 +7,9 @@
 // Redis, every worker's own store hears the revocation over pub/sub). A new worker gets
 // every revocation made so far before it starts listening.
 import cluster, { type Worker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { dirname, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { randomUUID } from 'node:crypto';
@@ -15,7 +17,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { revokedBySubject, RevocationUnavailable, type RevocationStore } from '../auth/revocation.js';
 import type { SessionClaims } from '../auth/claims.js';
-import { ConfigError, formatProblem, loadConfigFile } from '../config/load.js';
+import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { handleAdmin, type AdminHooks } from './admin.js';
 import { createServeLogger, fingerprintSection, KeyholeInstance, restartOnlyChanges, type ReloadResult } from './instance.js';
@@ -27,10 +29,10 @@ type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
 /** Primary → worker. */
 export type ToWorker =
-  | { kh: 'revocations'; tokens: [string, number][]; subjects: [string, number][] }
+  | { kh: 'start'; yaml: string; tokens: [string, number][]; subjects: [string, number][] }
   | { kh: 'revoke'; seq: number; jti: string; until: number }
   | { kh: 'revoke'; seq: number; sub: string; at: number }
-  | { kh: 'reload'; seq: number }
+  | { kh: 'reload'; seq: number; yaml: string }
   | { kh: 'metrics'; seq: number }
   | { kh: 'drain' };
 
@@ -144,6 +146,8 @@ class Primary {
 
   constructor(
     private readonly file: string,
+    /** the YAML text of the config in force: what workers (re)start from */
+    private yaml: string,
     private runtime: Runtime,
     private readonly relay: RelayedRevocationStore | undefined,
     private readonly logger: Logger,
@@ -226,8 +230,10 @@ class Primary {
     switch (m.kh) {
       case 'hello': {
         member.hello = true;
+        // The config the primary checked last, not the file now: a typo saved but not yet
+        // reloaded must not stop a replacement worker from starting.
         const snapshot = this.relay?.snapshot() ?? { tokens: [], subjects: [] };
-        this.send(member, { kh: 'revocations', ...snapshot });
+        this.send(member, { kh: 'start', yaml: this.yaml, ...snapshot });
         return;
       }
       case 'listening': {
@@ -322,8 +328,10 @@ class Primary {
       return { ok: false, problems };
     };
     let next: Config;
+    let yaml: string;
     try {
-      next = loadConfigFile(this.file);
+      yaml = readConfigText(this.file);
+      next = parseConfig(yaml, { baseDir: dirname(resolve(this.file)) });
     } catch (err) {
       return refuse(err instanceof ConfigError ? err.problems.map(formatProblem) : [String((err as Error).message)]);
     }
@@ -347,9 +355,10 @@ class Primary {
       return refuse([`runtime: ${(err as Error).message}`]);
     }
     this.runtime = runtime;
+    this.yaml = yaml;
     void current.close({ keepRevocation: true });
 
-    const { acks, missing } = await this.broadcast((seq) => ({ kh: 'reload', seq }), 60_000);
+    const { acks, missing } = await this.broadcast((seq) => ({ kh: 'reload', seq, yaml }), 60_000);
     const problems: string[] = [];
     for (const { worker, ack } of acks) {
       if (!ack.result?.ok) problems.push(...(ack.result?.problems ?? [ack.error ?? 'failed']).map((p) => `worker ${worker}: ${p}`));
@@ -429,14 +438,23 @@ export function workerCount(setting: Config['workers']): number {
   return setting === 'auto' ? availableParallelism() : setting;
 }
 
-export async function runPrimary(file: string, config: Config, logger: Logger, count: number): Promise<void> {
+/** The config file's text, with the same error a load would give when it cannot be read. */
+function readConfigText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ path: '', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
+  }
+}
+
+export async function runPrimary(file: string, yaml: string, config: Config, logger: Logger, count: number): Promise<void> {
   let primary: Primary | undefined;
   const relay =
     config.revocation.store === 'memory'
       ? new RelayedRevocationStore(Math.ceil(config.auth.maxTokenLifetime / 1000) + config.auth.clockTolerance, (r) => primary!.relayRevocation(r))
       : undefined;
   const runtime = await createRuntime(config, { logger, ...(relay ? { revocation: relay } : {}) });
-  primary = new Primary(file, runtime, relay, logger, count);
+  primary = new Primary(file, yaml, runtime, relay, logger, count);
   const p = primary;
   // Signals first: a SIGTERM during start-up still drains what has started.
   process.on('SIGHUP', () => void p.reload());
@@ -464,16 +482,6 @@ export async function runPrimary(file: string, config: Config, logger: Logger, c
 // Worker
 
 export async function runWorker(file: string): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfigFile(file);
-  } catch (err) {
-    const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [String((err as Error).message)];
-    process.send?.({ kh: 'fatal', problems } satisfies FromWorker);
-    process.exit(2);
-  }
-  const logger = createServeLogger(config.log.level).child({ worker: cluster.worker?.id });
-  const instance = await KeyholeInstance.create(config, { configFile: file, logger, cluster: true });
   const send = (m: FromWorker) => {
     try {
       process.send?.(m);
@@ -481,6 +489,35 @@ export async function runWorker(file: string): Promise<void> {
       // The primary is gone; 'disconnect' drains this worker.
     }
   };
+  // Everything from the primary first: the config text it checked, and every revocation.
+  const queued: ToWorker[] = [];
+  let deliver: ((m: ToWorker) => void) | undefined;
+  const started = new Promise<Extract<ToWorker, { kh: 'start' }>>((resolveStart) => {
+    process.on('message', (m: ToWorker | { kh?: undefined }) => {
+      if (typeof m !== 'object' || m === null || !m.kh) return;
+      const message = m as ToWorker;
+      if (message.kh === 'start') resolveStart(message);
+      else if (deliver) deliver(message);
+      else queued.push(message);
+    });
+  });
+  send({ kh: 'hello' });
+  const start = await started;
+
+  const baseDir = dirname(resolve(file));
+  let yaml = start.yaml;
+  let config: Config;
+  try {
+    config = parseConfig(yaml, { baseDir });
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [String((err as Error).message)];
+    send({ kh: 'fatal', problems });
+    process.exit(2);
+  }
+  const logger = createServeLogger(config.log.level).child({ worker: cluster.worker?.id });
+  const instance = await KeyholeInstance.create(config, { configFile: file, loadConfig: () => parseConfig(yaml, { baseDir }), logger, cluster: true });
+  for (const [jti, until] of start.tokens) await instance.runtime.revocation.revokeToken(jti, until);
+  for (const [sub, at] of start.subjects) await instance.runtime.revocation.revokeSubject(sub, at);
 
   let stopping = false;
   const stop = (why: string) => {
@@ -499,20 +536,9 @@ export async function runWorker(file: string): Promise<void> {
     );
   };
 
-  let snapshotApplied!: () => void;
-  const snapshot = new Promise<void>((resolve) => (snapshotApplied = resolve));
-  process.on('message', (m: ToWorker | { kh?: undefined }) => {
-    if (typeof m !== 'object' || m === null || !m.kh) return;
-    void onMessage(m as ToWorker);
-  });
-  async function onMessage(m: ToWorker): Promise<void> {
+  const onMessage = async (m: ToWorker): Promise<void> => {
     const store = instance.runtime.revocation;
     switch (m.kh) {
-      case 'revocations':
-        for (const [jti, until] of m.tokens) await store.revokeToken(jti, until);
-        for (const [sub, at] of m.subjects) await store.revokeSubject(sub, at);
-        snapshotApplied();
-        return;
       case 'revoke':
         try {
           if ('jti' in m) await store.revokeToken(m.jti, m.until);
@@ -523,6 +549,7 @@ export async function runWorker(file: string): Promise<void> {
         }
         return;
       case 'reload': {
+        yaml = m.yaml;
         const result = await instance.reload();
         if (!result.ok) instance.rotateCertificate('reload');
         send({ kh: 'ack', seq: m.seq, result });
@@ -534,15 +561,19 @@ export async function runWorker(file: string): Promise<void> {
       case 'drain':
         stop('primary asked');
         return;
+      case 'start':
+        return;
     }
-  }
+  };
+  deliver = (m) => void onMessage(m);
+  for (const m of queued.splice(0)) deliver(m);
+
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // The primary relays reloads; a SIGHUP sent to a worker alone re-applies what it has.
   process.on('SIGHUP', () => void instance.reload());
   process.on('disconnect', () => stop('primary gone'));
 
-  send({ kh: 'hello' });
-  await snapshot;
   const where = await instance.listenData();
   send({ kh: 'listening', data: where.data, ...(where.redirect ? { redirect: where.redirect } : {}) });
   logger.info({ pid: process.pid, data: where.data }, 'worker listening');

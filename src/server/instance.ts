@@ -34,6 +34,8 @@ export interface ReloadResult {
 export interface InstanceOptions {
   /** the YAML file; without one (the embedded default) there is nothing to reload */
   configFile?: string;
+  /** how a reload reads the config (default: the file); a cluster worker takes the primary's text */
+  loadConfig?: () => Config;
   logger: Logger;
   hooks?: Partial<AdminHooks>;
   /** a cluster worker: the primary owns what concerns the group (the number of workers) */
@@ -140,7 +142,7 @@ export class KeyholeInstance {
     };
     let next: Config;
     try {
-      next = loadConfigFile(file);
+      next = this.opts.loadConfig ? this.opts.loadConfig() : loadConfigFile(file);
     } catch (err) {
       if (err instanceof ConfigError) return refuse(err.problems.map(formatProblem));
       return refuse([String((err as Error).message)]);

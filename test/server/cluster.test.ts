@@ -81,7 +81,9 @@ t.test('two workers: revocation everywhere, a killed worker replaced, reload eve
   t.pass('both workers refused the revoked token');
   t.equal((await get('local://files/a.txt', bob)).status, 200, 'other subjects still served');
 
-  // Kill one worker outright; traffic continues on the other, and a replacement starts.
+  // Kill one worker outright; traffic continues on the other, and a replacement starts —
+  // from the config in force, even though the file now holds an edit not yet reloaded.
+  k.rewriteConfig(yaml(false).replace('providers:', 'providers: [oops'));
   const [victim] = workerPids();
   const liveBefore = new Set(workerPids());
   process.kill(victim!, 'SIGKILL');
