@@ -128,3 +128,40 @@ t.test('config: the match authority must be a database number', async (t) => {
   t.ok(redisProviderSchema.safeParse({ ...base, match: 'redis://2/images/' }).success);
   t.notOk(redisProviderSchema.safeParse({ ...base, match: 'redis://0/', contentTypeKey: 'no-placeholder' }).success);
 });
+
+t.test('redis provider: a foreign client certificate refuses start-up; Redis away → 502, back → served', async (t) => {
+  const r = await startRedis();
+  t.teardown(() => r.stop());
+  const providerYaml = (cert: string, key: string) =>
+    baseYaml(`providers:
+  - name: blobs
+    kind: redis
+    match: redis:///
+    redis:
+      url: ${r.url}
+      tls: { ca: ${c.caCert}, cert: ${cert}, key: ${key} }
+      commandTimeout: 3s
+`);
+  await t.rejects(startKeyhole(providerYaml(c.otherClientCert, c.otherClientKey)), /providers\[0\] \(blobs\): .*refused the client certificate/);
+
+  const k = await startKeyhole(providerYaml(c.clientCert, c.clientKey));
+  t.teardown(() => k.close());
+  const seed = createRedisClient(redisConnectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey } }), { name: 'seed', offlineQueue: true });
+  t.teardown(() => seed.disconnect());
+  await seed.set('k.txt', 'v1');
+  const token = await k.token({ scope: ['redis:///'] });
+  const auth = { authorization: `Bearer ${token}` };
+  t.equal((await k.get(dataUrl('redis:///k.txt'), auth)).status, 200, 'the default database through redis:///');
+
+  await r.kill();
+  const res = await k.get(dataUrl('redis:///k.txt'), auth);
+  t.ok(res.status === 502 || res.status === 504, `Redis away: ${res.status}`);
+  t.match(JSON.parse(res.body.toString()).error, /^upstream_(error|timeout)$/);
+
+  await r.restart();
+  await seed.set('k.txt', 'v2'); // the seed client reconnects by itself (offline queue): Redis is back
+  // A request during the provider's reconnect waits for it (offline queue, backoff ≤ 1 s < commandTimeout).
+  const back = await k.get(dataUrl('redis:///k.txt'), auth);
+  t.equal(back.status, 200, 'served again without a restart');
+  t.equal(back.body.toString(), 'v2');
+});
