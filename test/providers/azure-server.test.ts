@@ -50,6 +50,16 @@ t.test('Azurite accepts the SAS and rejects it tampered, expired or used to writ
   t.same((await fetchUrl(good)).body, BODY, 'the blob is untouched');
 });
 
+t.test('response overrides (rsct, rscd) are signed and honoured by Azurite', async (t) => {
+  const p = cloudProvider(yaml('presign', 'azure-blob://labels/', '    response: { contentType: byExtension, contentDisposition: inline }\n'), env);
+  t.teardown(() => p.close());
+  await az.put('labels', 'img/mislabelled.jpg', 'jpeg bytes', 'application/octet-stream');
+  const res = await fetchUrl((await p.presignFor(uri('azure-blob://labels/img/mislabelled.jpg'), [])).url);
+  t.equal(res.status, 200);
+  t.equal(res.headers['content-type'], 'image/jpeg', 'the type by extension replaces the stored one');
+  t.equal(res.headers['content-disposition'], 'inline; filename="mislabelled.jpg"');
+});
+
 t.test('presign mode: 307 to a SAS URL Azurite serves, Range and HEAD, both URI forms', async (t) => {
   const k = await startKeyhole(baseYaml(`providers:\n${yaml('presign')}`), { env });
   t.teardown(() => k.close());

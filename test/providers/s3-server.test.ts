@@ -116,6 +116,15 @@ t.test('presign mode end to end: 307 to a URL the S3 server serves, Range and HE
   t.notOk(k.rawLogs().includes(S3RVER_SECRET + '"'), 'the secret never appears in logs');
 });
 
+t.test('response overrides are signed into the URL and honoured by the server', async (t) => {
+  const p = cloudProvider(providerYaml('presign', 'S3_SECRET', '    response: { contentType: text/plain, contentDisposition: attachment }\n'), env);
+  t.teardown(() => p.close());
+  const res = await fetchUrl((await p.presignFor(uri('s3://bucket1/images/cat.jpg'), [])).url);
+  t.equal(res.status, 200);
+  t.equal(res.headers['content-type'], 'text/plain');
+  t.equal(res.headers['content-disposition'], 'attachment; filename="cat.jpg"');
+});
+
 t.test('POST /v1/presign: per-URI answers, errors with reason codes, TTL', async (t) => {
   const k = await startKeyhole(baseYaml(`providers:\n${providerYaml('presign', 'S3_SECRET', '    ttl: { default: 300s, max: 900s }\n')}`), { env });
   t.teardown(() => k.close());

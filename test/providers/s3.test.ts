@@ -140,7 +140,9 @@ t.test('path-style, publicEndpoint, session token and response overrides', async
   t.equal(u.pathname, '/s3/data/images/a%20b.jpg');
   t.equal(u.searchParams.get('X-Amz-Security-Token'), 'session-token-value');
   t.equal(u.searchParams.get('response-content-type'), 'image/jpeg');
-  t.equal(u.searchParams.get('response-content-disposition'), "inline; filename*=UTF-8''a%20b.jpg");
+  t.equal(u.searchParams.get('response-content-disposition'), 'inline; filename="a b.jpg"');
+  const accented = new URL((await p.presignFor(uri('s3://data/images/é "x".jpg'), [], { now })).url);
+  t.equal(accented.searchParams.get('response-content-disposition'), "inline; filename*=UTF-8''%C3%A9%20%22x%22.jpg", 'RFC 6266 form beyond plain ASCII');
   t.equal(u.searchParams.get('X-Amz-Date'), '20260101T000000Z', 'rounded down to the 60 s window');
   t.equal(u.searchParams.get('X-Amz-Expires'), '300');
   const internal = await p.mint(uri('s3://data/images/a b.jpg'), { method: 'HEAD', audience: 'internal', nowMs: now.getTime() });

@@ -123,7 +123,10 @@ export class CloudProvider implements Provider {
     const out: ResponseOverrides = {};
     const base = ref.key.slice(ref.key.lastIndexOf('/') + 1);
     if (contentType) out.contentType = contentType === 'byExtension' ? contentTypeFor(base) : contentType;
-    if (contentDisposition) out.contentDisposition = `${contentDisposition}; filename*=UTF-8''${encodeRfc3986(base)}`;
+    if (contentDisposition) {
+      // A plain quoted name when it is printable ASCII; RFC 6266's filename* otherwise.
+      out.contentDisposition = /^[\x20-\x7e]*$/.test(base) && !/["\\]/.test(base) ? `${contentDisposition}; filename="${base}"` : `${contentDisposition}; filename*=UTF-8''${encodeRfc3986(base)}`;
+    }
     return out;
   }
 
