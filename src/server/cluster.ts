@@ -20,7 +20,7 @@ import type { SessionClaims } from '../auth/claims.js';
 import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { handleAdmin, type AdminHooks } from './admin.js';
-import { createServeLogger, fingerprintSection, KeyholeInstance, restartOnlyChanges, type ReloadResult } from './instance.js';
+import { createServeLogger, KeyholeInstance, revocationSettings, restartOnlyChanges, type ReloadResult } from './instance.js';
 import { sendError } from './respond.js';
 import { createRuntime, type Runtime } from './runtime.js';
 import { readServerTls } from './tls-material.js';
@@ -337,7 +337,7 @@ class Primary {
     }
     const current = this.runtime;
     const { refuse: blockers, warn } = restartOnlyChanges(current.config, next, { cluster: true });
-    if (fingerprintSection(current.config.revocation) !== fingerprintSection(next.revocation)) {
+    if (revocationSettings(current.config) !== revocationSettings(next)) {
       blockers.push('revocation: the store cannot change by a reload while workers run; restart Keyhole');
     }
     if (blockers.length > 0) return refuse(blockers);

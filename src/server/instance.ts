@@ -53,6 +53,11 @@ export function fingerprintSection(section: unknown): string {
   });
 }
 
+/** What the revocation store is built from: its own section and the Redis connection. */
+export function revocationSettings(config: Config): string {
+  return fingerprintSection({ revocation: config.revocation, redis: config.redis });
+}
+
 /** Differences a reload cannot apply to open listeners: refused, or accepted with a warning. */
 export function restartOnlyChanges(from: Config, to: Config, opts: { cluster?: boolean } = {}): { refuse: string[]; warn: string[] } {
   const refuse: string[] = [];
@@ -161,7 +166,7 @@ export class KeyholeInstance {
     }
     // The revocation store survives a reload unless its own settings changed: a reload
     // must never bring a revoked token back to life.
-    const keepRevocation = fingerprintSection(current.config.revocation) === fingerprintSection(next.revocation);
+    const keepRevocation = revocationSettings(current.config) === revocationSettings(next);
     let runtime: Runtime;
     try {
       runtime = await createRuntime(next, { logger: log, metrics: current.metrics, ...(keepRevocation ? { revocation: current.revocation } : {}) });
