@@ -16,7 +16,7 @@ t.test('restart-only changes: listeners warn, TLS on/off refuses, workers depend
   t.same(restartOnlyChanges(a, cfg()), { refuse: [], warn: [] }, 'same config: nothing');
   const moved = parseConfig(baseYaml(providers).replace('listen: { host: 127.0.0.1, port: 0 }', 'listen: { host: 127.0.0.1, port: 8444 }'), { env });
   t.match(restartOnlyChanges(a, moved).warn, [/^server\.listen changed/]);
-  const plain = parseConfig(baseYaml(providers).replace(/  tls: \{[^}]+\}\n/, '  insecurePlainHttp: true\n'), { env });
+  const plain = parseConfig(baseYaml(providers).replace(/ {2}tls: \{[^}]+\}\n/, '  insecurePlainHttp: true\n'), { env });
   t.match(restartOnlyChanges(a, plain).refuse, [/TLS cannot be switched on or off/]);
   const workers = cfg('workers: 3\n');
   t.match(restartOnlyChanges(a, workers).warn, [/workers changed/], 'a single process cannot become a cluster');
