@@ -32,11 +32,18 @@ COPY --from=build --chown=root:root /app/package.json ./
 COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root samples ./samples
+# No package managers at run time: nothing in the image can fetch or build code.
+RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+      /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 # Files stay root-owned and read-only to the process; it runs as `node`.
 USER node
 EXPOSE 8443 9091
-# /healthz is on the admin listener (loopback, port 9091 unless the config moves it).
+# /healthz is on the admin listener (loopback, port 9091 unless the config moves it: then
+# run with -e KEYHOLE_ADMIN_PORT=<port>).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:9091/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.KEYHOLE_ADMIN_PORT || 9091) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# SIGTERM drains: in-flight requests finish (server.drainTimeout), then exit 0. Give
+# `docker stop -t` more than drainTimeout.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["serve", "--config", "/etc/keyhole/keyhole.yaml"]

@@ -1,0 +1,29 @@
+// The image's promises, read from the Dockerfile (CI has no Docker daemon): the final stage
+// runs as a non-root user, has a HEALTHCHECK on /healthz, carries no build tools or package
+// managers, and stops with SIGTERM (which drains).
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const text = readFileSync(join(import.meta.dirname, '..', '..', 'Dockerfile'), 'utf8');
+// Instructions of the last stage, continuation lines joined.
+const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+const lastFrom = lines.map((l) => l.startsWith('FROM ')).lastIndexOf(true);
+const final = lines.slice(lastFrom);
+
+t.test('multi-stage: the build happens in an earlier stage', async (t) => {
+  t.ok(lastFrom > 0, 'more than one stage');
+  t.notOk(final.some((l) => /^RUN (?!rm ).*\b(npm (ci|install)|tsc|npx)\b/.test(l)), 'nothing is installed or compiled in the final stage');
+  t.ok(final.some((l) => /^COPY --from=\w+ .*\/dist /.test(l)), 'the compiled dist/ is copied from the build stage');
+  t.ok(final.some((l) => /^RUN rm -rf .*\/usr\/local\/bin\/npm/.test(l)), 'npm and friends are removed from the final image');
+});
+
+t.test('runs as a non-root user, with a HEALTHCHECK on /healthz, stopped by SIGTERM', async (t) => {
+  const user = final.filter((l) => l.startsWith('USER ')).pop();
+  t.ok(user && !/^USER (root|0)(:|$)/.test(user), `final user: ${user}`);
+  const health = final.find((l) => l.startsWith('HEALTHCHECK '));
+  t.match(health, /\/healthz/);
+  const stop = final.find((l) => l.startsWith('STOPSIGNAL '));
+  t.ok(stop === undefined || stop === 'STOPSIGNAL SIGTERM', 'SIGTERM (the default) drains');
+  t.match(final.find((l) => l.startsWith('ENTRYPOINT ')), /"node", "dist\/cli\.js"/, 'node is PID 1 and gets the signal itself');
+});
