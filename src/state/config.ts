@@ -1,6 +1,7 @@
 // YAML for reaching Redis: one of url | sentinel | cluster, with TLS (client certificates
 // for mTLS) on by default. The top-level `redis:` section and the `redis` provider kind both
 // use `redisConnectionSchema`; the section adds the key prefix and the audit stream.
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { clientTls, duration, secret, text } from '../config/types.js';
 
@@ -53,6 +54,15 @@ function checkConnection(c: ConnectionFields, ctx: z.RefinementCtx): void {
   }
   const tls = c.tls;
   if (tls && Boolean(tls.cert) !== Boolean(tls.key)) ctx.addIssue({ code: 'custom', message: 'cert and key go together', path: ['tls'] });
+  for (const f of ['ca', 'cert', 'key'] as const) {
+    const file = tls?.[f];
+    if (file === undefined) continue;
+    try {
+      readFileSync(file);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, path: ['tls', f] });
+    }
+  }
   if (typeof c.url === 'string') {
     let u: URL;
     try {

@@ -171,12 +171,21 @@ function isConfigProblem(err: unknown): boolean {
   return /WRONGPASS|alert|certificate/i.test(String((err as Error)?.message ?? ''));
 }
 
-type Probe = { ok: true } | { ok: false; err: Error; connected: boolean };
+type Probe = { ok: true; reply: string } | { ok: false; err: Error; connected: boolean };
+
+/** RESP array of bulk strings: binary-safe, so a password is sent as it is. */
+export function respCommand(args: readonly string[]): Buffer {
+  const parts = [`*${args.length}\r\n`];
+  for (const a of args) parts.push(`$${Buffer.byteLength(a)}\r\n${a}\r\n`);
+  return Buffer.from(parts.join(''));
+}
+
+const PING = Buffer.from('PING\r\n');
 
 const RESP_FIRST_BYTE = new Set([0x2b /* + */, 0x2d /* - */, 0x24 /* $ */, 0x2a /* * */, 0x3a /* : */]);
 
-/** Opens `socket`, sends PING, and waits for any RESP answer (a -NOAUTH counts: the transport works). */
-function pingOver(socket: Socket, readyEvent: 'connect' | 'secureConnect', timeoutMs: number): Promise<Probe> {
+/** Opens `socket`, sends `hello` (PING or AUTH), and waits for any RESP answer (a -NOAUTH to PING counts: the transport works). */
+function pingOver(socket: Socket, readyEvent: 'connect' | 'secureConnect', timeoutMs: number, hello: Buffer = PING): Promise<Probe> {
   return new Promise((resolve) => {
     let connected = false;
     let settled = false;
@@ -194,9 +203,9 @@ function pingOver(socket: Socket, readyEvent: 'connect' | 'secureConnect', timeo
     socket.once('connect', () => {
       connected = true;
     });
-    socket.once(readyEvent, () => socket.write('PING\r\n'));
+    socket.once(readyEvent, () => socket.write(hello));
     socket.once('data', (b: Buffer) => {
-      if (RESP_FIRST_BYTE.has(b[0]!)) done({ ok: true });
+      if (RESP_FIRST_BYTE.has(b[0]!)) done({ ok: true, reply: b.toString('latin1', 0, Math.min(b.length, 200)).split('\r\n')[0]! });
       else done({ ok: false, err: new Error('the server did not answer like Redis'), connected });
     });
     socket.once('error', (err) => done({ ok: false, err, connected }));
@@ -204,18 +213,31 @@ function pingOver(socket: Socket, readyEvent: 'connect' | 'secureConnect', timeo
   });
 }
 
-async function probeEndpoint(ep: Endpoint, tls: ConnectionOptions | undefined, timeoutMs: number): Promise<{ problem?: string; unreachable?: string }> {
+interface Credentials {
+  username: string | undefined;
+  password: string | undefined;
+}
+
+/** With credentials, the probe's first command is AUTH: a refused password is a config problem too. */
+function authVerdict(where: string, reply: string, creds: Credentials): { problem?: string } {
+  if (creds.password === undefined || reply.startsWith('+')) return {};
+  // Redis error replies name the error, never the password sent.
+  return { problem: `${where}: Redis refused the credentials (${reply.slice(1).split(' ')[0]}): check username/password` };
+}
+
+async function probeEndpoint(ep: Endpoint, tls: ConnectionOptions | undefined, timeoutMs: number, creds: Credentials): Promise<{ problem?: string; unreachable?: string }> {
   const where = `${ep.host}:${ep.port}`;
+  const hello = creds.password !== undefined ? respCommand(['AUTH', ...(creds.username ? [creds.username] : []), creds.password]) : PING;
   if (!tls) {
-    const r = await pingOver(netConnect({ host: ep.host, port: ep.port }), 'connect', timeoutMs);
-    if (r.ok) return {};
+    const r = await pingOver(netConnect({ host: ep.host, port: ep.port }), 'connect', timeoutMs, hello);
+    if (r.ok) return authVerdict(where, r.reply, creds);
     if (r.connected && (r.err as NodeJS.ErrnoException).code === 'ECONNRESET') {
       return { problem: `${where}: the server reset a plaintext connection: it probably demands TLS (use rediss:// and tls)` };
     }
     return { unreachable: `${where}: ${explainRedisError(r.err)}` };
   }
-  const r = await pingOver(tlsConnect({ host: ep.host, port: ep.port, ...tls }), 'secureConnect', timeoutMs);
-  if (r.ok) return {};
+  const r = await pingOver(tlsConnect({ host: ep.host, port: ep.port, ...tls }), 'secureConnect', timeoutMs, hello);
+  if (r.ok) return authVerdict(where, r.reply, creds);
   const code = (r.err as NodeJS.ErrnoException).code;
   const tlsNeverStarted = code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || (r.connected && code === 'ETIMEDOUT');
   if (tlsNeverStarted) {
@@ -243,7 +265,10 @@ export interface PreflightResult {
 export async function preflightRedis(cfg: RedisConnectionConfig, label = 'redis'): Promise<PreflightResult> {
   const tls = redisTls(cfg);
   const sentinelPlain = cfg.sentinel !== undefined && !cfg.sentinel.tls;
-  const results = await Promise.all(redisEndpoints(cfg).map((ep) => probeEndpoint(ep, sentinelPlain ? undefined : tls, cfg.connectTimeout)));
+  const creds: Credentials = cfg.sentinel
+    ? { username: cfg.sentinel.username, password: cfg.sentinel.password?.reveal() }
+    : { username: commonOptions(cfg, { name: 'preflight' }).username, password: cfg.password?.reveal() };
+  const results = await Promise.all(redisEndpoints(cfg).map((ep) => probeEndpoint(ep, sentinelPlain ? undefined : tls, cfg.connectTimeout, creds)));
   const problems = results.flatMap((r) => (r.problem ? [r.problem] : []));
   if (problems.length > 0) throw new RedisSetupError(`${label}: ${problems.join('; ')}`);
   return { unreachable: results.flatMap((r) => (r.unreachable ? [r.unreachable] : [])) };

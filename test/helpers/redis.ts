@@ -60,7 +60,7 @@ export function launch(args: string[], readyMarker = 'Ready to accept connection
   });
 }
 
-export async function startRedis(opts: { plainPort?: boolean } = {}): Promise<TestRedis> {
+export async function startRedis(opts: { plainPort?: boolean; password?: string } = {}): Promise<TestRedis> {
   const c = testCerts();
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-redis-'));
   const port = await freePort();
@@ -77,6 +77,7 @@ export async function startRedis(opts: { plainPort?: boolean } = {}): Promise<Te
     '--appendonly', 'no',
     '--dir', dir,
     '--logfile', '',
+    ...(opts.password ? ['--requirepass', opts.password] : []),
   ];
   let child: ChildProcess | undefined = await launch(args);
   const exited = (p: ChildProcess) =>

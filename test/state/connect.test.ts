@@ -6,6 +6,7 @@ import { startRedis } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
 import { redisConnectionSchema, redisSectionSchema } from '../../src/state/config.js';
 import { createRedisClient, preflightRedis, RedisSetupError, whenReady } from '../../src/state/connect.js';
+import { Secret } from '../../src/config/secret.js';
 
 const c = testCerts();
 
@@ -59,6 +60,25 @@ t.test('mTLS against a real redis-server', async (t) => {
   });
 });
 
+t.test('credentials are checked before start-up too; never echoed', async (t) => {
+  const r = await startRedis({ password: 'right-password-123' });
+  t.teardown(() => r.stop());
+  const tls = { ca: c.caCert, cert: c.clientCert, key: c.clientKey };
+  const good = redisConnectionSchema.parse({ url: r.url, tls, password: new Secret('right-password-123', 'env:P') });
+  t.same(await preflightRedis(good), { unreachable: [] });
+  const client = createRedisClient(good, { name: 'auth-test' });
+  t.teardown(() => client.disconnect());
+  await whenReady(client, 5000);
+  t.equal(await client.ping(), 'PONG');
+  const err = await preflightRedis(redisConnectionSchema.parse({ url: r.url, tls, password: new Secret('wrong-password-456', 'env:P') })).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof RedisSetupError);
+  t.match((err as Error).message, /Redis refused the credentials \(WRONGPASS\): check username\/password/);
+  t.notMatch((err as Error).message, /wrong-password-456/, 'the password is not in the message');
+});
+
 t.test('config: TLS is the default and contradictions are refused', async (t) => {
   const bad = (fields: Record<string, unknown>, pattern: RegExp) => {
     const r = redisSectionSchema.safeParse(fields);
@@ -73,6 +93,7 @@ t.test('config: TLS is the default and contradictions are refused', async (t) =>
   bad({ cluster: { nodes: ['h:1'] } }, /tls is required/);
   bad({ url: 'rediss://h', tls: { cert: c.clientCert } }, /cert and key go together/);
   bad({ cluster: { nodes: ['h:1'] }, tls: {}, db: 2 }, /only has database 0/);
+  bad({ url: 'rediss://h', tls: { ca: '/nonexistent/ca.pem' } }, /cannot read \/nonexistent\/ca\.pem: ENOENT/);
   const ok = redisSectionSchema.parse({ sentinel: { name: 'mymaster', nodes: ['s1:26379', '[::1]:26380'] }, tls: { ca: c.caCert } });
   t.same(ok.sentinel?.nodes, [{ host: 's1', port: 26379 }, { host: '::1', port: 26380 }]);
   t.equal(ok.sentinel?.tls, true, 'sentinels are reached over TLS by default');
