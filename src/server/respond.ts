@@ -43,7 +43,9 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
  * Returns the reason code when it answered, for the audit event.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): { status: number; reason: Reason; id: string } | undefined {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // As Node does: answer only when no response of this connection has begun, then close.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
     socket.destroy();
     return undefined;
   }
@@ -59,6 +61,8 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): {
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
+    // end() alone would leave a half-open socket that keeps server.close() waiting.
+    () => socket.destroy(),
   );
   return { status, reason, id };
 }
