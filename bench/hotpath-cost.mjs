@@ -1,0 +1,62 @@
+// CPU µs per request of each step Keyhole's data route runs before and after relaying, measured
+// one by one on the built modules with the bench config (token cache warm, 1,024 tokens, as
+// under load). Evidence for where the per-request budget goes besides socket I/O and undici.
+// Pin it: taskset -c 0 node bench/hotpath-cost.mjs [BUILD_DIR] [CONFIG] [TOKENS]
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import pino from 'pino';
+
+const build = resolve(process.argv[2] ?? 'bench/.work/build');
+const configFile = resolve(process.argv[3] ?? 'bench/.work/run/keyhole.yaml');
+const tokens = readFileSync(resolve(process.argv[4] ?? 'bench/.work/run/tokens.txt'), 'utf8').trim().split('\n');
+const mod = (p) => import(pathToFileURL(`${build}/${p}`).href);
+const { loadConfigFile } = await mod('config/load.js');
+const { createRuntime } = await mod('server/runtime.js');
+const { authenticate } = await mod('server/authenticate.js');
+const { dataQuery } = await mod('server/data-route.js');
+const { parseDataUri } = await mod('providers/uri.js');
+const { authorize } = await mod('auth/scope.js');
+const { decisionFor } = await mod('observe/audit.js');
+const { relayedResponseHeaders, forwardedRequestHeaders } = await mod('relay/headers.js');
+
+const config = loadConfigFile(configFile);
+const logger = pino({ level: 'silent' });
+const rt = await createRuntime(config, { logger });
+const url = `/v1/data?uri=${encodeURIComponent('https://data.bench/obj/1k')}`;
+const headersFor = (t) => ({ host: '127.0.0.1:19404', authorization: `Bearer ${t}` });
+const upstreamHeaders = { 'content-type': 'application/octet-stream', 'content-length': '1024', etag: '"abc-123"', 'last-modified': 'Sun, 22 Nov 2026 06:00:00 GMT', 'accept-ranges': 'bytes', server: 'nginx', date: 'Sun, 22 Nov 2026 06:00:00 GMT', connection: 'keep-alive' };
+for (const t of tokens) await authenticate(rt, headersFor(t), null); // fill the verified-token cache
+
+const claims = (await authenticate(rt, headersFor(tokens[0]), null)).claims;
+const uri = parseDataUri('https://data.bench/obj/1k', 2048);
+const resolved = rt.registry.resolve(uri);
+const steps = {
+  'randomUUID (request id)': () => randomUUID(),
+  'dataQuery (URLSearchParams)': () => dataQuery(url),
+  'authenticate (extract + cached verify + revocation)': async (i) => authenticate(rt, headersFor(tokens[i % tokens.length]), null),
+  'parseDataUri': () => parseDataUri('https://data.bench/obj/1k', 2048),
+  'registry.resolve': () => rt.registry.resolve(uri),
+  'authorize (scope)': () => authorize(claims, uri.canonical, resolved.provider),
+  'forwardedRequestHeaders + injected copy': () => forwardedRequestHeaders(headersFor(tokens[0]), { 'accept-encoding': 'identity', authorization: 'Basic dXNlcjpwYXNz' }),
+  'relayedResponseHeaders': () => relayedResponseHeaders(upstreamHeaders),
+  'metrics (requests, duration, bytes as data-route does)': () => {
+    const decision = decisionFor('ok', 200);
+    rt.metrics.requests.labels('upstream', '200', decision).inc();
+    rt.metrics.duration.labels('upstream').observe(0.0013);
+    rt.metrics.bytes.labels('upstream').inc(1024);
+  },
+};
+const N = 200_000;
+for (let round = 0; round < 2; round++) {
+  for (const [name, fn] of Object.entries(steps)) {
+    const isAsync = fn.constructor.name === 'AsyncFunction';
+    const c0 = process.cpuUsage();
+    if (isAsync) for (let i = 0; i < N; i++) await fn(i);
+    else for (let i = 0; i < N; i++) fn(i);
+    const c = process.cpuUsage(c0);
+    if (round === 1) console.log(`${name.padEnd(56)} ${((c.user + c.system) / N).toFixed(2)} µs`);
+  }
+}
+await rt.close();
