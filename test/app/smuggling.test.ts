@@ -3,31 +3,8 @@
 // nothing of it — neither the request nor the request hidden in its body — was forwarded.
 // Legitimate chunked POST, DELETE and OPTIONS bodies arrive intact (CVE-2026-29057 case).
 import t from 'tap';
-import { readFileSync } from 'node:fs';
-import { connect } from 'node:tls';
 import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { startTestApp, type TestApp } from './test-app.js';
-
-/** Writes raw bytes on a fresh TLS connection; resolves with everything read until close. */
-function exchange(k: Running, bytes: string): Promise<string> {
-  const port = Number(new URL(k.base).port);
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(testCerts().caCert) });
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no close within 10s; got: ${Buffer.concat(chunks).toString('latin1').slice(0, 200)}`));
-    }, 10_000);
-    socket.on('secureConnect', () => socket.write(bytes));
-    socket.on('data', (d: Buffer) => chunks.push(d));
-    socket.on('error', () => undefined); // a reset after the answer is fine
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('latin1'));
-    });
-  });
-}
+import { exchange, startTestApp, type TestApp } from './test-app.js';
 
 let app: TestApp;
 let k: Running;

@@ -5,6 +5,10 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:tls';
+import { testCerts } from '../helpers/certs.js';
+import type { Running } from '../helpers/keyhole.js';
 
 export interface AppRequest {
   method: string;
@@ -134,3 +138,24 @@ export async function startTestApp(routes: Record<string, Route> = {}): Promise<
       }),
   };
 }
+
+/** Writes raw bytes on a fresh TLS connection; resolves with everything read until close. */
+export function exchange(k: Running, bytes: string): Promise<string> {
+  const port = Number(new URL(k.base).port);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(testCerts().caCert) });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no close within 10s; got: ${Buffer.concat(chunks).toString('latin1').slice(0, 200)}`));
+    }, 10_000);
+    socket.on('secureConnect', () => socket.write(bytes));
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.on('error', () => undefined); // a reset after the answer is fine
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+  });
+}
+
