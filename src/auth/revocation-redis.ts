@@ -73,6 +73,7 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
   private wasUp = false;
   private lastError: string | undefined;
   private readonly heartbeat: NodeJS.Timeout;
+  private readonly probe = (): boolean => this.connected();
   private readonly hits: ReturnType<Metrics['revocationLookups']['labels']>;
   private readonly misses: ReturnType<Metrics['revocationLookups']['labels']>;
 
@@ -106,7 +107,7 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     this.sub.on('message', (channel: string, message: string) => {
       if (channel === this.channel) this.receive(message);
     });
-    opts.metrics.redisProbe = () => this.connected();
+    opts.metrics.redisProbe = this.probe;
     this.hits = opts.metrics.revocationLookups.labels('hit');
     this.misses = opts.metrics.revocationLookups.labels('miss');
     // A Redis that hangs without closing the socket (frozen, silent partition) would leave
@@ -290,7 +291,8 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     this.closed = true;
     this.subscribed = false;
     clearInterval(this.heartbeat);
-    this.opts.metrics.redisProbe = undefined;
+    // A reload may have handed the shared Metrics to a newer store: only remove our own probe.
+    if (this.opts.metrics.redisProbe === this.probe) this.opts.metrics.redisProbe = undefined;
     // disconnect, not QUIT: a QUIT queued on a reconnecting client would wait for Redis.
     this.cmd.disconnect();
     this.sub.disconnect();
