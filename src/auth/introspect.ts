@@ -11,6 +11,7 @@ import { LRUCache } from 'lru-cache';
 import { request, type Pool } from 'undici';
 import { z } from 'zod';
 import { clientTls, duration, text } from '../config/types.js';
+import type { Provider } from '../providers/types.js';
 import { createPool } from '../relay/pool.js';
 
 const HEADER_NAME = z
@@ -141,6 +142,15 @@ export class Introspector {
   async close(): Promise<void> {
     await this.pool.destroy();
   }
+}
+
+/**
+ * An introspected session may read a provider only when YAML lists it for such sessions,
+ * and never one restricted to orgs or projects: it has no org or project claim to show.
+ */
+export function authorizeIntrospected(allowed: ReadonlySet<string>, provider: Pick<Provider, 'name' | 'orgs' | 'projects'>): 'introspect_provider' | undefined {
+  if (!allowed.has(provider.name) || provider.orgs !== undefined || provider.projects !== undefined) return 'introspect_provider';
+  return undefined;
 }
 
 const introspectors = new WeakMap<IntrospectConfig, Introspector>();

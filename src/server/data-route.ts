@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
+import { authorizeIntrospected } from '../auth/introspect.js';
 import { decisionFor } from '../observe/audit.js';
 import type { DataRequest, Outcome } from '../providers/types.js';
 import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
@@ -105,7 +106,7 @@ export async function handleData(rt: Runtime, req: IncomingMessage, res: ServerR
   providerName = resolved.provider.name;
 
   const denied = auth.source === 'introspect'
-    ? (auth.providers.has(resolved.provider.name) ? undefined : 'introspect_provider')
+    ? authorizeIntrospected(auth.providers, resolved.provider)
     : authorize(auth.claims, uri.canonical, resolved.provider);
   if (denied) return refuse(403, denied);
 

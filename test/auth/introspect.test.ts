@@ -38,6 +38,7 @@ t.before(async () => {
     baseYaml(`providers:
   - { name: samples, kind: local, match: "local://samples/", root: ${process.cwd()}/samples }
   - { name: other, kind: local, match: "local://other/", root: ${otherDir} }
+  - { name: orgonly, kind: local, match: "local://orgonly/", root: ${otherDir}, orgs: [acme] }
 `).replace(
       'auth:\n',
       `auth:
@@ -45,7 +46,7 @@ t.before(async () => {
     url: ${app.origin}/api/current-user/whoami
     forward: [cookie, authorization]
     cacheTtl: 60s
-    providers: [samples]
+    providers: [samples, orgonly]
 `,
     ),
   );
@@ -74,6 +75,9 @@ t.test('the app vouches for the user: listed providers only', async (t) => {
   const other = await k.get(dataUrl('local://other/secret.txt'), { cookie: 'sessionid=good-session' });
   t.equal(other.status, 403, 'a provider not listed for introspected sessions is refused');
   t.equal(JSON.parse(other.body.toString()).error, 'introspect_provider');
+
+  const orgOnly = await k.get(dataUrl('local://orgonly/secret.txt'), { cookie: 'sessionid=good-session' });
+  t.equal(orgOnly.status, 403, 'a provider restricted to orgs is refused even when listed: no org claim to show');
 
   const audit = k.audits().find((a) => a.id === res.headers['x-request-id']);
   t.match(audit, { sub: 'app:42', tokenSource: 'introspect', decision: 'allow' }, 'the audit names the app user and the source');
@@ -134,12 +138,14 @@ t.test('concurrent requests with the same credentials ask the app once', async (
 });
 
 t.test('config: introspect needs a URL and at least one provider', async (t) => {
-  await t.rejects(
-    startKeyhole(
-      baseYaml(`providers:
+  const yaml = baseYaml(`providers:
   - { name: samples, kind: local, match: "local://samples/", root: ${process.cwd()}/samples }
-`).replace('auth:\n', 'auth:\n  introspect: { url: "not a url", providers: [] }\n'),
-    ),
-    { problems: [{ path: /auth\.introspect\.url/ }, { path: /auth\.introspect\.providers/ }] },
+`).replace('auth:\n', 'auth:\n  introspect: { url: "not a url", providers: [] }\n');
+  const err = await startKeyhole(yaml).then(
+    () => undefined,
+    (e: unknown) => e as { problems?: { path: string }[] },
   );
+  const paths = (err?.problems ?? []).map((p) => p.path);
+  t.ok(paths.some((p) => p.startsWith('auth.introspect.url')), `url problem reported (${paths.join(', ')})`);
+  t.ok(paths.some((p) => p.startsWith('auth.introspect.providers')), 'providers problem reported');
 });
