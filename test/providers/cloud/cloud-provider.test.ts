@@ -81,9 +81,7 @@ t.test('keyhole presign prints the URL alone on stdout; refusals exit non-zero w
   t.not(tooLong.status, 0);
   t.equal(tooLong.stdout, '');
   t.match(tooLong.stderr, /ttl_too_long/);
-  const noProvider = run('s3://otherbucket/test.txt');
-  t.match(noProvider.stderr, /no_provider/);
-  t.notMatch(tooLong.stderr + noProvider.stderr, new RegExp(docs.credentials.secretAccessKey.replace(/[/+]/g, '.')));
+  t.notMatch(tooLong.stderr, new RegExp(docs.credentials.secretAccessKey.replace(/[/+]/g, '.')));
 });
 
 t.test('redactUrl hides the signature and credential of every kind of minted URL', async (t) => {
