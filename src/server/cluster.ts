@@ -172,7 +172,6 @@ class Primary {
   async start(): Promise<void> {
     for (let i = 0; i < this.desired; i++) this.fork();
     await this.startup.promise;
-    this.started = true;
     const cfg = this.runtime.config;
     const hooks: AdminHooks = {
       accepting: () => !this.stopping && this.listeningCount > 0,
@@ -241,7 +240,10 @@ class Primary {
         this.dataAddress ??= m.data;
         this.redirectAddress ??= m.redirect;
         this.logger.info({ worker: member.worker.id, pid: member.worker.process.pid }, 'worker ready');
-        if (!this.started && this.listeningCount >= this.desired) this.startup.resolve();
+        if (!this.started && this.listeningCount >= this.desired) {
+          this.started = true;
+          this.startup.resolve();
+        }
         return;
       }
       case 'ack': {

@@ -52,6 +52,8 @@ export class KeyholeServer {
   /** requests in flight per runtime: a retired runtime closes when its count reaches zero */
   private readonly inflight = new InFlight<Runtime>();
   private readonly retiring = new Set<Promise<void>>();
+  /** every open socket of the data listeners: upgraded ones (websockets) escape closeAllConnections */
+  private readonly sockets = new Set<Socket>();
   private tls: ServerTlsMaterial | undefined;
 
   constructor(
@@ -73,6 +75,11 @@ export class KeyholeServer {
       ? createHttpsServer({ ...common, ...tlsOptions(this.tls) }, handler)
       : createHttpServer(common, handler);
     this.data.setTimeout(cfg.timeouts.idle);
+    const track = (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    };
+    this.data.on('connection', track);
     this.data.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
     this.data.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(this.runtime, req, socket, head));
     this.admin = createHttpServer({ ...common }, (req, res) => {
@@ -243,6 +250,7 @@ export class KeyholeServer {
     const timer = setTimeout(() => {
       cut = this.inflight.count();
       servers.forEach((s) => s.closeAllConnections());
+      for (const socket of this.sockets) socket.destroy();
     }, drainMs);
     await closed;
     clearTimeout(timer);
