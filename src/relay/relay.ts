@@ -58,7 +58,10 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     if (PASS_STATUS.has(statusCode)) {
       this.passing = true;
       req.outcome.reason = statusCode === 416 ? 'range_not_satisfiable' : 'ok';
-      res.writeHead(statusCode, relayedResponseHeaders(headers));
+      const out = relayedResponseHeaders(headers);
+      // A 304's headers update the browser's stored response: never a made-up type there.
+      if (statusCode === 304) delete out['content-type'];
+      res.writeHead(statusCode, out);
       return;
     }
     // The upstream's error body stays with us: it may name buckets, hosts or keys.

@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
 import { authorizeIntrospected } from '../auth/introspect.js';
 import { decisionFor } from '../observe/audit.js';
+import { redactUrl } from '../observe/logger.js';
 import type { DataRequest, Outcome } from '../providers/types.js';
 import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
 import type { Reason } from '../reasons.js';
@@ -92,7 +93,8 @@ export async function handleData(rt: Runtime, req: IncomingMessage, res: ServerR
   org = auth.claims.org;
 
   if (query.uri === null) return refuse(400, 'uri_missing');
-  uriText = query.uri.slice(0, rt.config.server.maxUriLength);
+  // Until it parses, the raw URI may carry anything, e.g. a presigned URL's signature.
+  uriText = redactUrl(query.uri.slice(0, rt.config.server.maxUriLength));
   let uri: DataUri;
   try {
     uri = parseDataUri(query.uri, rt.config.server.maxUriLength);

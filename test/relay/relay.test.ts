@@ -113,7 +113,10 @@ t.test('header allowlist both ways, nosniff everywhere, CSP sandbox for active c
     t.match(String(r.headers['content-security-policy']), /^sandbox/, `${f}: sandboxed`);
     t.equal(r.headers['x-content-type-options'], 'nosniff');
   }
-  for (const r of [await get('missing'), await get('a.jpg', { 'if-none-match': String(res.headers.etag) })]) {
+  const notModified = await get('a.jpg', { 'if-none-match': String(res.headers.etag) });
+  t.equal(notModified.status, 304);
+  t.equal(notModified.headers['content-type'], undefined, 'a 304 carries no made-up Content-Type (it would update the cached one)');
+  for (const r of [await get('missing'), notModified]) {
     t.equal(r.headers['x-content-type-options'], 'nosniff', `${r.status}: nosniff`);
   }
 });

@@ -177,3 +177,15 @@ t.test('oversized request head: 431 with reason code and audit, nothing upstream
   t.match(audit, { decision: 'deny', reason: 'header_too_large', status: 431 });
   t.equal(up.log.length, 0, 'the upstream received nothing');
 });
+
+t.test('a refused raw URI is logged with its credential-bearing parameters redacted', async (t) => {
+  const up = await startUpstream({});
+  t.teardown(() => up.close());
+  const k = await startKeyhole(yaml(up.origin), { env: { UP_PASS: 'pass' } });
+  t.teardown(() => k.close());
+  const res = await k.get(dataUrl('https://data.corp/public/a.jpg?X-Amz-Signature=deadbeefsig&token=tok123'), { authorization: `Bearer ${await good()}` });
+  t.equal(JSON.parse(res.body.toString()).error, 'uri_query');
+  const audit = await auditFor(k, res.headers['x-request-id'] as string);
+  t.equal(audit.uri, 'https://data.corp/public/a.jpg?X-Amz-Signature=[redacted]&token=[redacted]');
+  t.notOk(k.rawLogs().includes('deadbeefsig') || k.rawLogs().includes('tok123'));
+});
