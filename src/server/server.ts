@@ -68,6 +68,9 @@ export class KeyholeServer {
       keepAliveTimeout: cfg.timeouts.keepAlive,
       requireHostHeader: true,
       joinDuplicateHeaders: false,
+      // Node checks headersTimeout/requestTimeout only every 30 s by default, so a
+      // slowloris head outlived a 10 s headers timeout by up to 30 s.
+      connectionsCheckingInterval: Math.min(1_000, cfg.timeouts.headers),
     };
     const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
     this.tls = cfg.tls ? readServerTls(cfg.tls) : undefined;

@@ -66,7 +66,7 @@ const k = await startKeyholeChild(
 `)
     // Plain HTTP keeps 10,000 connections cheap on a 2-core CI machine: what is measured
     // is the relay and the providers; TLS aborts are covered by test/fault/*.test.ts.
-    .replace(/  tls: \{[^\n]*\n/, '  insecurePlainHttp: true\n')
+    .replace(/ {2}tls: \{[^\n]*\n/, '  insecurePlainHttp: true\n')
     .replace('log: { level: debug }', 'log: { level: silent, audit: false }'),
 );
 t.teardown(() => k.close());
