@@ -11,6 +11,9 @@ import { DEFAULT_HOSTS, issueLeaf } from '../../src/tls/devca.js';
 import { testCerts } from '../helpers/certs.js';
 import { dataPath, opsYaml, spawnKeyhole } from './spawn.js';
 
+// Real processes on a shared 2-core machine: generous, but bounded.
+t.setTimeout(240000);
+
 /** The serial number a brand-new TLS client is shown. */
 function servedSerial(port: number): Promise<string> {
   return new Promise((resolve, reject) => {

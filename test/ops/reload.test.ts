@@ -9,6 +9,9 @@ import { createHash } from 'node:crypto';
 import { request } from 'undici';
 import { dataPath, opsYaml, spawnKeyhole, startGatedUpstream } from './spawn.js';
 
+// Real processes on a shared 2-core machine: generous, but bounded.
+t.setTimeout(240000);
+
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function dataDir(): string {

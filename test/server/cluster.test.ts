@@ -12,6 +12,9 @@ import { RelayedRevocationStore, restartDelay } from '../../src/server/cluster.j
 import { testCerts } from '../helpers/certs.js';
 import { dataPath, opsYaml, spawnKeyhole, type KeyholeProcess, type LogLine } from '../ops/spawn.js';
 
+// Real processes on a shared 2-core machine: generous, but bounded.
+t.setTimeout(300000);
+
 t.test('restart backoff doubles for a worker that keeps dying young, capped at 10 s', async (t) => {
   t.same([1, 2, 3, 4, 8, 20].map(restartDelay), [100, 200, 400, 800, 10_000, 10_000]);
 });
@@ -110,11 +113,29 @@ t.test('two workers: revocation everywhere, a killed worker replaced, reload eve
   t.pass('the replacement worker refuses the token revoked before it started');
   t.equal((await k.adminGet('/readyz')).status, 200, 'ready again with both workers');
 
-  // A reload reaches every worker.
-  k.rewriteConfig(yaml(true));
-  const reload = await k.adminPost('/admin/reload');
-  t.equal(reload.status, 200);
-  t.equal(reload.json.ok, true);
+  // A reload reaches every worker, and traffic during it loses nothing.
+  let loading = true;
+  const during2: number[] = [];
+  const errors: string[] = [];
+  const load = (async () => {
+    while (loading) {
+      try {
+        during2.push((await get('local://files/a.txt', bob)).status);
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+  })();
+  for (const extra of [true, false, true]) {
+    k.rewriteConfig(yaml(extra));
+    const reload = await k.adminPost('/admin/reload');
+    t.equal(reload.status, 200);
+    t.equal(reload.json.ok, true, `reload ${extra ? 'adding' : 'removing'} a provider applied by every worker`);
+  }
+  loading = false;
+  await load;
+  t.same(errors, [], 'no request failed during the cluster reload');
+  t.same(during2.filter((s) => s !== 200), [], `every one of ${during2.length} requests during the reload was served`);
   mark = k.logs.length;
   for (let i = 0; i < 12; i++) t.equal((await get('local://extra/a.txt', bob)).status, 200, 'new provider served');
   await k.waitForLog(() => auditWorkers(k, mark, 'ok').size === 2, 10_000, 'new provider served by both workers');
