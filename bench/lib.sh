@@ -173,10 +173,11 @@ sum_ticks() { local s=0 p v; for p in $RSSPIDS; do v=$(awk '{print $14+$15}' "/p
 rss_sampler_start() {
   local out=$W/run/rss.max; echo 0 >"$out"
   ( trap 'exit 0' TERM; max=0
-    while :; do s=$(sum_status VmRSS); if [ "$s" -gt "$max" ]; then max=$s; echo "$max" >"$out"; fi; sleep 0.1; done ) &
+    while :; do s=$(sum_status VmRSS); if [ "$s" -gt "$max" ]; then max=$s; echo "$max" >"$out.tmp"; mv -f "$out.tmp" "$out"; fi; sleep 0.1; done ) &
   SAMPLER_PID=$!
 }
-rss_sampler_stop() { kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""; cat "$W/run/rss.max"; }
+# (the file is replaced atomically, so a sampler stopped mid-write never leaves it empty)
+rss_sampler_stop() { local v; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""; v=$(cat "$W/run/rss.max" 2>/dev/null); echo "${v:-null}"; }
 
 # One wrk run against contender $1 for object $2 with $3 connections for $4 seconds;
 # appends a JSON line to $RAW and prints a short summary.

@@ -5,7 +5,22 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const [rawFile, mdFile, jsonFile] = process.argv.slice(2);
-const lines = readFileSync(rawFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+// A line that does not parse (an empty field written by an older harness) is repaired or skipped, never fatal.
+const lines = readFileSync(rawFile, 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => {
+    for (const text of [l, l.replace(/:(?=[,}])/g, ':null')]) {
+      try {
+        return JSON.parse(text);
+      } catch {
+        /* try the repair */
+      }
+    }
+    process.stderr.write(`summarize: skipping an unreadable line: ${l.slice(0, 120)}\n`);
+    return null;
+  })
+  .filter((l) => l !== null);
 const of = (type) => lines.filter((l) => l.type === type);
 const meta = of('meta')[0] ?? {};
 const end = of('end')[0] ?? {};
