@@ -296,7 +296,13 @@ md.push('');
 md.push('| target | measured | met | why / what limits it |');
 md.push('|---|---|---|---|');
 for (const t of targets) {
-  const shown = typeof t.measured === 'number' ? (t.measured < 10 ? `${fmt(t.measured, 2)}${t.target.includes('MB') || t.target.includes('ms') || t.target.includes('flat') ? '' : '×'}` : fmt(t.measured)) : '—';
+  const x = t.measured;
+  const shown = typeof x !== 'number' ? '—'
+    : t.target.includes('≤ 80 MB') ? `${fmt(x)} MB`
+    : t.target.includes('flat') ? `${fmt(x, 1)} MiB rise`
+    : t.target.includes('p99') ? `${fmt(x, 2)} ms`
+    : t.target.startsWith('presign') ? `${fmt(x)}/s`
+    : `${fmt(x, 2)}×`;
   const met = t.met === true ? '**met**' : t.met === false ? '**not met**' : t.met === null || t.met === undefined ? 'not measured' : typeof t.met === 'string' && t.met !== 'reported' ? `**${t.met}**` : t.met;
   md.push(`| ${t.target} | ${shown} | ${met}${load1 > 1 && t.met !== null && t.met !== undefined && !t.target.startsWith('presign') ? ' (noisy run)' : ''} | ${t.reason} |`);
 }
