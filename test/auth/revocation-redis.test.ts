@@ -4,13 +4,13 @@
 import t from 'tap';
 import { once } from 'node:events';
 import pino from 'pino';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startRedis, testClient, type TestRedis } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
 import { RedisRevocationStore, type Invalidation } from '../../src/auth/revocation-redis.js';
 import { RevocationUnavailable } from '../../src/auth/revocation.js';
 import type { SessionClaims } from '../../src/auth/claims.js';
 import { redisRevocationSchema, redisSectionSchema } from '../../src/state/config.js';
-import { createRedisClient, type RedisClient } from '../../src/state/connect.js';
+import type { RedisClient } from '../../src/state/connect.js';
 import { Metrics } from '../../src/observe/metrics.js';
 
 const c = testCerts();
@@ -21,7 +21,7 @@ function claims(over: Partial<SessionClaims> = {}): SessionClaims {
 }
 
 function connection(r: TestRedis) {
-  return redisSectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey }, connectTimeout: 2000, commandTimeout: 1000 });
+  return redisSectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey }, connectTimeout: 10_000, commandTimeout: 3000 });
 }
 
 async function store(r: TestRedis, settings: Record<string, unknown> = {}) {
@@ -55,7 +55,7 @@ t.test('two replicas share revocations through Redis', async (t) => {
   t.teardown(() => r.stop());
   const { s: a } = await store(r);
   const { s: b, metrics: mb } = await store(r);
-  const admin = createRedisClient(connection(r), { name: 'test-admin', offlineQueue: true });
+  const admin = await testClient(r, { name: 'test-admin' });
   t.teardown(async () => {
     admin.disconnect();
     await a.close();
@@ -162,7 +162,7 @@ t.test('a frozen Redis (sockets open, no answers) is detected by the heartbeat: 
   t.equal(s.isRevoked(tok), false, 'cached for a minute');
   const down = once(s, 'down');
   r.pause();
-  await down; // within about heartbeat (1 s) + commandTimeout (1 s); no socket was closed by Redis
+  await down; // within about heartbeat (1 s) + commandTimeout; no socket was closed by Redis
   t.notOk(s.ready());
   let thrown: unknown;
   try {

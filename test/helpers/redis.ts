@@ -8,6 +8,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testCerts } from './certs.js';
+import { redisConnectionSchema } from '../../src/state/config.js';
+import { createRedisClient, whenReady, type RedisClient } from '../../src/state/connect.js';
 
 export interface TestRedis {
   /** the TLS port */
@@ -198,4 +200,16 @@ export async function startClusterNode(): Promise<TestProcess> {
     '--logfile', '',
   ]);
   return { port, stop: () => stopChild(child, dir) };
+}
+
+/**
+ * A plain ioredis client for seeding and inspecting a test server, ready when returned.
+ * Generous timeouts: on a loaded 2-core machine a TLS connect can take a while.
+ */
+export async function testClient(target: { url: string }, opts: { db?: number; name?: string } = {}): Promise<RedisClient> {
+  const c = testCerts();
+  const conn = redisConnectionSchema.parse({ url: target.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey }, connectTimeout: '10s', commandTimeout: '10s' });
+  const client = createRedisClient(conn, { name: opts.name ?? 'test-client', offlineQueue: true, ...(opts.db !== undefined ? { db: opts.db } : {}) });
+  await whenReady(client, 20_000);
+  return client;
 }

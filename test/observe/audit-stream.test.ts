@@ -7,14 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import pino from 'pino';
-import { startRedis } from '../helpers/redis.js';
+import { startRedis, testClient } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
 import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
 import { AuditStream, streamFields } from '../../src/observe/audit-stream.js';
 import type { AuditEvent } from '../../src/observe/audit.js';
 import { Metrics } from '../../src/observe/metrics.js';
 import { auditStreamSchema, redisConnectionSchema } from '../../src/state/config.js';
-import { createRedisClient } from '../../src/state/connect.js';
 
 const c = testCerts();
 
@@ -39,13 +38,13 @@ t.test('Keyhole writes one stream entry per data request', async (t) => {
   writeFileSync(join(root, 'a.txt'), 'hello');
   const k = await startKeyhole(
     baseYaml(`redis:
-${r.yaml('  ', 'auditStream: { key: "audit:test", maxLen: 1000 }')}
+${r.yaml('  ', 'auditStream: { key: "audit:test", maxLen: 1000 }\ncommandTimeout: 10s')}
 providers:
   - { name: files, kind: local, match: "local://files/", root: ${root} }
 `),
   );
   t.teardown(() => k.close());
-  const reader = createRedisClient(redisConnectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey } }), { name: 'reader', offlineQueue: true });
+  const reader = await testClient(r, { name: 'reader' });
   t.teardown(() => reader.disconnect());
   const token = await k.token({ scope: ['local://files/'] });
   const ok = await k.get(dataUrl('local://files/a.txt'), { authorization: `Bearer ${token}` });
@@ -72,11 +71,11 @@ providers:
 t.test('MAXLEN ~ bounds the stream; Redis away: nothing blocks, the buffer is bounded, drops counted', async (t) => {
   const r = await startRedis();
   t.teardown(() => r.stop());
-  const conn = redisConnectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey } });
+  const conn = redisConnectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey }, commandTimeout: '10s' });
   const metrics = new Metrics(false);
   const stream = await AuditStream.open(conn, auditStreamSchema.parse({ key: 'audit:bounded', maxLen: 10, buffer: 20, batch: 50 }), metrics, pino({ level: 'silent' }));
   t.teardown(() => stream.close());
-  const reader = createRedisClient(conn, { name: 'reader', offlineQueue: true });
+  const reader = await testClient(r, { name: 'reader' });
   t.teardown(() => reader.disconnect());
   await new Promise<void>((resolve) => (stream['client'].status === 'ready' ? resolve() : stream['client'].once('ready', () => resolve())));
 
@@ -102,7 +101,7 @@ t.test('MAXLEN ~ bounds the stream; Redis away: nothing blocks, the buffer is bo
   // Redis back (empty): the buffered events go out by themselves.
   await r.restart();
   await stream.idle();
-  const reader2 = createRedisClient(conn, { name: 'reader2', offlineQueue: true });
+  const reader2 = await testClient(r, { name: 'reader2' });
   t.teardown(() => reader2.disconnect());
   t.equal(await reader2.xlen('audit:bounded'), 20, 'the 20 buffered events were written after Redis returned');
   const first = (await reader2.xrange('audit:bounded', '-', '+', 'COUNT', 1))[0]!;

@@ -2,11 +2,10 @@
 // and across GETRANGE chunks), HEAD, a missing key, content types, databases.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { startRedis } from '../helpers/redis.js';
+import { startRedis, testClient } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
-import { redisConnectionSchema } from '../../src/state/config.js';
-import { createRedisClient } from '../../src/state/connect.js';
+import { whenReady } from '../../src/state/connect.js';
 import { redisProviderSchema } from '../../src/providers/redis.js';
 
 const c = testCerts();
@@ -14,9 +13,8 @@ const c = testCerts();
 t.test('redis provider over mTLS', async (t) => {
   const r = await startRedis();
   t.teardown(() => r.stop());
-  const conn = redisConnectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey } });
-  const db0 = createRedisClient(conn, { name: 'seed0', offlineQueue: true });
-  const db1 = createRedisClient(conn, { name: 'seed1', db: 1, offlineQueue: true });
+  const db0 = await testClient(r, { name: 'seed0' });
+  const db1 = await testClient(r, { name: 'seed1', db: 1 });
   t.teardown(() => {
     db0.disconnect();
     db1.disconnect();
@@ -39,12 +37,12 @@ t.test('redis provider over mTLS', async (t) => {
     contentType: application/x-keyhole-test
     contentTypeKey: "{key}:type"
     redis:
-${r.yaml('      ')}
+${r.yaml('      ', 'commandTimeout: 10s')}
   - name: other-db
     kind: redis
     match: redis://1/
     redis:
-${r.yaml('      ')}
+${r.yaml('      ', 'commandTimeout: 10s')}
 `),
   );
   t.teardown(() => k.close());
@@ -140,13 +138,13 @@ t.test('redis provider: a foreign client certificate refuses start-up; Redis awa
     redis:
       url: ${r.url}
       tls: { ca: ${c.caCert}, cert: ${cert}, key: ${key} }
-      commandTimeout: 3s
+      commandTimeout: 10s
 `);
   await t.rejects(startKeyhole(providerYaml(c.otherClientCert, c.otherClientKey)), /providers\[0\] \(blobs\): .*refused the client certificate/);
 
   const k = await startKeyhole(providerYaml(c.clientCert, c.clientKey));
   t.teardown(() => k.close());
-  const seed = createRedisClient(redisConnectionSchema.parse({ url: r.url, tls: { ca: c.caCert, cert: c.clientCert, key: c.clientKey } }), { name: 'seed', offlineQueue: true });
+  const seed = await testClient(r, { name: 'seed' });
   t.teardown(() => seed.disconnect());
   await seed.set('k.txt', 'v1');
   const token = await k.token({ scope: ['redis:///'] });
@@ -159,8 +157,9 @@ t.test('redis provider: a foreign client certificate refuses start-up; Redis awa
   t.match(JSON.parse(res.body.toString()).error, /^upstream_(error|timeout)$/);
 
   await r.restart();
-  await seed.set('k.txt', 'v2'); // the seed client reconnects by itself (offline queue): Redis is back
-  // A request during the provider's reconnect waits for it (offline queue, backoff ≤ 1 s < commandTimeout).
+  await whenReady(seed, 10_000); // the seed client reconnects by itself: Redis is back
+  await seed.set('k.txt', 'v2');
+  // A request during the provider's reconnect waits for it (offline queue, bounded by commandTimeout).
   const back = await k.get(dataUrl('redis:///k.txt'), auth);
   t.equal(back.status, 200, 'served again without a restart');
   t.equal(back.body.toString(), 'v2');

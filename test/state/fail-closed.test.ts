@@ -28,7 +28,7 @@ t.test('fail closed while Redis is away, recover when it returns', async (t) => 
   const k = await startKeyhole(
     baseYaml(`revocation: { store: redis }
 redis:
-${r.yaml('  ', 'connectTimeout: 2s')}
+${r.yaml('  ', 'connectTimeout: 10s\ncommandTimeout: 3s')}
 providers:
   - name: files
     kind: local

@@ -68,7 +68,7 @@ t.test('revocation through replica A reaches replica B by pub/sub', async (t) =>
   writeFileSync(join(dir, 'a.txt'), 'shared bytes');
   const yaml = baseYaml(`revocation: { store: redis, cacheTtl: 60s }
 redis:
-${redis.yaml('  ')}
+${redis.yaml('  ', 'commandTimeout: 3s')}
 providers:
   - name: files
     kind: local

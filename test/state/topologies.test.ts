@@ -7,7 +7,7 @@ import type { Test } from 'tap';
 import { once } from 'node:events';
 import pino from 'pino';
 import { Cluster } from 'ioredis';
-import { startClusterNode, startRedis, startSentinel } from '../helpers/redis.js';
+import { startClusterNode, startRedis, startSentinel, testClient } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
 import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
 import { RedisRevocationStore, type Invalidation } from '../../src/auth/revocation-redis.js';
@@ -61,7 +61,7 @@ t.test('Cluster: redisOptions.tls on every node; the redis provider reads from i
   t.teardown(() => node.stop());
   const connection = redisSectionSchema.parse({ cluster: { nodes: [`localhost:${node.port}`] }, tls });
   // One node owns every slot; the cluster is ok once it has seen that (no event to await).
-  const direct = createRedisClient(redisSectionSchema.parse({ url: `rediss://localhost:${node.port}`, tls }), { name: 'setup', offlineQueue: true });
+  const direct = await testClient({ url: `rediss://localhost:${node.port}` }, { name: 'setup' });
   t.teardown(() => direct.disconnect());
   await direct.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
   for (let i = 0; !String(await direct.call('CLUSTER', 'INFO')).includes('cluster_state:ok'); i++) {
