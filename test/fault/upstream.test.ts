@@ -7,6 +7,9 @@ import t from 'tap';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:tls';
+import { testCerts } from '../helpers/certs.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
 import { Tally } from '../security/tally.js';
 
@@ -170,6 +173,24 @@ t.test('smuggled second response: only the declared length is relayed, the rest 
   const again = await fetchFault('500');
   t.notMatch(again.text, /secret/);
   tally.record('smuggled second response', r.text === 'xyz' && !/secret/.test(again.text));
+});
+
+t.test('pipelined requests on a connection that dies: both are aborted upstream and both audited', async (t) => {
+  const audits = k.audits().length;
+  const socket = connect({ host: '127.0.0.1', port: Number(new URL(k.base).port), servername: 'localhost', ca: readFileSync(testCerts().caCert) });
+  socket.on('error', () => {});
+  await new Promise((r) => socket.once('secureConnect', r));
+  const get = (uri: string) => `GET ${dataUrl(uri)} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`;
+  // The first stalls mid-body; the second waits its turn behind it, then the client vanishes.
+  socket.write(get('https://raw.test/stall-body') + get('https://raw.test/stall-head'));
+  await new Promise((r) => socket.once('data', r));
+  socket.destroy();
+  const until = Date.now() + 3000;
+  while (k.audits().length < audits + 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  const fresh = k.audits().slice(audits);
+  t.equal(fresh.length, 2, 'one audit event for each pipelined request');
+  t.ok(fresh.every((a) => a.aborted === true), 'both recorded as aborted');
+  tally.record('pipelined requests on a dying connection', fresh.length === 2);
 });
 
 t.test('after every fault, timeouts and aborts have freed the upstream sockets', async (t) => {
