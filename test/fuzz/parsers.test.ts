@@ -11,6 +11,9 @@ import { ProviderRegistry } from '../../src/providers/registry.js';
 import type { Provider } from '../../src/providers/types.js';
 import { encodeSegment, ownsUri, parseDataUri, UriError, type DataUri } from '../../src/providers/uri.js';
 import { REASONS } from '../../src/reasons.js';
+import { Allowlist } from '../../src/providers/cloud/allowlist.js';
+import { encodeKey } from '../../src/providers/cloud/encode.js';
+import { CloudRefusal } from '../../src/providers/cloud/errors.js';
 import { notModified, parseRange, rangeStillValid } from '../../src/relay/range.js';
 import { Tally } from '../security/tally.js';
 
@@ -159,6 +162,25 @@ t.test('Range: any header and size gives full, unsatisfiable, or a range inside 
   check(t, 'conditionals', fc.tuple(fc.option(text), fc.option(text), fc.option(text)), ([inm, ims, ir]) => {
     const headers = { ...(inm !== null ? { 'if-none-match': inm } : {}), ...(ims !== null ? { 'if-modified-since': ims } : {}), ...(ir !== null ? { 'if-range': ir } : {}) };
     return typeof notModified(headers, validators) === 'boolean' && typeof rangeStillValid(headers, validators) === 'boolean';
+  });
+});
+
+t.test('cloud object keys: an accepted URI signs a path that cannot climb, query or re-split', async (t) => {
+  const allow = new Allowlist([{ name: 'bkt', prefixes: ['images/', 'audio/'] }, { name: 'open' }]);
+  check(t, 'cloud keys', fc.tuple(fc.constantFrom('s3://bkt/', 's3://open/', 's3://other/', 'gs://bkt/'), fc.array(fc.oneof(nastyText, fc.constantFrom('images', 'audio', 'images-private')), { maxLength: 5 })), ([base, segs]) => {
+    const u = parseOrReason(base + segs.join('/'));
+    if (u instanceof UriError) return u.reason in REASONS;
+    const key = u.segments.join('/');
+    try {
+      allow.check({ bucket: u.authority, key });
+    } catch (err) {
+      if (!(err instanceof CloudRefusal) || !(err.reason in REASONS)) return false;
+      return true;
+    }
+    if (u.authority === 'bkt' && !(key.startsWith('images/') || key.startsWith('audio/'))) return false;
+    const path = encodeKey(key);
+    const parts = path.split('/');
+    return !/[?#\\]/.test(path) && parts.every((p) => p !== '' && p !== '.' && p !== '..') && JSON.stringify(parts.map(decodeURIComponent)) === JSON.stringify(u.segments);
   });
 });
 
