@@ -1,5 +1,5 @@
 // 10,000 aborted downloads against a real Keyhole process: clients vanish before the
-// response head, after it, and mid-body, on the http and the local provider. Afterwards
+// response head, after it, and mid-body, on the http, local and redis providers. Afterwards
 // the Keyhole process holds no more file descriptors or sockets than after warm-up, its
 // heap after GC has not grown, and the upstream has no request left open.
 import t from 'tap';
@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
 import { baseYaml, dataUrl } from '../helpers/keyhole.js';
 import { Tally } from '../security/tally.js';
+import { startRedis, testClient } from '../helpers/redis.js';
 import { startKeyholeChild } from './support/child.js';
 
 const ABORTS = Number(process.env.ABORT_STORM ?? 10_000);
@@ -50,6 +51,13 @@ t.teardown(() => new Promise<void>((r) => {
 const upPort = (upstream.address() as AddressInfo).port;
 const upstreamConnections = () => new Promise<number>((r) => upstream.getConnections((_e, n) => r(n)));
 
+// The redis provider (landed since): a real redis-server over mTLS holds the same object.
+const redis = await startRedis();
+t.teardown(() => redis.stop());
+const seed = await testClient(redis, { name: 'storm-seed' });
+await seed.set('big.bin', big);
+seed.disconnect();
+
 const POOL = 16;
 const k = await startKeyholeChild(
   baseYaml(`providers:
@@ -63,6 +71,12 @@ const k = await startKeyholeChild(
     kind: local
     match: local://files/
     root: ${dir}
+  - name: blobs
+    kind: redis
+    match: redis://0/
+    contentType: application/octet-stream
+    redis:
+${redis.yaml('      ', 'commandTimeout: 10s')}
 `)
     // Plain HTTP keeps 10,000 connections cheap on a 2-core CI machine: what is measured
     // is the relay and the providers; TLS aborts are covered by test/fault/*.test.ts.
@@ -70,7 +84,7 @@ const k = await startKeyholeChild(
     .replace('log: { level: debug }', 'log: { level: silent, audit: false }'),
 );
 t.teardown(() => k.close());
-const token = await k.token({ scope: ['https://up.test/', 'local://files/'] });
+const token = await k.token({ scope: ['https://up.test/', 'local://files/', 'redis://0/'] });
 
 type Mode = 'before-head' | 'after-head' | 'mid-body' | 'complete';
 
@@ -102,7 +116,7 @@ async function storm(n: number, modes: Mode[]): Promise<void> {
   const worker = async () => {
     while (next < n) {
       const i = next++;
-      const uri = i % 2 === 0 ? 'https://up.test/big.bin' : 'local://files/big.bin';
+      const uri = ['https://up.test/big.bin', 'local://files/big.bin', 'redis://0/big.bin'][i % 3]!;
       await download(uri, modes[i % modes.length]!);
     }
   };
@@ -149,6 +163,8 @@ t.test(`${ABORTS} aborted downloads leave no descriptor, socket, upstream reques
   // And the process still serves a whole object correctly afterwards.
   const whole = await download('local://files/big.bin', 'complete');
   t.ok(whole > big.length, 'a complete download still works');
+  t.ok((await download('redis://0/big.bin', 'complete')) > big.length, 'and from redis');
+  t.ok((await download('https://up.test/big.bin', 'complete')) > big.length, 'and from the http upstream');
   t.comment(`upstream connections: ${upBefore} before, ${upAfter} after (pool bound ${POOL})`);
 });
 
