@@ -1,6 +1,6 @@
 // One audit event per data request, written when the response is over (finished or
 // aborted): who asked for what, what Keyhole decided and why, and what it cost.
-import type { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 import type { Reason } from '../reasons.js';
 
 export type Decision = 'allow' | 'deny' | 'error';
@@ -36,14 +36,32 @@ export interface AuditSink {
   close(): Promise<void>;
 }
 
+interface LineStream {
+  write(line: string): unknown;
+}
+
 export class AuditLog {
+  private readonly stream: LineStream | undefined;
+
+  /**
+   * `logger`: audit lines go to its destination, in its JSON shape. They are built here
+   * rather than through pino: an audit event is flat, carries no secret by construction
+   * (never a header, a token or a request URL), and pino's redaction walk and serializers
+   * cost more than the rest of Keyhole's own per-request work (see docs/performance.md).
+   * They are written whatever the log level: `log.audit` alone turns them off.
+   */
   constructor(
-    private readonly logger: Logger | undefined,
+    logger: Logger | undefined,
     private readonly sink?: AuditSink,
-  ) {}
+  ) {
+    const stream = logger ? (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] : undefined;
+    this.stream = stream !== null && typeof stream === 'object' && typeof (stream as LineStream).write === 'function' ? (stream as LineStream) : undefined;
+  }
 
   write(event: AuditEvent): void {
-    this.logger?.info({ audit: event }, 'access');
+    this.stream?.write(
+      '{"level":"info","time":"' + new Date().toISOString() + '","service":"keyhole","kind":"audit","audit":' + JSON.stringify(event) + ',"msg":"access"}\n',
+    );
     this.sink?.push(event);
   }
 }

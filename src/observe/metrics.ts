@@ -1,6 +1,14 @@
 // Prometheus metrics. One registry per Keyhole instance (tests run several in a process).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+interface ProviderMetrics {
+  duration: ReturnType<Histogram<'provider'>['labels']>;
+  bytes: ReturnType<Counter<'provider'>['labels']>;
+  aborted: ReturnType<Counter<'provider'>['labels']>;
+  /** by status * 8 + decision index */
+  requests: Map<number, ReturnType<Counter<'provider' | 'status' | 'decision'>['labels']>>;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly requests = new Counter({
@@ -93,6 +101,28 @@ export class Metrics {
     help: 'Audit events dropped because the in-process buffer for the Redis stream was full',
     registers: [this.registry],
   });
+
+  /** Label children per provider, bound once: `labels()` hashes its arguments on every call. */
+  private readonly perProvider = new Map<string, ProviderMetrics>();
+
+  /** Everything one finished (or aborted) data request counts. */
+  recordRequest(provider: string, status: number, decision: string, seconds: number, bytes: number, aborted: boolean): void {
+    let m = this.perProvider.get(provider);
+    if (m === undefined) {
+      m = { duration: this.duration.labels(provider), bytes: this.bytes.labels(provider), aborted: this.aborted.labels(provider), requests: new Map() };
+      this.perProvider.set(provider, m);
+    }
+    const key = status * 8 + (decision === 'allow' ? 0 : decision === 'deny' ? 1 : 2);
+    let counter = m.requests.get(key);
+    if (counter === undefined) {
+      counter = this.requests.labels(provider, String(status), decision);
+      m.requests.set(key, counter);
+    }
+    counter.inc();
+    m.duration.observe(seconds);
+    if (bytes > 0) m.bytes.inc(bytes);
+    if (aborted) m.aborted.inc();
+  }
 
   private readonly cacheHit = this.tokenCache.labels('hit');
   private readonly cacheMiss = this.tokenCache.labels('miss');

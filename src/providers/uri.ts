@@ -1,6 +1,7 @@
 // Parses and canonicalises data URIs. Everything downstream (provider matching, scope
 // checks, upstream paths) works on the canonical form produced here, so an encoding
 // trick that survives this module would survive everywhere: be strict.
+import { LRUCache } from 'lru-cache';
 import type { Reason } from '../reasons.js';
 
 export interface DataUri {
@@ -35,7 +36,22 @@ export function encodeSegment(segment: string): string {
   return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
 }
 
+/**
+ * Annotators fetch the same URIs again and again: successful parses are kept (results are
+ * immutable), refusals are not. Bounded, so hostile input cannot grow it.
+ */
+const parsedCache = new LRUCache<string, DataUri>({ max: 4096 });
+
 export function parseDataUri(raw: string, maxLength = 2048): DataUri {
+  if (raw.length > maxLength) throw new UriError('uri_too_long', `URI longer than ${maxLength} characters`);
+  const hit = parsedCache.get(raw);
+  if (hit !== undefined) return hit;
+  const uri = parseUncached(raw, maxLength);
+  parsedCache.set(raw, uri);
+  return uri;
+}
+
+function parseUncached(raw: string, maxLength: number): DataUri {
   if (raw.length === 0) throw new UriError('uri_missing', 'empty URI');
   if (raw.length > maxLength) throw new UriError('uri_too_long', `URI longer than ${maxLength} characters`);
   if (FORBIDDEN.test(raw)) throw new UriError('uri_forbidden_char', 'control character or backslash in URI');
@@ -77,7 +93,7 @@ export function parseDataUri(raw: string, maxLength = 2048): DataUri {
   const trailing = rawPath.endsWith('/') ? '/' : '';
   const path = segments.map(encodeSegment).join('/');
   const canonical = `${scheme}://${authority}/${path}${segments.length > 0 ? trailing : ''}`;
-  return { scheme, authority, segments, canonical };
+  return Object.freeze({ scheme, authority, segments: Object.freeze(segments), canonical });
 }
 
 /**

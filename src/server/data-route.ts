@@ -44,10 +44,7 @@ export async function handleData(rt: Runtime, req: IncomingMessage, res: ServerR
     const provider = providerName ?? '-';
     const seconds = (performance.now() - started) / 1000;
     const decision = decisionFor(outcome.reason, status);
-    rt.metrics.requests.labels(provider, String(status), decision).inc();
-    rt.metrics.duration.labels(provider).observe(seconds);
-    if (outcome.bytes > 0) rt.metrics.bytes.labels(provider).inc(outcome.bytes);
-    if (aborted) rt.metrics.aborted.labels(provider).inc();
+    rt.metrics.recordRequest(provider, status, decision, seconds, outcome.bytes, aborted);
     if (outcome.reason === 'upstream_error' || outcome.reason === 'upstream_timeout' || outcome.reason === 'upstream_status') {
       rt.metrics.upstreamErrors.labels(provider, outcome.reason).inc();
     }

@@ -64,7 +64,7 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     config,
     logger: deps.logger,
     metrics,
-    audit: new AuditLog(config.log.audit ? deps.logger.child({ kind: 'audit' }) : undefined, auditStream),
+    audit: new AuditLog(config.log.audit ? deps.logger : undefined, auditStream),
     verifier,
     revocation,
     registry,
