@@ -2,10 +2,9 @@
 // signed with SigV4 by @smithy/signature-v4 (the AWS SDK's own signer). presign mode
 // redirects to a URL on `publicEndpoint` (or `endpoint`); proxy mode signs a URL on
 // `endpoint` for Keyhole's own request and streams the answer.
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
-import { Hash } from '@smithy/hash-node';
-import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
+import type { HttpRequest } from '@smithy/protocol-http';
+import type { SignatureV4 } from '@smithy/signature-v4';
+import { lazyRequire } from '../lazy.js';
 import { z } from 'zod';
 import { duration, secret, text } from '../config/types.js';
 import { providerBase } from './base.js';
@@ -55,13 +54,17 @@ export const s3ProviderSchema = providerBase
   .superRefine((cfg, ctx) => checkCommon(cfg, ['s3'], cfg.buckets, 'bucket', ctx));
 export type S3ProviderConfig = z.infer<typeof s3ProviderSchema>;
 
-const sha256 = Hash.bind(null, 'sha256');
+const credentialProviders = lazyRequire<typeof import('@aws-sdk/credential-providers')>('@aws-sdk/credential-providers');
+const hashNode = lazyRequire<typeof import('@smithy/hash-node')>('@smithy/hash-node');
+const protocolHttp = lazyRequire<typeof import('@smithy/protocol-http')>('@smithy/protocol-http');
+const signatureV4 = lazyRequire<typeof import('@smithy/signature-v4')>('@smithy/signature-v4');
 
 /** The SigV4 signer exactly as the s3 provider uses it (exported for the vector tests). */
 export function s3Signer(credentials: SignatureV4['credentialProvider'] | AwsCredentialSource['identity'] | { accessKeyId: string; secretAccessKey: string; sessionToken?: string }, region: string, service = 's3'): SignatureV4 {
   // S3 signs the path as sent (no double encoding, no normalisation) and, for presigned
   // GETs, an UNSIGNED-PAYLOAD body hash.
-  return new SignatureV4({ credentials, region, service, sha256, uriEscapePath: false, applyChecksum: false });
+  const sha256 = hashNode().Hash.bind(null, 'sha256');
+  return new (signatureV4().SignatureV4)({ credentials, region, service, sha256, uriEscapePath: false, applyChecksum: false });
 }
 
 /**
@@ -93,7 +96,7 @@ export function createS3Provider(cfg: S3ProviderConfig): Provider {
   const c = cfg.credentials;
   const source =
     'source' in c
-      ? new AwsCredentialSource(fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore)
+      ? new AwsCredentialSource(credentialProviders().fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore)
       : new AwsCredentialSource(
           async () => ({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey.reveal(), ...(c.sessionToken ? { sessionToken: c.sessionToken.reveal() } : {}) }),
           0,
@@ -106,7 +109,7 @@ export function createS3Provider(cfg: S3ProviderConfig): Provider {
     const hostname = virtual ? `${ref.bucket}.${base.hostname}` : base.hostname;
     const path = `${basePath}${virtual ? '' : `/${ref.bucket}`}/${encodeKey(ref.key)}`;
     const host = base.port ? `${hostname}:${base.port}` : hostname;
-    return new HttpRequest({ method, protocol: base.protocol, hostname, ...(base.port ? { port: Number(base.port) } : {}), path, headers: { host, ...UNSIGNED_PAYLOAD_HEADER }, query: {} });
+    return new (protocolHttp().HttpRequest)({ method, protocol: base.protocol, hostname, ...(base.port ? { port: Number(base.port) } : {}), path, headers: { host, ...UNSIGNED_PAYLOAD_HEADER }, query: {} });
   };
 
   const signer: CloudSigner = {

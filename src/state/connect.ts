@@ -16,7 +16,10 @@
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import { lazyRequire } from '../lazy.js';
+
+const ioredis = lazyRequire<typeof import('ioredis')>('ioredis');
 import type { RedisConnectionConfig } from './config.js';
 
 export type RedisClient = Redis | Cluster;
@@ -102,7 +105,7 @@ export function createRedisClient(cfg: RedisConnectionConfig, opts: ClientOption
       // Nodes announce IPs: hostname verification then needs tls.servername (documented).
       slotsRefreshTimeout: cfg.connectTimeout,
     };
-    return new Cluster(
+    return new (ioredis().Cluster)(
       cfg.cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
       clusterOptions,
     );
@@ -111,7 +114,7 @@ export function createRedisClient(cfg: RedisConnectionConfig, opts: ClientOption
   if (cfg.sentinel) {
     const s = cfg.sentinel;
     const sentinelTls = s.tls && common.tls !== undefined;
-    return new Redis({
+    return new (ioredis().Redis)({
       ...common,
       db,
       name: s.name,
@@ -124,7 +127,7 @@ export function createRedisClient(cfg: RedisConnectionConfig, opts: ClientOption
     });
   }
   const ep = redisEndpoints(cfg)[0]!;
-  return new Redis({ ...common, host: ep.host, port: ep.port, db });
+  return new (ioredis().Redis)({ ...common, host: ep.host, port: ep.port, db });
 }
 
 /** True when a client can run commands now (no reconnect under way). */

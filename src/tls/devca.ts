@@ -4,7 +4,10 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import forge from 'node-forge';
+import type forge from 'node-forge';
+import { lazyRequire } from '../lazy.js';
+
+const loadForge = lazyRequire<typeof forge>('node-forge');
 
 export interface CertPair {
   cert: string;
@@ -37,14 +40,14 @@ function keyPair(): { publicKey: forge.pki.PublicKey; privateKey: forge.pki.rsa.
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   return {
-    publicKey: forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
-    privateKey: forge.pki.privateKeyFromPem(pem) as forge.pki.rsa.PrivateKey,
+    publicKey: loadForge().pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+    privateKey: loadForge().pki.privateKeyFromPem(pem) as forge.pki.rsa.PrivateKey,
     pem,
   };
 }
 
 function baseCert(publicKey: forge.pki.PublicKey, cn: string, days: number): forge.pki.Certificate {
-  const cert = forge.pki.createCertificate();
+  const cert = loadForge().pki.createCertificate();
   cert.publicKey = publicKey;
   // Positive serial: a leading 0x00..0x7f byte.
   cert.serialNumber = '01' + randomBytes(15).toString('hex');
@@ -63,8 +66,8 @@ export function createCa(cn = 'Keyhole Dev CA', days = 825): CertPair {
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(kp.privateKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: kp.pem };
+  cert.sign(kp.privateKey, loadForge().md.sha256.create());
+  return { cert: loadForge().pki.certificateToPem(cert), key: kp.pem };
 }
 
 export interface LeafOptions {
@@ -77,8 +80,8 @@ export interface LeafOptions {
 
 export function issueLeaf(ca: CertPair, opts: LeafOptions): CertPair {
   const kp = keyPair();
-  const caCert = forge.pki.certificateFromPem(ca.cert);
-  const caKey = forge.pki.privateKeyFromPem(ca.key) as forge.pki.rsa.PrivateKey;
+  const caCert = loadForge().pki.certificateFromPem(ca.cert);
+  const caKey = loadForge().pki.privateKeyFromPem(ca.key) as forge.pki.rsa.PrivateKey;
   const cert = baseCert(kp.publicKey, opts.cn, opts.days ?? 397);
   cert.setIssuer(caCert.subject.attributes);
   const altNames = (opts.hosts ?? []).map((h) => (/^[\d.]+$|:/.test(h) ? { type: 7, ip: h } : { type: 2, value: h }));
@@ -89,8 +92,8 @@ export function issueLeaf(ca: CertPair, opts: LeafOptions): CertPair {
     ...(altNames.length > 0 ? [{ name: 'subjectAltName', altNames }] : []),
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
-  cert.sign(caKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: kp.pem };
+  cert.sign(caKey, loadForge().md.sha256.create());
+  return { cert: loadForge().pki.certificateToPem(cert), key: kp.pem };
 }
 
 export const DEFAULT_HOSTS = ['localhost', '127.0.0.1', '::1'];
