@@ -42,6 +42,8 @@ interface LineStream {
 
 export class AuditLog {
   private readonly stream: LineStream | undefined;
+  /** the logger's own fields (service, a cluster worker's id …), serialised once */
+  private readonly head: string;
 
   /**
    * `logger`: audit lines go to its destination, in its JSON shape. They are built here
@@ -56,11 +58,13 @@ export class AuditLog {
   ) {
     const stream = logger ? (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] : undefined;
     this.stream = stream !== null && typeof stream === 'object' && typeof (stream as LineStream).write === 'function' ? (stream as LineStream) : undefined;
+    const fields = JSON.stringify({ ...logger?.bindings(), kind: 'audit' });
+    this.head = fields.slice(1, -1);
   }
 
   write(event: AuditEvent): void {
     this.stream?.write(
-      '{"level":"info","time":"' + new Date().toISOString() + '","service":"keyhole","kind":"audit","audit":' + JSON.stringify(event) + ',"msg":"access"}\n',
+      '{"level":"info","time":"' + new Date().toISOString() + '",' + this.head + ',"audit":' + JSON.stringify(event) + ',"msg":"access"}\n',
     );
     this.sink?.push(event);
   }
