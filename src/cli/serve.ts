@@ -8,7 +8,7 @@ import { ConfigError, formatProblem, loadConfigFile, parseConfig } from '../conf
 import { defaultConfig, SAMPLES_DIR } from '../config/default.js';
 import type { Config } from '../config/schema.js';
 import { signDevToken } from '../auth/sign.js';
-import { createServeLogger, KeyholeInstance } from '../server/instance.js';
+import { createServeLogger, drainThenExit, KeyholeInstance } from '../server/instance.js';
 import { runPrimary, runWorker, workerCount } from '../server/cluster.js';
 
 export interface ServeOptions {
@@ -73,16 +73,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'stop requested');
-    instance.drain().then(
-      () => {
-        logger.flush();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'drain failed');
-        process.exit(1);
-      },
-    );
+    drainThenExit(instance, logger);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

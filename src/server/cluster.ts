@@ -20,7 +20,7 @@ import type { SessionClaims } from '../auth/claims.js';
 import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { handleAdmin, type AdminHooks } from './admin.js';
-import { createServeLogger, KeyholeInstance, revocationSettings, restartOnlyChanges, type ReloadResult } from './instance.js';
+import { createServeLogger, drainThenExit, KeyholeInstance, revocationSettings, restartOnlyChanges, type ReloadResult } from './instance.js';
 import { sendError } from './respond.js';
 import { createRuntime, type Runtime } from './runtime.js';
 import { readServerTls } from './tls-material.js';
@@ -526,16 +526,7 @@ export async function runWorker(file: string): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ why }, 'stop requested');
-    instance.drain().then(
-      () => {
-        logger.flush();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'drain failed');
-        process.exit(1);
-      },
-    );
+    drainThenExit(instance, logger);
   };
 
   const onMessage = async (m: ToWorker): Promise<void> => {

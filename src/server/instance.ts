@@ -196,3 +196,17 @@ export class KeyholeInstance {
     return result;
   }
 }
+
+/** How a process stops: drain, flush the log, exit 0 (1 when the drain itself failed). */
+export function drainThenExit(instance: KeyholeInstance, logger: Logger): void {
+  instance.drain().then(
+    () => {
+      logger.flush();
+      process.exit(0);
+    },
+    (err: unknown) => {
+      logger.error({ err }, 'drain failed');
+      process.exit(1);
+    },
+  );
+}
