@@ -27,8 +27,8 @@ export function revokedBySubject(claims: SessionClaims, notBefore: number | unde
 
 /** One process, in memory: the embedded default and single-replica setups. */
 export class MemoryRevocationStore implements RevocationStore {
-  private readonly tokens = new Map<string, number>();
-  private readonly subjects = new Map<string, number>();
+  protected readonly tokens = new Map<string, number>();
+  protected readonly subjects = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
 
   /** `subjectTtlSeconds`: how long a subject revocation is kept (the longest token lifetime). */

@@ -15,8 +15,7 @@ import { availableParallelism } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { revokedBySubject, RevocationUnavailable, type RevocationStore } from '../auth/revocation.js';
-import type { SessionClaims } from '../auth/claims.js';
+import { MemoryRevocationStore, RevocationUnavailable } from '../auth/revocation.js';
 import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { handleAdmin, type AdminHooks } from './admin.js';
@@ -53,50 +52,27 @@ const isFromWorker = (m: unknown): m is FromWorker => typeof m === 'object' && m
  * worker can be given all of them) and resolves only once every live worker applied it,
  * so "200 revoked" means no worker will serve that token again.
  */
-export class RelayedRevocationStore implements RevocationStore {
-  private readonly tokens = new Map<string, number>();
-  private readonly subjects = new Map<string, number>();
-  private readonly sweeper: NodeJS.Timeout;
-
+export class RelayedRevocationStore extends MemoryRevocationStore {
   constructor(
-    private readonly subjectTtlSeconds: number,
+    subjectTtlSeconds: number,
     private readonly relay: (m: { jti: string; until: number } | { sub: string; at: number }) => Promise<void>,
   ) {
-    this.sweeper = setInterval(() => this.sweep(), 60_000).unref();
+    super(subjectTtlSeconds);
   }
 
-  isRevoked(claims: SessionClaims): boolean {
-    if (claims.jti !== undefined && this.tokens.has(claims.jti)) return true;
-    return revokedBySubject(claims, this.subjects.get(claims.sub));
-  }
-
-  async revokeToken(jti: string, expiresAt: number): Promise<void> {
-    this.tokens.set(jti, expiresAt);
+  override async revokeToken(jti: string, expiresAt: number): Promise<void> {
+    await super.revokeToken(jti, expiresAt);
     await this.relay({ jti, until: expiresAt });
   }
 
-  async revokeSubject(sub: string, at: number): Promise<void> {
-    const when = Math.max(at, this.subjects.get(sub) ?? 0);
-    this.subjects.set(sub, when);
-    await this.relay({ sub, at: when });
+  override async revokeSubject(sub: string, at: number): Promise<void> {
+    await super.revokeSubject(sub, at);
+    await this.relay({ sub, at: this.subjects.get(sub)! });
   }
 
   snapshot(): { tokens: [string, number][]; subjects: [string, number][] } {
     this.sweep();
     return { tokens: [...this.tokens], subjects: [...this.subjects] };
-  }
-
-  ready(): boolean {
-    return true;
-  }
-
-  sweep(now = Date.now() / 1000): void {
-    for (const [jti, exp] of this.tokens) if (exp < now) this.tokens.delete(jti);
-    for (const [sub, at] of this.subjects) if (at + this.subjectTtlSeconds < now) this.subjects.delete(sub);
-  }
-
-  async close(): Promise<void> {
-    clearInterval(this.sweeper);
   }
 }
 
