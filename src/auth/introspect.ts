@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
-import { request, type Pool } from 'undici';
+import type { Pool } from 'undici';
+import { fullUndici } from '../relay/undici.js';
 import { z } from 'zod';
 import { clientTls, duration, text } from '../config/types.js';
 import type { Provider } from '../providers/types.js';
@@ -100,7 +101,7 @@ export class Introspector {
 
   private async ask(forwarded: Record<string, string>): Promise<Answer> {
     this.asked++;
-    const res = await request(this.url, {
+    const res = await fullUndici().request(this.url, {
       dispatcher: this.pool,
       method: 'GET',
       headers: { ...forwarded, accept: 'application/json' },

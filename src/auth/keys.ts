@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
-import { Agent, fetch as undiciFetch } from 'undici';
+import type { fetch as UndiciFetch } from 'undici';
+import { fullUndici } from '../relay/undici.js';
 import { tlsConnectOptions } from '../relay/pool.js';
 import type { KeyConfig } from './schema.js';
 
@@ -30,7 +31,8 @@ export async function loadKey(cfg: KeyConfig): Promise<VerifyKey> {
     const key = await importJWK(jwk, alg);
     return { kind: 'static', kid: cfg.kid ?? jwk.kid, algorithms: cfg.algorithms, key };
   }
-  const dispatcher = cfg.tls ? new Agent({ connect: tlsConnectOptions(cfg.tls) }) : undefined;
+  const undici = cfg.tls ? fullUndici() : undefined;
+  const dispatcher = undici && cfg.tls ? new undici.Agent({ connect: tlsConnectOptions(cfg.tls) }) : undefined;
   const resolve = createRemoteJWKSet(new URL(cfg.jwksUrl), {
     cacheMaxAge: cfg.cacheMaxAge,
     cooldownDuration: cfg.cooldown,
@@ -38,8 +40,8 @@ export async function loadKey(cfg: KeyConfig): Promise<VerifyKey> {
     ...(dispatcher
       ? {
           // jose fetches with the global fetch; this one carries the JWKS host's TLS material.
-          [customFetch]: ((url: string, options: Parameters<typeof undiciFetch>[1]) =>
-            undiciFetch(url, { ...options, dispatcher })) as unknown as typeof fetch,
+          [customFetch]: ((url: string, options: Parameters<typeof UndiciFetch>[1]) =>
+            undici!.fetch(url, { ...options, dispatcher })) as unknown as typeof fetch,
         }
       : {}),
   });

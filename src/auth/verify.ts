@@ -63,16 +63,22 @@ export class TokenVerifier {
     this.cache = cfg.cache.max > 0 ? new LRUCache({ max: cfg.cache.max }) : undefined;
   }
 
+  /** The claims of a token verified before and not expired since, without waiting; else undefined. */
+  cached(token: string, now = Date.now()): SessionClaims | undefined {
+    const hit = this.cache?.get(token);
+    if (hit === undefined) return undefined;
+    if (hit.expiresAt > now) {
+      this.onCache(true);
+      return hit.claims;
+    }
+    this.cache!.delete(token);
+    return undefined;
+  }
+
   /** Resolves the session's claims, or rejects with a TokenError carrying the reason. */
   async verify(token: string, now = Date.now()): Promise<SessionClaims> {
-    const hit = this.cache?.get(token);
-    if (hit !== undefined) {
-      if (hit.expiresAt > now) {
-        this.onCache(true);
-        return hit.claims;
-      }
-      this.cache!.delete(token);
-    }
+    const hit = this.cached(token, now);
+    if (hit !== undefined) return hit;
     this.onCache(false);
     const claims = await this.verifyUncached(token, now);
     this.cache?.set(token, { claims, expiresAt: claims.exp * 1000 + this.toleranceMs });

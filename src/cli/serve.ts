@@ -46,12 +46,13 @@ function loadOrExit(opts: ServeOptions): { config: Config; yaml?: string } {
 export async function serve(opts: ServeOptions): Promise<void> {
   if (cluster.isWorker) return runWorker(opts.config!);
   const { config, yaml } = loadOrExit(opts);
-  const logger = createServeLogger(config.log.level);
+  const workers = workerCount(config.workers);
+  const clustered = workers > 1 && opts.config !== undefined && yaml !== undefined;
+  const logger = createServeLogger(config.log.level, { shared: clustered });
   if (config.server.insecurePlainHttp) {
     logger.warn('server.insecurePlainHttp is on: data routes are served WITHOUT TLS; only behind a mesh that terminates mTLS');
   }
-  const workers = workerCount(config.workers);
-  if (workers > 1 && opts.config && yaml !== undefined) return runPrimary(opts.config, yaml, config, logger, workers);
+  if (clustered) return runPrimary(opts.config!, yaml!, config, logger, workers);
   if (workers > 1) logger.warn('workers > 1 needs --config FILE; the embedded default runs in one process');
 
   const instance = await KeyholeInstance.create(config, { logger, ...(opts.config ? { configFile: opts.config } : {}) });

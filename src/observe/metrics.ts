@@ -1,34 +1,36 @@
 // Prometheus metrics. One registry per Keyhole instance (tests run several in a process).
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { flushTallies, ProviderTally, TalliedHistogram } from './tally.js';
 
-interface ProviderMetrics {
-  duration: ReturnType<Histogram<'provider'>['labels']>;
-  bytes: ReturnType<Counter<'provider'>['labels']>;
-  aborted: ReturnType<Counter<'provider'>['labels']>;
-  /** by status * 8 + decision index */
-  requests: Map<number, ReturnType<Counter<'provider' | 'status' | 'decision'>['labels']>>;
-}
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60];
 
 export class Metrics {
   readonly registry = new Registry();
+  // The data route's own counts live in per-provider tallies (./tally.ts) and reach these
+  // counters when they are read.
+  /** tallies by provider name */
+  private readonly tallies = new Map<string, ProviderTally>();
+  private readonly flush = (): void => flushTallies(this.tallies.values(), this);
   readonly requests = new Counter({
     name: 'keyhole_requests_total',
     help: 'Data requests by provider, HTTP status and decision (allow, deny, error)',
     labelNames: ['provider', 'status', 'decision'] as const,
     registers: [this.registry],
+    collect: () => this.flush(),
   });
-  readonly duration = new Histogram({
-    name: 'keyhole_request_duration_seconds',
-    help: 'Data request duration until the response ended or was aborted',
-    labelNames: ['provider'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
-    registers: [this.registry],
-  });
+  readonly duration = new TalliedHistogram(
+    'keyhole_request_duration_seconds',
+    'Data request duration until the response ended or was aborted',
+    DURATION_BUCKETS,
+    () => this.tallies.values(),
+    this.registry,
+  );
   readonly bytes = new Counter({
     name: 'keyhole_bytes_sent_total',
     help: 'Body bytes relayed to clients',
     labelNames: ['provider'] as const,
     registers: [this.registry],
+    collect: () => this.flush(),
   });
   readonly upstreamErrors = new Counter({
     name: 'keyhole_upstream_errors_total',
@@ -61,6 +63,7 @@ export class Metrics {
     help: 'Data responses that ended before completion (client left or upstream died)',
     labelNames: ['provider'] as const,
     registers: [this.registry],
+    collect: () => this.flush(),
   });
 
   // Shared state over Redis (src/state, src/auth/revocation-redis.ts, src/observe/audit-stream.ts).
@@ -102,26 +105,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Label children per provider, bound once: `labels()` hashes its arguments on every call. */
-  private readonly perProvider = new Map<string, ProviderMetrics>();
-
   /** Everything one finished (or aborted) data request counts. */
-  recordRequest(provider: string, status: number, decision: string, seconds: number, bytes: number, aborted: boolean): void {
-    let m = this.perProvider.get(provider);
-    if (m === undefined) {
-      m = { duration: this.duration.labels(provider), bytes: this.bytes.labels(provider), aborted: this.aborted.labels(provider), requests: new Map() };
-      this.perProvider.set(provider, m);
+  recordRequest(provider: string, status: number, decision: 'allow' | 'deny' | 'error', seconds: number, bytes: number, aborted: boolean): void {
+    let t = this.tallies.get(provider);
+    if (t === undefined) {
+      t = new ProviderTally(provider, DURATION_BUCKETS);
+      this.tallies.set(provider, t);
     }
-    const key = status * 8 + (decision === 'allow' ? 0 : decision === 'deny' ? 1 : 2);
-    let counter = m.requests.get(key);
-    if (counter === undefined) {
-      counter = this.requests.labels(provider, String(status), decision);
-      m.requests.set(key, counter);
-    }
-    counter.inc();
-    m.duration.observe(seconds);
-    if (bytes > 0) m.bytes.inc(bytes);
-    if (aborted) m.aborted.inc();
+    const key = status * 4 + (decision === 'allow' ? 0 : decision === 'deny' ? 1 : 2);
+    t.requests.set(key, (t.requests.get(key) ?? 0) + 1);
+    t.observe(seconds);
+    t.bytes += bytes;
+    if (aborted) t.aborted++;
   }
 
   private readonly cacheHit = this.tokenCache.labels('hit');

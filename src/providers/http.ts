@@ -88,14 +88,7 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
     projects: cfg.projects,
     serve(req: DataRequest, res: ServerResponse): Promise<void> {
       const path = basePath + req.rest.map(encodeSegment).join('/');
-      return relay(res, {
-        dispatcher: pool,
-        method: req.method,
-        path,
-        headers: forwardedRequestHeaders(req.headers, { ...injected }),
-        requestId: req.id,
-        outcome: req.outcome,
-      });
+      return relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }) });
     },
     close: () => pool.close(),
   };

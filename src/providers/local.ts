@@ -8,9 +8,9 @@ import { sep } from 'node:path';
 import { pipeline } from 'node:stream';
 import { z } from 'zod';
 import { filePath } from '../config/types.js';
-import { dataResponseHeaders } from '../relay/headers.js';
+import { dataResponseHeaders, writeDataHead } from '../relay/headers.js';
 import { notModified, parseRange, rangeStillValid, type Validators } from '../relay/range.js';
-import { sendError } from '../server/respond.js';
+import { refuseData } from '../server/respond.js';
 import { providerBase } from './base.js';
 import { contentTypeFor } from './content-type.js';
 import type { DataRequest, Provider } from './types.js';
@@ -38,7 +38,7 @@ export function createLocalProvider(cfg: LocalProviderConfig): Provider {
     const { outcome } = req;
     const notFound = () => {
       outcome.reason = 'not_found';
-      sendError(res, 404, 'not_found', req.id);
+      refuseData(res, req, 404, 'not_found');
     };
     // Segments were checked by the URI parser (no '.', '..', '/', '\', NUL).
     if (req.rest.length === 0) return notFound();
@@ -67,7 +67,7 @@ export function createLocalProvider(cfg: LocalProviderConfig): Provider {
       });
       if (notModified(req.headers, v)) {
         delete headers['content-type'];
-        res.writeHead(304, headers);
+        writeDataHead(res, 304, req.head, headers);
         res.end();
         return;
       }
@@ -75,7 +75,7 @@ export function createLocalProvider(cfg: LocalProviderConfig): Provider {
       if (range.kind !== 'full' && !rangeStillValid(req.headers, v)) range = { kind: 'full' };
       if (range.kind === 'unsatisfiable') {
         outcome.reason = 'range_not_satisfiable';
-        res.writeHead(416, { ...headers, 'content-range': `bytes */${st.size}`, 'content-length': 0 });
+        writeDataHead(res, 416, req.head, { ...headers, 'content-range': `bytes */${st.size}`, 'content-length': 0 });
         res.end();
         return;
       }
@@ -83,7 +83,7 @@ export function createLocalProvider(cfg: LocalProviderConfig): Provider {
       const end = range.kind === 'partial' ? range.end : st.size - 1;
       headers['content-length'] = st.size === 0 ? 0 : end - start + 1;
       if (range.kind === 'partial') headers['content-range'] = `bytes ${start}-${end}/${st.size}`;
-      res.writeHead(range.kind === 'partial' ? 206 : 200, headers);
+      writeDataHead(res, range.kind === 'partial' ? 206 : 200, req.head, headers);
       if (req.method === 'HEAD' || st.size === 0) {
         res.end();
         return;

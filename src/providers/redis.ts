@@ -14,9 +14,9 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Readable, pipeline } from 'node:stream';
 import { z } from 'zod';
-import { dataResponseHeaders } from '../relay/headers.js';
+import { dataResponseHeaders, writeDataHead } from '../relay/headers.js';
 import { parseRange } from '../relay/range.js';
-import { sendError } from '../server/respond.js';
+import { refuseData } from '../server/respond.js';
 import { redisConnectionSchema } from '../state/config.js';
 import { createRedisClient, explainRedisError, preflightRedis, type RedisClient } from '../state/connect.js';
 import { providerBase } from './base.js';
@@ -80,7 +80,7 @@ export function createRedisProvider(cfg: RedisProviderConfig): Provider {
     const fail = (status: number, reason: 'not_found' | 'uri_invalid' | 'upstream_error' | 'upstream_timeout', detail?: string) => {
       outcome.reason = reason;
       if (detail) outcome.detail = detail;
-      sendError(res, status, reason, req.id);
+      refuseData(res, req, status, reason);
     };
     const authority = req.uri.authority;
     if (authority !== '' && !/^\d{1,3}$/.test(authority)) return fail(400, 'uri_invalid', 'the authority of a redis:// URI is a database number');
@@ -116,7 +116,7 @@ export function createRedisProvider(cfg: RedisProviderConfig): Provider {
     const range = req.headers['if-range'] !== undefined ? ({ kind: 'full' } as const) : parseRange(req.headers.range, size);
     if (range.kind === 'unsatisfiable') {
       outcome.reason = 'range_not_satisfiable';
-      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 });
+      writeDataHead(res, 416, req.head, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 });
       res.end();
       return;
     }
@@ -124,7 +124,7 @@ export function createRedisProvider(cfg: RedisProviderConfig): Provider {
     const end = range.kind === 'partial' ? range.end : size - 1;
     headers['content-length'] = size === 0 ? 0 : end - start + 1;
     if (range.kind === 'partial') headers['content-range'] = `bytes ${start}-${end}/${size}`;
-    res.writeHead(range.kind === 'partial' ? 206 : 200, headers);
+    writeDataHead(res, range.kind === 'partial' ? 206 : 200, req.head, headers);
     if (req.method === 'HEAD' || size === 0) {
       res.end();
       return;

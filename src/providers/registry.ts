@@ -10,16 +10,17 @@ export interface Resolved {
 }
 
 export class ProviderRegistry {
-  private readonly byLength: Provider[];
+  /** longest prefix first, with how many path segments the prefix holds */
+  private readonly byLength: { provider: Provider; skip: number }[];
 
   constructor(readonly providers: readonly Provider[]) {
-    this.byLength = [...providers].sort((a, b) => b.match.length - a.match.length);
+    this.byLength = [...providers].sort((a, b) => b.match.length - a.match.length).map((provider) => ({ provider, skip: prefixSegments(provider.match) }));
   }
 
   resolve(uri: DataUri): Resolved | undefined {
-    for (const provider of this.byLength) {
+    for (const { provider, skip } of this.byLength) {
       if (!ownsUri(provider.match, uri.canonical)) continue;
-      return { provider, rest: uri.segments.slice(prefixSegments(provider.match)) };
+      return { provider, rest: skip === 0 ? uri.segments : uri.segments.slice(skip) };
     }
     return undefined;
   }

@@ -15,6 +15,26 @@ export interface DataRequest {
   readonly headers: IncomingHttpHeaders;
   /** filled in by the provider for the audit event */
   readonly outcome: Outcome;
+  /**
+   * Response header fields every answer to this request carries (HSTS, referrer policy,
+   * request id, CORS), as a flat [name, value, …] list: providers send them with their own
+   * in one `writeHead` (relay/headers.ts `writeDataHead`, server/respond.ts `refuseData`).
+   */
+  readonly head: readonly string[];
+  /**
+   * Set by a provider while it holds an upstream exchange open; told once if the client goes
+   * away before the response has finished (by the data route's one 'close' listener).
+   */
+  upstream: UpstreamExchange | undefined;
+}
+
+/**
+ * An upstream exchange in flight. An object with a method, not a closure: a closure made per
+ * request and kept on the request cost about a fifth of the 1 KiB throughput, its objects
+ * surviving into the old generation (docs/performance.md).
+ */
+export interface UpstreamExchange {
+  clientGone(): void;
 }
 
 export interface Outcome {

@@ -1,6 +1,6 @@
 // Which headers cross Keyhole, in each direction. Everything not listed here is dropped:
 // an upstream's Set-Cookie, Server, x-amz-* or Location never reaches the browser.
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 /** Client headers forwarded upstream: ranges and revalidation, nothing else. */
 export const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const;
@@ -32,15 +32,35 @@ export function dataResponseHeaders(contentType: string | undefined, out: Outgoi
   return out;
 }
 
-export function relayedResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
+/**
+ * The relayed answer's header fields in one flat list: `head` (the request's own fields),
+ * then the allowlisted upstream headers and the security headers of every data answer.
+ * A 304 carries no Content-Type: its headers update the browser's stored response.
+ */
+export function relayedResponseFields(upstream: IncomingHttpHeaders, head: readonly string[], status: number): string[] {
+  const out = head.slice();
+  let contentType: string | undefined;
   for (const name of RELAYED_RESPONSE_HEADERS) {
     const v = upstream[name];
-    if (v === undefined) continue;
-    // A repeated framing or type header is ambiguous: keep none rather than guess.
-    if (Array.isArray(v)) continue;
-    out[name] = v;
+    // absent, or repeated: a repeated framing or type header is ambiguous, keep none
+    if (typeof v !== 'string') continue;
+    if (name === 'content-type') contentType = v;
+    else out.push(name, v);
   }
-  const ct = out['content-type'];
-  return dataResponseHeaders(typeof ct === 'string' ? ct : undefined, out);
+  out.push('cache-control', 'private', 'x-content-type-options', 'nosniff');
+  if (status !== 304) out.push('content-type', contentType ?? 'application/octet-stream');
+  if (isActiveContent(contentType)) out.push('content-security-policy', "sandbox; default-src 'none'");
+  return out;
+}
+
+/** One writeHead for a data answer: the request's own fields (`head`), then the provider's. */
+export function writeDataHead(res: ServerResponse, status: number, head: readonly string[], fields: OutgoingHttpHeaders): void {
+  const out = head.slice();
+  for (const name in fields) {
+    const v = fields[name];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const item of v) out.push(name, item);
+    else out.push(name, String(v));
+  }
+  res.writeHead(status, out);
 }

@@ -2,7 +2,8 @@
 // the provider's TLS material (CA pinning, client certificate for mTLS).
 import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
-import { buildConnector, Pool } from 'undici';
+import type { buildConnector as BuildConnector, Pool as UndiciPool } from 'undici';
+import { buildConnector, Pool } from './undici.js';
 import type { ClientTlsConfig } from '../config/types.js';
 import { guardedConnector, guardedLookup, type AddressPolicy } from './ssrf.js';
 
@@ -29,7 +30,7 @@ export function tlsConnectOptions(tls: ClientTlsConfig | undefined): Record<stri
   };
 }
 
-export function createPool(origin: string, opts: PoolOptions): Pool {
+export function createPool(origin: string, opts: PoolOptions): UndiciPool {
   return new Pool(origin, {
     connections: opts.connections,
     pipelining: 1,
@@ -41,7 +42,7 @@ export function createPool(origin: string, opts: PoolOptions): Pool {
   });
 }
 
-function connectFor(opts: PoolOptions): buildConnector.BuildOptions | buildConnector.connector {
+function connectFor(opts: PoolOptions): BuildConnector.BuildOptions | BuildConnector.connector {
   const base = { timeout: opts.connectTimeoutMs, minVersion: 'TLSv1.2' as const, ...tlsConnectOptions(opts.tls) };
   if (!opts.addresses) return base;
   const lookup = guardedLookup(opts.addresses, opts.lookup);

@@ -4,21 +4,19 @@
 //  - upstream dies mid-body → the client response is destroyed, never ended as complete
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { errors } from 'undici';
-import type { Outcome } from '../providers/types.js';
+import { errors } from './undici.js';
+import type { DataRequest, UpstreamExchange } from '../providers/types.js';
 import type { Reason } from '../reasons.js';
-import { sendError } from '../server/respond.js';
-import { relayedResponseHeaders } from './headers.js';
+import { refuseData } from '../server/respond.js';
+import { relayedResponseFields } from './headers.js';
 import { AddressRefused } from './ssrf.js';
 
-export interface RelayRequest {
+export interface RelayTarget {
   dispatcher: Dispatcher;
-  method: 'GET' | 'HEAD';
   /** origin-relative path, already encoded */
   path: string;
+  /** the upstream request's headers: credentials injected, client headers allowlisted */
   headers: Record<string, string>;
-  requestId: string;
-  outcome: Outcome;
 }
 
 /** Upstream statuses passed through as they are; anything else is the upstream's problem. */
@@ -32,20 +30,21 @@ function reasonFor(err: Error): { status: number; reason: Reason } {
   return { status: 502, reason: 'upstream_error' };
 }
 
-class RelayHandler implements Dispatcher.DispatchHandler {
+class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
   private controller: Dispatcher.DispatchController | undefined;
   private passing = false;
   private readonly onDrain = () => this.controller?.resume();
-  private readonly onClose = () => {
-    if (!this.res.writableFinished) this.controller?.abort(new Error('client closed the connection'));
-  };
 
   constructor(
     private readonly res: ServerResponse,
-    private readonly req: RelayRequest,
+    private readonly req: DataRequest,
     private readonly done: () => void,
   ) {
-    res.once('close', this.onClose);
+    req.upstream = this;
+  }
+
+  clientGone(): void {
+    this.controller?.abort(new Error('client closed the connection'));
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -58,17 +57,14 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     if (PASS_STATUS.has(statusCode)) {
       this.passing = true;
       req.outcome.reason = statusCode === 416 ? 'range_not_satisfiable' : 'ok';
-      const out = relayedResponseHeaders(headers);
-      // A 304's headers update the browser's stored response: never a made-up type there.
-      if (statusCode === 304) delete out['content-type'];
-      res.writeHead(statusCode, out);
+      res.writeHead(statusCode, relayedResponseFields(headers, req.head, statusCode));
       return;
     }
     // The upstream's error body stays with us: it may name buckets, hosts or keys.
     const notFound = statusCode === 404 || statusCode === 410;
     req.outcome.reason = notFound ? 'not_found' : 'upstream_status';
     req.outcome.detail = `upstream status ${statusCode}`;
-    sendError(res, notFound ? 404 : 502, req.outcome.reason, req.requestId);
+    refuseData(res, req, notFound ? 404 : 502, req.outcome.reason);
     // Drain a small error body to keep the connection; cut a large or unbounded one.
     const length = Number(headers['content-length']);
     if (!(length <= 65536)) controller.abort(new Error('discarding upstream error body'));
@@ -84,14 +80,14 @@ class RelayHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.res.removeListener('close', this.onClose);
+    this.req.upstream = undefined;
     if (this.passing) this.res.end();
     this.done();
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     const { res, req } = this;
-    res.removeListener('close', this.onClose);
+    req.upstream = undefined;
     if (res.destroyed || (res.writableEnded && !this.passing)) {
       // The client left first, or we cut an error body: the abort we asked for, not a fault.
       this.done();
@@ -101,18 +97,15 @@ class RelayHandler implements Dispatcher.DispatchHandler {
     req.outcome.reason = reason;
     req.outcome.detail = err.message;
     if (res.headersSent) res.destroy(err);
-    else sendError(res, status, reason, req.requestId);
+    else refuseData(res, req, status, reason);
     this.done();
   }
 }
 
-/** Relays one request; resolves when the exchange is over (successfully or not). */
-export function relay(res: ServerResponse, req: RelayRequest): Promise<void> {
+/** Relays one request to `target`; resolves when the exchange is over (successfully or not). */
+export function relay(res: ServerResponse, req: DataRequest, target: RelayTarget): Promise<void> {
   return new Promise((resolve) => {
     const handler = new RelayHandler(res, req, resolve);
-    req.dispatcher.dispatch(
-      { path: req.path, method: req.method, headers: req.headers, blocking: false, reset: false },
-      handler,
-    );
+    target.dispatcher.dispatch({ path: target.path, method: req.method, headers: target.headers, blocking: false, reset: false }, handler);
   });
 }

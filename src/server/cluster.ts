@@ -492,7 +492,7 @@ export async function runWorker(file: string): Promise<void> {
     send({ kh: 'fatal', problems });
     process.exit(2);
   }
-  const logger = createServeLogger(config.log.level).child({ worker: cluster.worker?.id });
+  const logger = createServeLogger(config.log.level, { shared: true }).child({ worker: cluster.worker?.id });
   const instance = await KeyholeInstance.create(config, { configFile: file, loadConfig: () => parseConfig(yaml, { baseDir }), logger, cluster: true });
   for (const [jti, until] of start.tokens) await instance.runtime.revocation.revokeToken(jti, until);
   for (const [sub, at] of start.subjects) await instance.runtime.revocation.revokeSubject(sub, at);

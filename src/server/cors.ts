@@ -18,6 +18,13 @@ export class Cors {
     return origin !== undefined && this.origins.has(origin);
   }
 
+  /** The CORS header fields for an answer to `origin`, appended to `into` (flat [name, value, …]). */
+  fields(origin: string | undefined, into: string[]): string[] {
+    into.push('vary', 'Origin');
+    if (this.allowed(origin)) into.push('access-control-allow-origin', origin, 'access-control-allow-credentials', 'true', 'access-control-expose-headers', EXPOSED);
+    return into;
+  }
+
   /** Adds CORS response headers when the request's Origin is listed. */
   decorate(req: IncomingMessage, res: ServerResponse): void {
     const origin = req.headers.origin;

@@ -1,5 +1,11 @@
 // GET|HEAD /v1/data?uri=…: authenticate → parse the URI → resolve its provider →
 // authorize → let the provider answer → one audit event when the response is over.
+//
+// This is the path every image an annotator loads takes, so it is written to do little:
+// a cached token against the in-memory revocation store is checked without a promise, the
+// answer's header fields are collected in one flat list and sent with one writeHead (no
+// setHeader before it), and one 'close' listener ends everything (in-flight count, upstream
+// abort, metrics, audit).
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
@@ -9,112 +15,198 @@ import { redactUrl } from '../observe/logger.js';
 import type { DataRequest, Outcome } from '../providers/types.js';
 import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
 import type { Reason } from '../reasons.js';
+import type { InFlight } from './lifecycle.js';
 import { sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
-import { authenticateData } from './authenticate.js';
+import { authenticateData, type Authenticated, type Introspected } from './authenticate.js';
 
 export const DATA_METHODS = 'GET, HEAD, OPTIONS';
 
-/** `?a=1&b=2` → the values of `uri` and `token`; a repeated one is ambiguous and refused. */
-export function dataQuery(url: string): { uri: string | null; token: string | null; ambiguous: boolean } {
+export interface DataQuery {
+  uri: string | null;
+  token: string | null;
+  /** a repeated `uri` or `token`: refused rather than guessed */
+  ambiguous: boolean;
+}
+
+/**
+ * `?a=1&b=2` → the values of `uri` and `token`, exactly as URLSearchParams reads them. Names
+ * without '%' or '+' and values decodeURIComponent accepts are read here without building
+ * the whole parameter list; anything else goes to URLSearchParams itself.
+ */
+export function dataQuery(url: string): DataQuery {
   const q = url.indexOf('?');
   if (q === -1) return { uri: null, token: null, ambiguous: false };
-  const params = new URLSearchParams(url.slice(q + 1));
+  return plainQuery(url, q + 1) ?? searchParamsQuery(url.slice(q + 1));
+}
+
+function searchParamsQuery(query: string): DataQuery {
+  const params = new URLSearchParams(query);
   const uris = params.getAll('uri');
   const tokens = params.getAll('token');
   return { uri: uris[0] ?? null, token: tokens[0] ?? null, ambiguous: uris.length > 1 || tokens.length > 1 };
 }
 
-export async function handleData(rt: Runtime, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const started = performance.now();
-  const id = randomUUID();
-  res.setHeader('x-request-id', id);
-  rt.cors.decorate(req, res);
+function plainQuery(url: string, from: number): DataQuery | undefined {
+  const out: DataQuery = { uri: null, token: null, ambiguous: false };
+  let at = from;
+  while (at < url.length) {
+    let amp = url.indexOf('&', at);
+    if (amp === -1) amp = url.length;
+    let eq = url.indexOf('=', at);
+    if (eq === -1 || eq > amp) eq = amp;
+    const name = url.slice(at, eq);
+    if (name.includes('%') || name.includes('+')) return undefined;
+    if (name === 'uri' || name === 'token') {
+      const value = decodeValue(eq < amp ? url.slice(eq + 1, amp) : '');
+      if (value === undefined) return undefined;
+      if (out[name] !== null) out.ambiguous = true;
+      else out[name] = value;
+    }
+    at = amp + 1;
+  }
+  return out;
+}
 
-  const outcome: Outcome = { reason: 'ok', bytes: 0 };
-  let sub: string | undefined;
-  let org: string | undefined;
-  let providerName: string | undefined;
-  let uriText: string | undefined;
-  let tokenSource: string | undefined;
+function decodeValue(raw: string): string | undefined {
+  const spaced = raw.includes('+') ? raw.replaceAll('+', ' ') : raw;
+  if (!spaced.includes('%')) return spaced;
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    return undefined; // malformed or not UTF-8: URLSearchParams' lenient reading decides
+  }
+}
 
-  res.once('close', () => {
+/** The exchange a response belongs to, for one 'close' listener shared by every response. */
+const exchangeOf = Symbol('keyhole.dataExchange');
+type ExchangeResponse = ServerResponse & { [exchangeOf]?: DataExchange };
+function onResponseClose(this: ExchangeResponse): void {
+  this[exchangeOf]?.closed();
+}
+
+/** One data request from head to 'close'. */
+class DataExchange {
+  private readonly started = performance.now();
+  readonly id = randomUUID();
+  readonly outcome: Outcome = { reason: 'ok', bytes: 0 };
+  /** header fields of every answer: security headers, request id, CORS */
+  readonly head: string[];
+  private sub: string | undefined;
+  private org: string | undefined;
+  private providerName: string | undefined;
+  private uriText: string | undefined;
+  private tokenSource: string | undefined;
+  private dataReq: DataRequest | undefined;
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly inflight: InFlight<Runtime>,
+  ) {
+    inflight.add(rt);
+    this.head = rt.cors.fields(req.headers.origin, [...rt.securityHeaders, 'x-request-id', this.id]);
+    // A shared listener, not a closure per request (see UpstreamExchange for why it matters).
+    (res as ExchangeResponse)[exchangeOf] = this;
+    res.on('close', onResponseClose);
+  }
+
+  /** The response closed (finished or cut): in-flight count, upstream abort, metrics, audit. */
+  closed(): void {
+    const { rt, res, outcome } = this;
+    this.inflight.leave(rt);
     const aborted = !res.writableFinished;
+    if (aborted) this.dataReq?.upstream?.clientGone();
     const status = res.statusCode;
-    const provider = providerName ?? '-';
-    const seconds = (performance.now() - started) / 1000;
+    const provider = this.providerName ?? '-';
+    const seconds = (performance.now() - this.started) / 1000;
     const decision = decisionFor(outcome.reason, status);
     rt.metrics.recordRequest(provider, status, decision, seconds, outcome.bytes, aborted);
     if (outcome.reason === 'upstream_error' || outcome.reason === 'upstream_timeout' || outcome.reason === 'upstream_status') {
       rt.metrics.upstreamErrors.labels(provider, outcome.reason).inc();
     }
     rt.audit.write({
-      id,
-      sub,
-      org,
-      provider: providerName,
-      uri: uriText,
+      id: this.id,
+      sub: this.sub,
+      org: this.org,
+      provider: this.providerName,
+      uri: this.uriText,
       decision,
       reason: outcome.reason,
       status,
       bytes: outcome.bytes,
       aborted,
       ms: Math.round(seconds * 1e4) / 10,
-      client: req.socket.remoteAddress,
-      tokenSource,
-      ...(outcome.detail ? { detail: outcome.detail } : {}),
+      client: this.req.socket.remoteAddress,
+      tokenSource: this.tokenSource,
+      detail: outcome.detail || undefined,
     });
-  });
-
-  const refuse = (status: number, reason: Reason, extra?: Record<string, string>) => {
-    outcome.reason = reason;
-    sendError(res, status, reason, id, extra);
-  };
-
-  const method = req.method;
-  if (method === 'OPTIONS') {
-    if (!rt.cors.preflight(req, res, DATA_METHODS)) refuse(403, 'cors_origin');
-    return;
   }
-  if (method !== 'GET' && method !== 'HEAD') return refuse(405, 'method_not_allowed', { allow: DATA_METHODS });
 
-  const query = dataQuery(req.url ?? '');
-  if (query.ambiguous) return refuse(400, 'bad_request');
-
-  const auth = await authenticateData(rt, req.headers, query.token);
-  tokenSource = auth.source;
-  if (!auth.ok) {
-    return refuse(auth.status, auth.reason, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="keyhole"' } : undefined);
+  private refuse(status: number, reason: Reason, extra?: Record<string, string>): void {
+    this.outcome.reason = reason;
+    sendError(this.res, status, reason, this.id, extra, this.head);
   }
-  sub = auth.claims.sub;
-  org = auth.claims.org;
 
-  if (query.uri === null) return refuse(400, 'uri_missing');
-  // Until it parses, the raw URI may carry anything, e.g. a presigned URL's signature.
-  uriText = redactUrl(query.uri.slice(0, rt.config.server.maxUriLength));
-  let uri: DataUri;
-  try {
-    uri = parseDataUri(query.uri, rt.config.server.maxUriLength);
-  } catch (err) {
-    return refuse(400, err instanceof UriError ? err.reason : 'uri_invalid');
+  run(): Promise<void> | void {
+    const { req, res } = this;
+    const method = req.method;
+    if (method === 'OPTIONS') {
+      for (let i = 0; i < this.head.length; i += 2) res.setHeader(this.head[i]!, this.head[i + 1]!);
+      if (!this.rt.cors.preflight(req, res, DATA_METHODS)) this.refuse(403, 'cors_origin');
+      return;
+    }
+    if (method !== 'GET' && method !== 'HEAD') return this.refuse(405, 'method_not_allowed', { allow: DATA_METHODS });
+
+    const query = dataQuery(req.url ?? '');
+    if (query.ambiguous) return this.refuse(400, 'bad_request');
+    const auth = authenticateData(this.rt, req.headers, query.token);
+    return auth instanceof Promise ? auth.then((a) => this.authenticated(a, method, query.uri)) : this.authenticated(auth, method, query.uri);
   }
-  uriText = uri.canonical;
 
-  const resolved = rt.registry.resolve(uri);
-  if (!resolved) return refuse(403, 'no_provider');
-  providerName = resolved.provider.name;
+  private authenticated(auth: Authenticated | Introspected, method: 'GET' | 'HEAD', rawUri: string | null): Promise<void> | void {
+    const { rt } = this;
+    this.tokenSource = auth.source;
+    if (!auth.ok) {
+      return this.refuse(auth.status, auth.reason, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="keyhole"' } : undefined);
+    }
+    this.sub = auth.claims.sub;
+    this.org = auth.claims.org;
 
-  const denied = auth.source === 'introspect'
-    ? authorizeIntrospected(auth.providers, resolved.provider)
-    : authorize(auth.claims, uri.canonical, resolved.provider);
-  if (denied) return refuse(403, denied);
+    if (rawUri === null) return this.refuse(400, 'uri_missing');
+    let uri: DataUri;
+    try {
+      uri = parseDataUri(rawUri, rt.config.server.maxUriLength);
+    } catch (err) {
+      // Unparsed, the raw URI may carry anything, e.g. a presigned URL's signature.
+      this.uriText = redactUrl(rawUri.slice(0, rt.config.server.maxUriLength));
+      return this.refuse(400, err instanceof UriError ? err.reason : 'uri_invalid');
+    }
+    this.uriText = uri.canonical;
 
-  const dataReq: DataRequest = { id, method, uri, rest: resolved.rest, headers: req.headers, outcome };
-  try {
-    await resolved.provider.serve(dataReq, res);
-  } catch (err) {
-    rt.logger.error({ err, requestId: id, provider: providerName }, 'provider failed');
-    outcome.reason = 'internal';
-    sendError(res, 500, 'internal', id);
+    const resolved = rt.registry.resolve(uri);
+    if (!resolved) return this.refuse(403, 'no_provider');
+    const provider = resolved.provider;
+    this.providerName = provider.name;
+
+    const denied = auth.source === 'introspect' ? authorizeIntrospected(auth.providers, provider) : authorize(auth.claims, uri.canonical, provider);
+    if (denied) return this.refuse(403, denied);
+
+    const dataReq: DataRequest = { id: this.id, method, uri, rest: resolved.rest, headers: this.req.headers, outcome: this.outcome, head: this.head, upstream: undefined };
+    this.dataReq = dataReq;
+    return provider.serve(dataReq, this.res).catch((err: unknown) => {
+      rt.logger.error({ err, requestId: this.id, provider: provider.name }, 'provider failed');
+      this.outcome.reason = 'internal';
+      sendError(this.res, 500, 'internal', this.id, undefined, this.head);
+    });
   }
+}
+
+/**
+ * Answers one data request. It counts itself in flight (against `rt`, in `inflight`) until its
+ * response closes. Resolves (when it returns a promise) once the provider is done.
+ */
+export function handleData(rt: Runtime, req: IncomingMessage, res: ServerResponse, inflight: InFlight<Runtime>): Promise<void> | void {
+  return new DataExchange(rt, req, res, inflight).run();
 }

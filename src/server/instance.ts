@@ -2,7 +2,7 @@
 // listeners, and the three things ops do to a running process — reload the config,
 // pick up rotated certificates, drain. Signals and IPC are wired by the caller.
 import { createHash } from 'node:crypto';
-import pino from 'pino';
+import { LineWriter } from '../observe/line-writer.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -13,13 +13,13 @@ import { KeyholeServer, type Listening } from './server.js';
 import { readServerTls, watchTlsFiles, type ServerTlsMaterial } from './tls-material.js';
 
 /**
- * Logs to stdout, batched, but never more than 250 ms late (lifecycle lines must show up
- * while the process runs, not at exit), in writes of at most PIPE_BUF bytes made of whole
- * lines, so cluster workers sharing one stdout pipe never interleave inside a line.
+ * Logs to stdout, batched (src/observe/line-writer.ts), but never more than 100 ms late
+ * (lifecycle lines must show up while the process runs, not at exit). `shared`: cluster
+ * processes share one stdout; to a pipe they write whole lines in PIPE_BUF-sized writes,
+ * so their lines never interleave inside a line.
  */
-export function createServeLogger(level: string): Logger {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 2048, maxWrite: 4096, periodicFlush: 250 });
-  return createLogger({ level, destination });
+export function createServeLogger(level: string, opts: { shared?: boolean } = {}): Logger {
+  return createLogger({ level, destination: new LineWriter({ fd: 1, shared: opts.shared === true }) });
 }
 
 export interface ReloadResult {

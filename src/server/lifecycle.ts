@@ -14,9 +14,14 @@ export class InFlight<K extends object> {
 
   /** Counts `what` against `key` until it closes. */
   enter(key: K, what: Closes): void {
+    this.add(key);
+    what.once('close', () => this.leave(key));
+  }
+
+  /** Counts one against `key`; the caller calls `leave(key)` exactly once when it is over. */
+  add(key: K): void {
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
     this.total++;
-    what.once('close', () => this.leave(key));
   }
 
   count(key?: K): number {
@@ -39,7 +44,7 @@ export class InFlight<K extends object> {
     return new Promise((resolve) => this.anyWaiters.push(resolve));
   }
 
-  private leave(key: K): void {
+  leave(key: K): void {
     const n = (this.counts.get(key) ?? 1) - 1;
     this.total--;
     if (n > 0) {

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { DataRequest } from '../providers/types.js';
 import { REASONS, type Reason } from '../reasons.js';
 
 export interface ErrorBody {
@@ -11,19 +12,39 @@ export interface ErrorBody {
   requestId: string;
 }
 
-export function sendError(res: ServerResponse, status: number, reason: Reason, requestId: string, extra?: Record<string, string>): void {
+/**
+ * Answers `status` with the JSON error body. `head`: header fields to send with it (a data
+ * request's own, see DataRequest.head); headers set earlier with setHeader are kept too.
+ */
+export function sendError(res: ServerResponse, status: number, reason: Reason, requestId: string, extra?: Record<string, string>, head?: readonly string[]): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const body = JSON.stringify({ error: reason, message: REASONS[reason], requestId } satisfies ErrorBody);
-  res.statusCode = status;
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.setHeader('content-length', Buffer.byteLength(body));
-  res.setHeader('cache-control', 'no-store');
-  res.setHeader('x-content-type-options', 'nosniff');
-  if (extra) for (const [k, v] of Object.entries(extra)) res.setHeader(k, v);
+  const fields = head === undefined ? [] : head.slice();
+  fields.push('content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store', 'x-content-type-options', 'nosniff');
+  if (extra) for (const name in extra) fields.push(name, extra[name]!);
+  res.writeHead(status, fields);
   res.end(body);
+}
+
+/** A data request refused (or failed) with its reason code, with the request's own header fields. */
+export function refuseData(res: ServerResponse, req: Pick<DataRequest, 'id' | 'head'>, status: number, reason: Reason, extra?: Record<string, string>): void {
+  sendError(res, status, reason, req.id, extra, req.head);
+}
+
+/**
+ * The header fields on every answer of the data listener: HSTS when it speaks TLS, and no
+ * referrer. Flat [name, value, …], computed once per configuration.
+ */
+export function securityHeaderFields(cfg: { tls?: unknown; hsts: { maxAge: number; includeSubDomains: boolean; preload: boolean } }): readonly string[] {
+  const fields = ['referrer-policy', 'no-referrer'];
+  if (cfg.tls) {
+    const h = cfg.hsts;
+    fields.unshift('strict-transport-security', `max-age=${h.maxAge}${h.includeSubDomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`);
+  }
+  return Object.freeze(fields);
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {

@@ -14,6 +14,7 @@ import { Metrics } from '../observe/metrics.js';
 import { createProvider } from '../providers/kinds.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import { Cors } from './cors.js';
+import { securityHeaderFields } from './respond.js';
 import { closeAppFront } from '../app/front.js';
 
 export interface Runtime {
@@ -25,6 +26,8 @@ export interface Runtime {
   readonly revocation: RevocationStore;
   readonly registry: ProviderRegistry;
   readonly cors: Cors;
+  /** header fields on every answer of the data listener (HSTS, referrer policy) */
+  readonly securityHeaders: readonly string[];
   /** `keepRevocation`: a reloaded runtime took the revocation store over, leave it open */
   close(opts?: { keepRevocation?: boolean }): Promise<void>;
 }
@@ -69,6 +72,7 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     revocation,
     registry,
     cors: new Cors(config.cors.origins, config.cors.maxAge),
+    securityHeaders: securityHeaderFields(config.server),
     async close(opts = {}) {
       await closeAppFront(config);
       await registry.close();

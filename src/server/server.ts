@@ -108,40 +108,48 @@ export class KeyholeServer {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const rt = this.runtime;
-    this.inflight.enter(rt, res);
     if (this.draining) res.shouldKeepAlive = false;
-    const cfg = rt.config.server;
-    if (cfg.tls) {
-      const h = cfg.hsts;
-      res.setHeader('strict-transport-security', `max-age=${h.maxAge}${h.includeSubDomains ? '; includeSubDomains' : ''}${h.preload ? '; preload' : ''}`);
-    }
-    res.setHeader('referrer-policy', 'no-referrer');
     // Node never emits 'close' on a pipelined response whose connection died before its
     // turn (only its request closes): emit it, so the relay aborts the upstream request,
-    // the audit event is written and in-flight counting ends.
-    req.once('close', () => {
-      if (!res.socket && req.socket.destroyed && !res.writableFinished) res.emit('close');
-    });
-    // A request pipelined behind a refused head is never run: the framing that delimited
-    // it cannot be trusted. The connection closes after the 400.
-    if (refusedSockets.has(req.socket) || badHead(req)) {
-      res.shouldKeepAlive = false;
-      refusedSockets.add(req.socket);
-      return sendError(res, 400, 'bad_request', randomUUID());
+    // the audit event is written and in-flight counting ends. A response without a socket
+    // is one waiting for its turn.
+    if (!res.socket) {
+      req.once('close', () => {
+        if (!res.socket && req.socket.destroyed && !res.writableFinished) res.emit('close');
+      });
     }
-    const url = req.url!;
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    let done: Promise<void>;
-    if (path === '/v1/data') done = handleData(rt, req, res);
-    else if (path === '/v1/session') done = handleSession(rt, req, res);
-    else if (path === '/v1/presign') done = handlePresign(rt, req, res);
-    else {
-      const app = appProxyFor(rt);
-      if (!app) return sendError(res, 404, 'route_not_found', randomUUID());
-      done = app.handle(req, res);
+    const url = req.url;
+    const q = url === undefined ? -1 : url.indexOf('?');
+    const path = q === -1 ? url : url!.slice(0, q);
+    const refused = refusedSockets.has(req.socket) || badHead(req);
+    try {
+      // The data route sends its own header fields with each answer, in one writeHead.
+      if (path === '/v1/data' && !refused) {
+        handleData(rt, req, res, this.inflight)?.catch((err: unknown) => this.crash(err, res));
+        return;
+      }
+      this.inflight.enter(rt, res);
+      const security = rt.securityHeaders;
+      for (let i = 0; i < security.length; i += 2) res.setHeader(security[i]!, security[i + 1]!);
+      // A request pipelined behind a refused head is never run: the framing that delimited
+      // it cannot be trusted. The connection closes after the 400.
+      if (refused) {
+        res.shouldKeepAlive = false;
+        refusedSockets.add(req.socket);
+        return sendError(res, 400, 'bad_request', randomUUID());
+      }
+      let done: Promise<void>;
+      if (path === '/v1/session') done = handleSession(rt, req, res);
+      else if (path === '/v1/presign') done = handlePresign(rt, req, res);
+      else {
+        const app = appProxyFor(rt);
+        if (!app) return sendError(res, 404, 'route_not_found', randomUUID());
+        done = app.handle(req, res);
+      }
+      done.catch((err: unknown) => this.crash(err, res));
+    } catch (err) {
+      this.crash(err, res);
     }
-    done.catch((err) => this.crash(err, res));
   }
 
   /** A head Node could not parse (e.g. larger than maxHeaderSize): answered, audited as a refusal. */

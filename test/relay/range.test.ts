@@ -1,7 +1,7 @@
 // Range and conditional rules used by providers that serve bytes themselves.
 import t from 'tap';
 import { notModified, parseRange, rangeStillValid } from '../../src/relay/range.js';
-import { isActiveContent, relayedResponseHeaders, forwardedRequestHeaders } from '../../src/relay/headers.js';
+import { isActiveContent, relayedResponseFields, forwardedRequestHeaders } from '../../src/relay/headers.js';
 
 t.test('parseRange', async (t) => {
   t.same(parseRange(undefined, 10), { kind: 'full' });
@@ -43,10 +43,20 @@ t.test('header rules', async (t) => {
     t.ok(isActiveContent(ct), `${ct} is active`);
   }
   for (const ct of [undefined, 'image/png', 'audio/wav', 'text/plain', 'application/json', 'video/mp4']) t.notOk(isActiveContent(ct), `${ct} is passive`);
-  const out = relayedResponseHeaders({ 'content-type': 'image/png', 'set-cookie': ['a=b'], etag: '"1"', 'content-length': '3', location: 'http://x', server: 'x' });
-  t.same(out, { 'content-type': 'image/png', etag: '"1"', 'content-length': '3', 'cache-control': 'private', 'x-content-type-options': 'nosniff' });
-  const dup = relayedResponseHeaders({ 'content-type': ['text/html', 'image/png'] as unknown as string });
+  const fields = (list: string[]) => Object.fromEntries(list.flatMap((v, i) => (i % 2 === 0 ? [[v, list[i + 1]]] : [])));
+  const head = ['referrer-policy', 'no-referrer', 'x-request-id', 'r1'];
+  const out = relayedResponseFields({ 'content-type': 'image/png', 'set-cookie': ['a=b'], etag: '"1"', 'content-length': '3', location: 'http://x', server: 'x' }, head, 200);
+  t.same(out.slice(0, 4), head, "the request's own fields come first");
+  t.same(fields(out), { 'referrer-policy': 'no-referrer', 'x-request-id': 'r1', 'content-type': 'image/png', etag: '"1"', 'content-length': '3', 'cache-control': 'private', 'x-content-type-options': 'nosniff' });
+  t.equal(out.length, 14, 'each field once');
+  const dup = fields(relayedResponseFields({ 'content-type': ['text/html', 'image/png'] as unknown as string }, [], 200));
   t.equal(dup['content-type'], 'application/octet-stream', 'a repeated content-type is dropped, not guessed');
+  t.notOk('content-security-policy' in dup, 'the dropped type was never trusted as active content either');
+  const svg = fields(relayedResponseFields({ 'content-type': 'image/svg+xml' }, [], 200));
+  t.equal(svg['content-security-policy'], "sandbox; default-src 'none'", 'active content is sandboxed');
+  const notModified = fields(relayedResponseFields({ 'content-type': 'image/svg+xml', etag: '"1"' }, [], 304));
+  t.notOk('content-type' in notModified, 'a 304 carries no content-type');
+  t.equal(notModified['content-security-policy'], "sandbox; default-src 'none'", 'but keeps the sandbox');
   t.same(forwardedRequestHeaders({ range: 'bytes=0-1', cookie: 'x', authorization: 'Bearer t', 'if-none-match': '"1"' }, { authorization: 'Basic up' }), {
     authorization: 'Basic up',
     range: 'bytes=0-1',

@@ -3,10 +3,10 @@
 // browser; proxy signs a URL for Keyhole itself and streams the bytes through the relay.
 import type { ServerResponse } from 'node:http';
 import type { Pool } from 'undici';
-import { forwardedRequestHeaders } from '../../relay/headers.js';
+import { forwardedRequestHeaders, writeDataHead } from '../../relay/headers.js';
 import { createPool } from '../../relay/pool.js';
 import { relay } from '../../relay/relay.js';
-import { sendError } from '../../server/respond.js';
+import { refuseData } from '../../server/respond.js';
 import { contentTypeFor } from '../content-type.js';
 import type { DataRequest, Presigned, Provider } from '../types.js';
 import type { DataUri } from '../uri.js';
@@ -145,16 +145,16 @@ export class CloudProvider implements Provider {
       if (!(err instanceof CloudRefusal)) throw err;
       req.outcome.reason = err.reason;
       req.outcome.detail = err.message;
-      sendError(res, err.status, err.reason, req.id);
+      refuseData(res, req, err.status, err.reason);
       return;
     }
     if (!proxy) {
       // The URL holds a signature: never cached by anyone, never sent on as a referrer.
       req.outcome.detail = 'presigned redirect';
-      res.writeHead(this.parts.common.redirectStatus, {
+      // (no referrer: in req.head, with every data answer)
+      writeDataHead(res, this.parts.common.redirectStatus, req.head, {
         location: url,
         'cache-control': 'private, no-store',
-        'referrer-policy': 'no-referrer',
         'x-content-type-options': 'nosniff',
         'content-length': '0',
       });
@@ -162,13 +162,10 @@ export class CloudProvider implements Provider {
       return;
     }
     const target = new URL(url);
-    return relay(res, {
+    return relay(res, req, {
       dispatcher: this.pool(target.origin),
-      method: req.method,
       path: target.pathname + target.search,
       headers: forwardedRequestHeaders(req.headers, { 'accept-encoding': 'identity' }),
-      requestId: req.id,
-      outcome: req.outcome,
     });
   }
 
