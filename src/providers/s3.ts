@@ -12,6 +12,7 @@ import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { AwsCredentialSource } from './cloud/aws-credentials.js';
 import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-provider.js';
 import { encodeKey, encodeRfc3986 } from './cloud/encode.js';
+import { Sha256 } from './cloud/sha256.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
 import type { Provider } from './types.js';
 import type { DataUri } from './uri.js';
@@ -55,7 +56,6 @@ export const s3ProviderSchema = providerBase
 export type S3ProviderConfig = z.infer<typeof s3ProviderSchema>;
 
 const credentialProviders = lazyRequire<typeof import('@aws-sdk/credential-providers')>('@aws-sdk/credential-providers');
-const hashNode = lazyRequire<typeof import('@smithy/hash-node')>('@smithy/hash-node');
 const protocolHttp = lazyRequire<typeof import('@smithy/protocol-http')>('@smithy/protocol-http');
 const signatureV4 = lazyRequire<typeof import('@smithy/signature-v4')>('@smithy/signature-v4');
 
@@ -63,8 +63,7 @@ const signatureV4 = lazyRequire<typeof import('@smithy/signature-v4')>('@smithy/
 export function s3Signer(credentials: SignatureV4['credentialProvider'] | AwsCredentialSource['identity'] | { accessKeyId: string; secretAccessKey: string; sessionToken?: string }, region: string, service = 's3'): SignatureV4 {
   // S3 signs the path as sent (no double encoding, no normalisation) and, for presigned
   // GETs, an UNSIGNED-PAYLOAD body hash.
-  const sha256 = hashNode().Hash.bind(null, 'sha256');
-  return new (signatureV4().SignatureV4)({ credentials, region, service, sha256, uriEscapePath: false, applyChecksum: false });
+  return new (signatureV4().SignatureV4)({ credentials, region, service, sha256: Sha256, uriEscapePath: false, applyChecksum: false });
 }
 
 /**

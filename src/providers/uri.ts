@@ -31,8 +31,12 @@ const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\\]/;
 const AUTHORITY = /^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?$/;
 const ENCODED_TRIPLET = /%[0-9a-fA-F]{2}/;
 
+const UNRESERVED = /^[A-Za-z0-9._~-]*$/;
+
 /** Encodes one segment so that it round-trips through any RFC 3986 decoder. */
 export function encodeSegment(segment: string): string {
+  // Most object names need no encoding at all: skip building a copy.
+  if (UNRESERVED.test(segment)) return segment;
   return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
 }
 

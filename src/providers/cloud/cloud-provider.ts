@@ -107,8 +107,8 @@ export class CloudProvider implements Provider {
       throw new CloudRefusal('credentials_unavailable', `no usable credentials: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`, 502);
     }
     const { signAt, expiresAt } = stableTimes(opts.nowMs, ttl, common.stable.window, common.stable.minRemaining);
-    const key = `${credentials.identity}\n${opts.audience}\n${opts.method}\n${ttl}\n${signAt}\n${ref.bucket}\n${ref.key}`;
-    let minted = this.cache.get(key);
+    const key = this.cache.enabled ? `${credentials.identity}\n${opts.audience}\n${opts.method}\n${ttl}\n${signAt}\n${ref.bucket}\n${ref.key}` : '';
+    let minted = this.cache.enabled ? this.cache.get(key) : undefined;
     if (!minted) {
       const url = await signer.sign({ ref, method: opts.method, audience: opts.audience, signAt, ttlSeconds: ttl, overrides: this.overrides(ref) });
       // Temporary credentials end a URL early: say so rather than promise a lifetime it lacks.
@@ -121,6 +121,7 @@ export class CloudProvider implements Provider {
   private overrides(ref: ObjectRef): ResponseOverrides {
     const { contentType, contentDisposition } = this.parts.common.response;
     const out: ResponseOverrides = {};
+    if (!contentType && !contentDisposition) return out;
     const base = ref.key.slice(ref.key.lastIndexOf('/') + 1);
     if (contentType) out.contentType = contentType === 'byExtension' ? contentTypeFor(base) : contentType;
     if (contentDisposition) {

@@ -4,8 +4,11 @@ import { encodeSegment } from '../uri.js';
 
 export const encodeRfc3986 = encodeSegment;
 
+const PLAIN_KEY = /^[A-Za-z0-9._~/-]*$/;
+
 /** An object key as a URL path: each '/'-separated part encoded, the slashes kept. */
 export function encodeKey(key: string): string {
+  if (PLAIN_KEY.test(key)) return key; // the common case: nothing to encode
   return key.split('/').map(encodeSegment).join('/');
 }
 

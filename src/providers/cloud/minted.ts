@@ -15,6 +15,11 @@ export class MintedCache {
     this.lru = maxEntries > 0 ? new LRUCache({ max: maxEntries, ttl: Math.max(1, windowSeconds) * 1000, ttlAutopurge: false }) : undefined;
   }
 
+  /** false with maxEntries 0: every URL is signed afresh */
+  get enabled(): boolean {
+    return this.lru !== undefined;
+  }
+
   get(key: string): MintedUrl | undefined {
     return this.lru?.get(key);
   }
