@@ -40,11 +40,12 @@ export class LineWriter {
   /** the batch: lines are encoded into it as they come (no string kept alive), and it is reused */
   private readonly batch: Buffer;
   private used = 0;
-  /** bytes a full descriptor refused, written before anything newer */
-  private refused: Buffer | undefined;
+  /** bytes a full descriptor refused, oldest first: written before anything newer */
+  private readonly held: Buffer[] = [];
+  private heldBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private failed: NodeJS.ErrnoException | undefined;
-  /** lines dropped: the descriptor was full for too long, or writing failed */
+  /** lines dropped: the descriptor stayed full past maxPendingBytes, or writing failed */
   dropped = 0;
   private readonly onTimer = (): void => {
     this.timer = undefined;
@@ -64,13 +65,22 @@ export class LineWriter {
   /** Queues one or more whole lines (each ending in '\n'). */
   write(text: string): boolean {
     if (this.failed !== undefined) {
-      this.dropped++;
+      this.dropped += countLines(text);
       return false;
     }
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     if (this.used + text.length * 3 > this.batch.length) {
       this.flush();
-      if (this.used + text.length * 3 > this.batch.length) return this.writeLarge(text);
+      if (this.failed !== undefined) {
+        this.dropped += countLines(text);
+        return false;
+      }
+      if (this.used + text.length * 3 > this.batch.length) {
+        // larger than the whole batch: queued as its own bytes
+        this.hold(Buffer.from(text));
+        this.flush();
+        return this.failed === undefined;
+      }
     }
     this.used += this.batch.write(text, this.used, 'utf8');
     this.timer ??= setTimeout(this.onTimer, this.flushMs).unref();
@@ -84,7 +94,8 @@ export class LineWriter {
       this.timer = undefined;
     }
     this.writeOut(false);
-    if (this.refused !== undefined || this.used > 0) this.timer ??= setTimeout(this.onTimer, 10).unref();
+    // a full descriptor: try again soon
+    if (this.failed === undefined && (this.heldBytes > 0 || this.used > 0)) this.timer ??= setTimeout(this.onTimer, 10).unref();
     cb?.(this.failed);
   }
 
@@ -93,35 +104,47 @@ export class LineWriter {
     this.writeOut(true);
   }
 
-  /** A line larger than the batch (or a batch still held up by a full descriptor): queued as bytes. */
-  private writeLarge(text: string): boolean {
-    const bytes = Buffer.from(text);
-    if ((this.refused?.length ?? 0) + bytes.length > this.maxPending) {
-      this.dropped++;
-      return false;
-    }
-    this.refused = this.refused === undefined ? bytes : Buffer.concat([this.refused, bytes]);
-    this.flush();
-    return true;
+  /** Writes what waits and leaves the descriptor alone from now on (it stays open). */
+  close(): void {
+    this.flushSync();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    open.delete(this);
   }
 
   private writeOut(wait: boolean): void {
     if (this.failed !== undefined) return;
-    if (this.refused !== undefined) {
-      this.refused = this.writeAll(this.refused, wait);
-      if (this.refused !== undefined) {
-        // Still full: keep the batch's bytes behind what it refused, in order.
-        if (this.used > 0 && this.refused.length + this.used <= this.maxPending) this.refused = Buffer.concat([this.refused, this.batch.subarray(0, this.used)]);
-        else if (this.used > 0) this.dropped += countLines(this.batch.subarray(0, this.used), 0);
-        this.used = 0;
+    if (this.used > 0) {
+      const batch = this.batch.subarray(0, this.used);
+      this.used = 0;
+      if (this.held.length === 0) {
+        const left = this.writeAll(batch, wait);
+        // the batch buffer is reused: what the descriptor refused is copied out
+        if (left !== undefined) this.hold(Buffer.from(left));
         return;
       }
+      this.hold(Buffer.from(batch)); // behind what is already held, in order
     }
-    if (this.used === 0) return;
-    const left = this.writeAll(this.batch.subarray(0, this.used), wait);
-    // The batch buffer is reused: what the descriptor refused is copied out.
-    this.refused = left === undefined ? undefined : Buffer.from(left);
-    this.used = 0;
+    while (this.held.length > 0 && this.failed === undefined) {
+      const first = this.held[0]!;
+      const left = this.writeAll(first, wait);
+      if (left !== undefined) {
+        this.held[0] = left;
+        this.heldBytes -= first.length - left.length;
+        return;
+      }
+      this.held.shift();
+      this.heldBytes -= first.length;
+    }
+  }
+
+  private hold(bytes: Buffer): void {
+    if (this.heldBytes + bytes.length > this.maxPending) {
+      this.dropped += countLines(bytes);
+      return;
+    }
+    this.held.push(bytes);
+    this.heldBytes += bytes.length;
   }
 
   /** Writes `buf`; returns what a full (non-blocking) descriptor did not take. */
@@ -139,18 +162,27 @@ export class LineWriter {
           continue;
         }
         if (e.code === 'EAGAIN') break;
-        // EPIPE, EBADF …: nobody reads these lines any more; say so once, on stderr.
-        this.failed = e;
-        this.dropped += countLines(buf, off);
-        try {
-          process.stderr.write(`keyhole: log output failed (${e.code ?? e.message}); later log lines are dropped\n`);
-        } catch {
-          // stderr is gone too
-        }
+        this.fail(e, buf.subarray(off));
         return undefined;
       }
     }
     return off < buf.length ? buf.subarray(off) : undefined;
+  }
+
+  /** EPIPE, EBADF …: nobody reads these lines any more. Counted, and said once, on stderr. */
+  private fail(e: NodeJS.ErrnoException, unwritten: Buffer): void {
+    this.failed = e;
+    this.dropped += countLines(unwritten);
+    for (const b of this.held) this.dropped += countLines(b);
+    this.held.length = 0;
+    this.heldBytes = 0;
+    this.dropped += countLines(this.batch.subarray(0, this.used));
+    this.used = 0;
+    try {
+      process.stderr.write(`keyhole: log output failed (${e.code ?? e.message}); later log lines are dropped\n`);
+    } catch {
+      // stderr is gone too
+    }
   }
 }
 
@@ -172,8 +204,12 @@ function atomicEnd(buf: Buffer, off: number): number {
   return next === -1 ? buf.length : next + 1;
 }
 
-function countLines(buf: Buffer, off: number): number {
+function countLines(data: Buffer | string): number {
   let n = 0;
-  for (let i = buf.indexOf(10, off); i !== -1; i = buf.indexOf(10, i + 1)) n++;
+  if (typeof data === 'string') {
+    for (let i = data.indexOf('\n'); i !== -1; i = data.indexOf('\n', i + 1)) n++;
+  } else {
+    for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) n++;
+  }
   return n;
 }

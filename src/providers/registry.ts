@@ -17,12 +17,27 @@ export class ProviderRegistry {
     this.byLength = [...providers].sort((a, b) => b.match.length - a.match.length).map((provider) => ({ provider, skip: prefixSegments(provider.match) }));
   }
 
+  /**
+   * Parsed URIs are cached and immutable (uri.ts), so the answer for one is too: kept as long
+   * as the parsed URI lives.
+   */
+  private readonly known = new WeakMap<DataUri, Resolved | null>();
+
   resolve(uri: DataUri): Resolved | undefined {
+    let found = this.known.get(uri);
+    if (found === undefined) {
+      found = this.lookup(uri);
+      this.known.set(uri, found);
+    }
+    return found ?? undefined;
+  }
+
+  private lookup(uri: DataUri): Resolved | null {
     for (const { provider, skip } of this.byLength) {
       if (!ownsUri(provider.match, uri.canonical)) continue;
-      return { provider, rest: skip === 0 ? uri.segments : uri.segments.slice(skip) };
+      return Object.freeze({ provider, rest: skip === 0 ? uri.segments : Object.freeze(uri.segments.slice(skip)) });
     }
-    return undefined;
+    return null;
   }
 
   get(name: string): Provider | undefined {

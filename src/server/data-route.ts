@@ -7,6 +7,7 @@
 // setHeader before it), and one 'close' listener ends everything (in-flight count, upstream
 // abort, metrics, audit).
 import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
 import { authorizeIntrospected } from '../auth/introspect.js';
@@ -37,7 +38,9 @@ export interface DataQuery {
 export function dataQuery(url: string): DataQuery {
   const q = url.indexOf('?');
   if (q === -1) return { uri: null, token: null, ambiguous: false };
-  return plainQuery(url, q + 1) ?? searchParamsQuery(url.slice(q + 1));
+  // URLSearchParams drops one leading '?' of its input (so `??uri=` names `uri`): so do we.
+  const from = url.charCodeAt(q + 1) === 63 /* '?' */ ? q + 2 : q + 1;
+  return plainQuery(url, from) ?? searchParamsQuery(url.slice(q + 1));
 }
 
 function searchParamsQuery(query: string): DataQuery {
@@ -68,14 +71,26 @@ function plainQuery(url: string, from: number): DataQuery | undefined {
   return out;
 }
 
+/** The same encoded URIs come again and again (annotators reload images): decode them once. */
+const decoded = new LRUCache<string, string>({ max: 4096 });
+
+/** Lone surrogates, which URLSearchParams (not decodeURIComponent) turns into U+FFFD. */
+const SURROGATE = /[\uD800-\uDFFF]/;
+
 function decodeValue(raw: string): string | undefined {
+  // Node's parser hands over latin1 URLs, so this is for direct callers only.
+  if (SURROGATE.test(raw)) return undefined;
   const spaced = raw.includes('+') ? raw.replaceAll('+', ' ') : raw;
   if (!spaced.includes('%')) return spaced;
+  let value = decoded.get(spaced);
+  if (value !== undefined) return value;
   try {
-    return decodeURIComponent(spaced);
+    value = decodeURIComponent(spaced);
   } catch {
     return undefined; // malformed or not UTF-8: URLSearchParams' lenient reading decides
   }
+  if (spaced.length <= 512) decoded.set(spaced, value); // bounded in size too, against hostile floods
+  return value;
 }
 
 /** The exchange a response belongs to, for one 'close' listener shared by every response. */
