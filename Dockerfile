@@ -45,5 +45,7 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
 # SIGTERM drains: in-flight requests finish (server.drainTimeout), then exit 0. Give
 # `docker stop -t` more than drainTimeout.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "dist/cli.js"]
+# One core per process (workers: auto runs one per core): V8's GC helper threads would only
+# take that core from the event loop. docs/performance.md has the measurements.
+ENTRYPOINT ["node", "--single-threaded-gc", "dist/cli.js"]
 CMD ["serve", "--config", "/etc/keyhole/keyhole.yaml"]

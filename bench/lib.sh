@@ -18,6 +18,11 @@ PB=${BENCH_PORT_BASE:-19400}
 P_UP=$PB; P_NGINX=$((PB + 1)); P_AUTHREQ=$((PB + 2)); P_UNDICI=$((PB + 3)); P_KEYHOLE=$((PB + 4))
 P_NGINX_TLS=$((PB + 5)); P_KEYHOLE_TLS=$((PB + 6)); P_KEYHOLE_W2=$((PB + 7)); P_KEYHOLE_FLAT=$((PB + 8))
 P_KEYHOLE_PROF=$((PB + 9)); P_VERIFIER=$((PB + 20))
+P_DISPATCH=$((PB + 10)); P_HTTPPROXY=$((PB + 11)); P_FASTIFY=$((PB + 12)); P_CADDY=$((PB + 13))
+PEERS=$W/peers                          # the Node peers (http-proxy, fastify), installed here, never in the project
+# Keyhole runs with the node flags its own start command uses (package.json scripts.start, the
+# image's ENTRYPOINT and the bin's shebang carry the same: test/ops/container.test.ts).
+KEYHOLE_NODE_FLAGS=${KEYHOLE_NODE_FLAGS-$(node -p 'require(process.argv[1]).scripts.start.replace(/^node (.*?) ?dist\/cli\.js serve$/, "$1")' "$ROOT/package.json")}
 ADMIN_OFFSET=100                        # each Keyhole's admin listener: its port + 100
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -37,22 +42,39 @@ apt_install() {
 }
 
 ensure_tools() {
-  command -v nginx >/dev/null && command -v wrk >/dev/null && command -v curl >/dev/null && command -v taskset >/dev/null && return 0
-  log "installing nginx, wrk, curl from Debian packages"
-  apt_install nginx wrk curl util-linux || die "cannot install nginx/wrk"
-  # Debian may start a system nginx on :80 on install; we never use it and do not touch it.
+  if ! { command -v nginx >/dev/null && command -v wrk >/dev/null && command -v curl >/dev/null && command -v taskset >/dev/null; }; then
+    log "installing nginx, wrk, curl from Debian packages"
+    apt_install nginx wrk curl util-linux || die "cannot install nginx/wrk"
+    # Debian may start a system nginx on :80 on install; we never use it and do not touch it.
+  fi
+  # Caddy is a contender, not a requirement: without it the run says so and goes on.
+  if ! command -v caddy >/dev/null; then
+    log "installing caddy from Debian packages"
+    apt_install caddy || log "caddy could not be installed: the Caddy contender is left out"
+  fi
+}
+
+# The Node peers from the anchors, at the versions the anchors measured, in bench/.work/peers.
+ensure_peers() {
+  [ -f "$PEERS/node_modules/http-proxy/package.json" ] && [ -f "$PEERS/node_modules/@fastify/http-proxy/package.json" ] && return 0
+  log "installing the Node peers (http-proxy, fastify + @fastify/http-proxy) into $PEERS"
+  mkdir -p "$PEERS"
+  [ -f "$PEERS/package.json" ] || echo '{"name":"keyhole-bench-peers","private":true}' >"$PEERS/package.json"
+  (cd "$PEERS" && npm install --no-audit --no-fund --no-save http-proxy@^1.18.1 fastify@^5.12.8 @fastify/http-proxy@^11.6.3) >"$W/logs/peers.log" 2>&1 \
+    || log "the Node peers could not be installed (see $W/logs/peers.log): http-proxy and fastify are left out"
 }
 
 # Fill the templates: @WORK@, ports.
 render() { # template → output
   sed -e "s#@WORK@#$W#g" -e "s#@P_UP@#$P_UP#g" -e "s#@P_NGINX@#$P_NGINX#g" -e "s#@P_NGINX_TLS@#$P_NGINX_TLS#g" \
-      -e "s#@P_AUTHREQ@#$P_AUTHREQ#g" -e "s#@P_VERIFIER@#$P_VERIFIER#g" "$1" >"$2"
+      -e "s#@P_AUTHREQ@#$P_AUTHREQ#g" -e "s#@P_VERIFIER@#$P_VERIFIER#g" -e "s#@P_CADDY@#$P_CADDY#g" "$1" >"$2"
 }
 
 keyhole_path() { printf '/v1/data?uri=%s' "$(node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$1")"; }
 
 port_of() { case $1 in
   direct) echo $P_UP;; nginx) echo $P_NGINX;; nginx-authreq) echo $P_AUTHREQ;; undici) echo $P_UNDICI;;
+  undici-dispatch) echo $P_DISPATCH;; http-proxy) echo $P_HTTPPROXY;; fastify) echo $P_FASTIFY;; caddy) echo $P_CADDY;;
   keyhole) echo $P_KEYHOLE;; nginx-tls) echo $P_NGINX_TLS;; keyhole-tls) echo $P_KEYHOLE_TLS;;
   keyhole-w2) echo $P_KEYHOLE_W2;; keyhole-flat) echo $P_KEYHOLE_FLAT;; keyhole-prof) echo $P_KEYHOLE_PROF;;
 esac; }
@@ -117,6 +139,17 @@ start_contender() {
     undici)
       PORT=$P_UNDICI UPSTREAM=http://127.0.0.1:$P_UP taskset -c "$PROXY_CPU" node "$BENCH/srv/undici-proxy.mjs" >>"$W/logs/undici.out" 2>&1 &
       PIDS=$!; RSSPIDS=$PIDS;;
+    undici-dispatch)
+      PORT=$P_DISPATCH UPSTREAM=http://127.0.0.1:$P_UP taskset -c "$PROXY_CPU" node "$BENCH/srv/undici-dispatch.mjs" >>"$W/logs/undici-dispatch.out" 2>&1 &
+      PIDS=$!; RSSPIDS=$PIDS;;
+    http-proxy|fastify)
+      [ -f "$PEERS/node_modules/http-proxy/package.json" ] || return 1
+      PORT=$(port_of "$c") PEERS=$PEERS UPSTREAM=http://127.0.0.1:$P_UP taskset -c "$PROXY_CPU" node "$BENCH/srv/$([ "$c" = fastify ] && echo fastify-proxy || echo http-proxy).mjs" >>"$W/logs/$c.out" 2>&1 &
+      PIDS=$!; RSSPIDS=$PIDS;;
+    caddy)
+      command -v caddy >/dev/null || return 1
+      taskset -c "$PROXY_CPU" caddy run --config "$W/run/Caddyfile" --adapter caddyfile >>"$W/logs/caddy.out" 2>&1 &
+      PIDS=$!; RSSPIDS=$PIDS;;
     keyhole*)
       port=$(port_of "$c")
       case $c in
@@ -128,7 +161,7 @@ start_contender() {
       CONTENDER_OUT=$W/logs/$c.audit.log; : >"$CONTENDER_OUT"
       # stdout carries pino's lines (audit events included) to a real file
       # shellcheck disable=SC2086
-      taskset -c "$cpus" node ${NODE_FLAGS:-} "$BUILD/cli.js" serve --config "$yaml" >>"$CONTENDER_OUT" 2>>"$W/logs/$c.err" &
+      taskset -c "$cpus" node $KEYHOLE_NODE_FLAGS ${NODE_FLAGS:-} "$BUILD/cli.js" serve --config "$yaml" >>"$CONTENDER_OUT" 2>>"$W/logs/$c.err" &
       PIDS=$!; RSSPIDS=$PIDS;;
     *) die "unknown contender $c";;
   esac

@@ -19,7 +19,7 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then d_rounds=1; d_dur=3; d_d100=3; d_warm=2; d_prof=0; else d_rounds=3; d_dur=6; d_d100=6; d_warm=4; d_prof=1; fi
 ROUNDS=${ROUNDS:-$d_rounds}; DURATION=${DURATION:-$d_dur}; D100=${D100:-$d_d100}; WARM=${WARM:-$d_warm}
 CONNS=${CONNS:-64}; C100=${C100:-4}; TLS=${TLS:-1}; PROFILE=${PROFILE:-$d_prof}; FLAT=${FLAT:-1}; PRESIGN=${PRESIGN:-1}
-CONTENDERS=${CONTENDERS:-"direct nginx nginx-authreq undici keyhole"}
+CONTENDERS=${CONTENDERS:-"direct nginx nginx-authreq caddy http-proxy fastify undici undici-dispatch keyhole"}
 STEPS=${STEPS:-check rounds flat presign profile}
 step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
 TLS_CONTENDERS="nginx-tls keyhole-tls"
@@ -40,6 +40,7 @@ cd "$ROOT" || die "no repo root"
 
 # --- tools, build, data, keys, configs -------------------------------------------------
 ensure_tools
+case " $CONTENDERS " in *" http-proxy "*|*" fastify "*) ensure_peers;; esac
 # Keyhole is compiled from the working tree, or from a commit with KEYHOLE_REF=HEAD (a tree
 # that others are editing may not compile; then the last commit is measured, and said so).
 build_ref() { # ref → builds a snapshot of src/ at that commit
@@ -80,6 +81,7 @@ printf 'pass' >"$W/run/upstream.password"
 
 render "$BENCH/conf/common.inc.in" "$W/run/common.inc"
 for f in upstream nginx-proxy nginx-authreq; do render "$BENCH/conf/$f.conf.in" "$W/run/$f.conf"; done
+render "$BENCH/conf/Caddyfile.in" "$W/run/Caddyfile"
 
 yaml=$(keyhole_yaml keyhole "$P_KEYHOLE" '  insecurePlainHttp: true' '')
 node "$BUILD/cli.js" check-config "$yaml" >"$W/logs/check-config.log" 2>&1 || { cat "$W/logs/check-config.log" >&2; die "bench config refused"; }
@@ -95,7 +97,7 @@ if node "$BUILD/cli.js" check-config "$w2yaml" >"$W/logs/check-workers.log" 2>&1
 # The first token with one signature character changed (not the last: its low bits are padding).
 tampered_token() { node -e 'const t = process.argv[1]; const i = t.length - 10; process.stdout.write(t.slice(0, i) + (t[i] === "A" ? "B" : "A") + t.slice(i + 1))' "$(head -1 "$TOKENS")"; }
 json_str() { node -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
-echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"d100_s\":$D100,\"conns\":$CONNS,\"c100\":$C100,\"proxy_cpu\":$PROXY_CPU,\"load_cpu\":$LOAD_CPU,\"cpus\":$(nproc),\"cpu_model\":$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"),\"kernel\":$(json_str "$(uname -r)"),\"node\":$(json_str "$(node -v)"),\"nginx\":$(json_str "$(nginx -v 2>&1)"),\"wrk\":$(json_str "$(wrk -v 2>&1 | head -1)"),\"git\":$(json_str "$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null)"),\"dirty\":$(json_str "$(git -C "$ROOT" status --short -- src | wc -l)"),\"built_from\":$(json_str "$BUILT_FROM"),\"loadavg_start\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),\"workers_supported\":$WORKERS_SUPPORTED}" >>"$RAW"
+echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"d100_s\":$D100,\"conns\":$CONNS,\"c100\":$C100,\"proxy_cpu\":$PROXY_CPU,\"load_cpu\":$LOAD_CPU,\"cpus\":$(nproc),\"cpu_model\":$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"),\"kernel\":$(json_str "$(uname -r)"),\"node\":$(json_str "$(node -v)"),\"nginx\":$(json_str "$(nginx -v 2>&1)"),\"wrk\":$(json_str "$(wrk -v 2>&1 | head -1)"),\"git\":$(json_str "$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null)"),\"dirty\":$(json_str "$(git -C "$ROOT" status --short -- src | wc -l)"),\"built_from\":$(json_str "$BUILT_FROM"),\"loadavg_start\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),\"workers_supported\":$WORKERS_SUPPORTED,\"keyhole_node_flags\":$(json_str "$KEYHOLE_NODE_FLAGS")}" >>"$RAW"
 
 start_upstream
 log "upstream nginx on :$P_UP (cpu$LOAD_CPU); contenders on cpu$PROXY_CPU; wrk on cpu$LOAD_CPU"

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 // keyhole serve | check-config | certs | token — contracts for ops, tests and scripts.
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';

@@ -86,9 +86,9 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
     match: cfg.match,
     orgs: cfg.orgs,
     projects: cfg.projects,
-    serve(req: DataRequest, res: ServerResponse): Promise<void> {
+    serve(req: DataRequest, res: ServerResponse): void {
       const path = basePath + req.rest.map(encodeSegment).join('/');
-      return relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }) });
+      relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }) });
     },
     close: () => pool.close(),
   };

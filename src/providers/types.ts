@@ -59,10 +59,13 @@ export interface Provider {
   readonly orgs: ReadonlySet<string> | undefined;
   readonly projects: ReadonlySet<string> | undefined;
   /**
-   * Writes the whole response (status, headers, body) for `req` into `res`. Resolves
-   * once the response is handed off; must never leave `res` without an answer.
+   * Writes the whole response (status, headers, body) for `req` into `res`; must never
+   * leave `res` without an answer. A promise, when it returns one, settles once the
+   * response is handed off and rejects only on a fault of its own (answered 500). A kind
+   * that hands the exchange to an object that answers every outcome itself (the relay)
+   * returns nothing: no promise to make and settle per request.
    */
-  serve(req: DataRequest, res: ServerResponse): Promise<void>;
+  serve(req: DataRequest, res: ServerResponse): Promise<void> | void;
   /** presign-capable kinds only */
   presign?(uri: DataUri, rest: readonly string[], opts?: { now?: Date; ttlSeconds?: number }): Promise<Presigned>;
   close(): Promise<void>;

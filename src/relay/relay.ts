@@ -38,7 +38,6 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
   constructor(
     private readonly res: ServerResponse,
     private readonly req: DataRequest,
-    private readonly done: () => void,
   ) {
     req.upstream = this;
   }
@@ -82,7 +81,6 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
   onResponseEnd(): void {
     this.req.upstream = undefined;
     if (this.passing) this.res.end();
-    this.done();
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
@@ -90,7 +88,6 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
     req.upstream = undefined;
     if (res.destroyed || (res.writableEnded && !this.passing)) {
       // The client left first, or we cut an error body: the abort we asked for, not a fault.
-      this.done();
       return;
     }
     const { status, reason } = reasonFor(err);
@@ -98,14 +95,13 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
     req.outcome.detail = err.message;
     if (res.headersSent) res.destroy(err);
     else refuseData(res, req, status, reason);
-    this.done();
   }
 }
 
-/** Relays one request to `target`; resolves when the exchange is over (successfully or not). */
-export function relay(res: ServerResponse, req: DataRequest, target: RelayTarget): Promise<void> {
-  return new Promise((resolve) => {
-    const handler = new RelayHandler(res, req, resolve);
-    target.dispatcher.dispatch({ path: target.path, method: req.method, headers: target.headers, blocking: false, reset: false }, handler);
-  });
+/**
+ * Relays one request to `target`. The handler answers every outcome itself (the upstream's
+ * answer, its failure, the client leaving), so there is nothing to wait for.
+ */
+export function relay(res: ServerResponse, req: DataRequest, target: RelayTarget): void {
+  target.dispatcher.dispatch({ path: target.path, method: req.method, headers: target.headers, blocking: false, reset: false }, new RelayHandler(res, req));
 }

@@ -210,11 +210,16 @@ class DataExchange {
 
     const dataReq: DataRequest = { id: this.id, method, uri, rest: resolved.rest, headers: this.req.headers, outcome: this.outcome, head: this.head, upstream: undefined };
     this.dataReq = dataReq;
-    return provider.serve(dataReq, this.res).catch((err: unknown) => {
+    const failed = (err: unknown): void => {
       rt.logger.error({ err, requestId: this.id, provider: provider.name }, 'provider failed');
       this.outcome.reason = 'internal';
       sendError(this.res, 500, 'internal', this.id, undefined, this.head);
-    });
+    };
+    try {
+      return provider.serve(dataReq, this.res)?.catch(failed);
+    } catch (err) {
+      return failed(err);
+    }
   }
 }
 

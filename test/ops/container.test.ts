@@ -25,5 +25,17 @@ t.test('runs as a non-root user, with a HEALTHCHECK on /healthz, stopped by SIGT
   t.match(health, /\/healthz/);
   const stop = final.find((l) => l.startsWith('STOPSIGNAL '));
   t.ok(stop === undefined || stop === 'STOPSIGNAL SIGTERM', 'SIGTERM (the default) drains');
-  t.match(final.find((l) => l.startsWith('ENTRYPOINT ')), /"node", "dist\/cli\.js"/, 'node is PID 1 and gets the signal itself');
+  t.match(final.find((l) => l.startsWith('ENTRYPOINT ')), /^ENTRYPOINT \["node", "--single-threaded-gc", "dist\/cli\.js"\]$/, 'node is PID 1 and gets the signal itself, with the V8 flags Keyhole is measured with');
+});
+
+t.test('one set of V8 flags wherever Keyhole starts: the image, npm start, the keyhole bin, the bench', async (t) => {
+  const root = join(import.meta.dirname, '..', '..');
+  const entry = /^ENTRYPOINT \["node", (.*), "dist\/cli\.js"\]$/.exec(final.find((l) => l.startsWith('ENTRYPOINT ')) ?? '');
+  const image = entry ? (JSON.parse(`[${entry[1]}]`) as string[]).join(' ') : '';
+  const start = /^node (.*) dist\/cli\.js serve$/.exec((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start)?.[1];
+  const shebang = /^#!\/usr\/bin\/env -S node (.*)$/.exec(readFileSync(join(root, 'src', 'cli.ts'), 'utf8').split('\n')[0]!)?.[1];
+  t.ok(image.length > 0, `the image starts node with flags (${image})`);
+  t.equal(start, image, 'npm start');
+  t.equal(shebang, image, 'the keyhole bin (dist/cli.js shebang)');
+  t.match(readFileSync(join(root, 'bench', 'lib.sh'), 'utf8'), /scripts\.start/, 'the bench reads them from npm start');
 });
