@@ -39,7 +39,19 @@ function reasonOf(err: unknown): TokenError {
   return new TokenError('token_invalid', 'token does not verify');
 }
 
+/**
+ * The cache is keyed by the token's last 32 characters (signature: 192 pseudo-random bits),
+ * not the whole 300-odd: a map lookup hashes its key on every request. Each entry keeps the
+ * whole token and answers only for an identical one, so a forgery that reuses a cached
+ * token's signature finds nothing and is verified (and refused) like any other.
+ */
+function cacheKey(token: string): string {
+  return token.length > 32 ? token.slice(-32) : token;
+}
+
 interface CachedToken {
+  /** the whole token: an entry answers for exactly this token, nothing that shares its key */
+  token: string;
   claims: SessionClaims;
   /** ms: the cache entry dies with the token */
   expiresAt: number;
@@ -65,13 +77,14 @@ export class TokenVerifier {
 
   /** The claims of a token verified before and not expired since, without waiting; else undefined. */
   cached(token: string, now = Date.now()): SessionClaims | undefined {
-    const hit = this.cache?.get(token);
-    if (hit === undefined) return undefined;
+    const key = cacheKey(token);
+    const hit = this.cache?.get(key);
+    if (hit === undefined || hit.token !== token) return undefined;
     if (hit.expiresAt > now) {
       this.onCache(true);
       return hit.claims;
     }
-    this.cache!.delete(token);
+    this.cache!.delete(key);
     return undefined;
   }
 
@@ -81,7 +94,7 @@ export class TokenVerifier {
     if (hit !== undefined) return hit;
     this.onCache(false);
     const claims = await this.verifyUncached(token, now);
-    this.cache?.set(token, { claims, expiresAt: claims.exp * 1000 + this.toleranceMs });
+    this.cache?.set(cacheKey(token), { token, claims, expiresAt: claims.exp * 1000 + this.toleranceMs });
     return claims;
   }
 

@@ -18,21 +18,21 @@ export class Cors {
     return origin !== undefined && this.origins.has(origin);
   }
 
-  /** The CORS header fields for an answer to `origin`, appended to `into` (flat [name, value, …]). */
+  /**
+   * The CORS header fields for an answer to `origin`, appended to `into` (flat [name, value, …]).
+   * Without listed origins no answer depends on Origin, so none says Vary: Origin either.
+   */
   fields(origin: string | undefined, into: string[]): string[] {
+    if (this.origins.size === 0) return into;
     into.push('vary', 'Origin');
     if (this.allowed(origin)) into.push('access-control-allow-origin', origin, 'access-control-allow-credentials', 'true', 'access-control-expose-headers', EXPOSED);
     return into;
   }
 
-  /** Adds CORS response headers when the request's Origin is listed. */
+  /** Sets the CORS response headers of `fields` on `res` (routes that answer through setHeader). */
   decorate(req: IncomingMessage, res: ServerResponse): void {
-    const origin = req.headers.origin;
-    res.setHeader('vary', 'Origin');
-    if (!this.allowed(origin)) return;
-    res.setHeader('access-control-allow-origin', origin);
-    res.setHeader('access-control-allow-credentials', 'true');
-    res.setHeader('access-control-expose-headers', EXPOSED);
+    const fields = this.fields(req.headers.origin, []);
+    for (let i = 0; i < fields.length; i += 2) res.setHeader(fields[i]!, fields[i + 1]!);
   }
 
   /** Answers a preflight; false when the origin is not listed (the caller refuses). */

@@ -130,6 +130,16 @@ t.test('verified-token cache: a hot token is not re-verified, never past exp', a
   const bad = token.slice(0, -2) + (token.endsWith('A') ? 'BB' : 'AA');
   t.equal(await reason(v.verify(bad)), 'token_invalid');
   t.equal(await reason(v.verify(bad)), 'token_invalid', 'a refused token is never cached');
+  // The cache is keyed by the signature's tail: a token that borrows a cached token's signature
+  // under other claims must not find that entry.
+  const [, , sig] = token.split('.');
+  const forged = `${b64u({ alg: 'HS256', kid: 'hs' })}.${b64u({ iss: 'test-issuer', aud: 'keyhole', sub: 'mallory', iat: n, exp: n + 60, scope: ['local://'] })}.${sig}`;
+  t.equal(forged.slice(-32), token.slice(-32), 'same cache key');
+  t.equal(await reason(v.verify(token, n * 1000 + 2500)), 'accepted', 'the real token, cached again');
+  t.same(counts, { hit: 2, miss: 5 });
+  t.equal(await reason(v.verify(forged, n * 1000 + 3000)), 'token_invalid', 'a forgery reusing a cached signature is verified, and refused');
+  t.equal(await reason(v.verify(token, n * 1000 + 4000)), 'accepted', 'the real token is still served');
+  t.same(counts, { hit: 3, miss: 6 }, 'the forgery was a miss, the real token then a hit: its entry survived');
 });
 
 t.test('JWKS URL: cached, an unknown kid refetches only after the cooldown', async (t) => {

@@ -35,6 +35,17 @@ t.test('exact-origin allowlist and exposed headers', async (t) => {
     t.equal(res.headers['access-control-allow-credentials'], undefined);
   }
   t.equal((await get('http://localhost:8080')).headers['access-control-allow-origin'], 'http://localhost:8080');
+  t.equal((await get('https://evil.example')).headers.vary, 'Origin', 'an unlisted origin gets Vary too: a cache must not reuse it for a listed one');
+});
+
+t.test('without listed origins no answer varies by Origin', async (t) => {
+  const k = await startKeyhole(yaml.replace(/cors: .*\n/, ''));
+  t.teardown(() => k.close());
+  const token = await k.token({ scope: ['local://files/'] });
+  const res = await k.get(dataUrl('local://files/a.txt'), { authorization: `Bearer ${token}`, origin: 'https://app.example' });
+  t.equal(res.status, 200);
+  t.equal(res.headers['access-control-allow-origin'], undefined);
+  t.equal(res.headers.vary, undefined);
 });
 
 t.test('preflight', async (t) => {
