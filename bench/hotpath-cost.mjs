@@ -18,8 +18,9 @@ const { authenticate } = await mod('server/authenticate.js');
 const { dataQuery } = await mod('server/data-route.js');
 const { parseDataUri } = await mod('providers/uri.js');
 const { authorize } = await mod('auth/scope.js');
-const { decisionFor } = await mod('observe/audit.js');
-const { relayedResponseHeaders, forwardedRequestHeaders } = await mod('relay/headers.js');
+const { AuditLog, decisionFor } = await mod('observe/audit.js');
+const { LineWriter } = await mod('observe/line-writer.js');
+const { relayedResponseFields, forwardedRequestHeaders } = await mod('relay/headers.js');
 
 const config = loadConfigFile(configFile);
 const logger = pino({ level: 'silent' });
@@ -28,25 +29,23 @@ const url = `/v1/data?uri=${encodeURIComponent('https://data.bench/obj/1k')}`;
 const headersFor = (t) => ({ host: '127.0.0.1:19404', authorization: `Bearer ${t}` });
 const upstreamHeaders = { 'content-type': 'application/octet-stream', 'content-length': '1024', etag: '"abc-123"', 'last-modified': 'Sun, 22 Nov 2026 06:00:00 GMT', 'accept-ranges': 'bytes', server: 'nginx', date: 'Sun, 22 Nov 2026 06:00:00 GMT', connection: 'keep-alive' };
 for (const t of tokens) await authenticate(rt, headersFor(t), null); // fill the verified-token cache
+const audit = new AuditLog(pino({ level: 'info' }, new LineWriter({ fd: (await import('node:fs')).openSync('/dev/null', 'w') })));
+const head = ['referrer-policy', 'no-referrer', 'x-request-id', randomUUID()];
 
 const claims = (await authenticate(rt, headersFor(tokens[0]), null)).claims;
 const uri = parseDataUri('https://data.bench/obj/1k', 2048);
 const resolved = rt.registry.resolve(uri);
 const steps = {
   'randomUUID (request id)': () => randomUUID(),
-  'dataQuery (URLSearchParams)': () => dataQuery(url),
+  'dataQuery': () => dataQuery(url),
   'authenticate (extract + cached verify + revocation)': async (i) => authenticate(rt, headersFor(tokens[i % tokens.length]), null),
   'parseDataUri': () => parseDataUri('https://data.bench/obj/1k', 2048),
   'registry.resolve': () => rt.registry.resolve(uri),
   'authorize (scope)': () => authorize(claims, uri.canonical, resolved.provider),
   'forwardedRequestHeaders + injected copy': () => forwardedRequestHeaders(headersFor(tokens[0]), { 'accept-encoding': 'identity', authorization: 'Basic dXNlcjpwYXNz' }),
-  'relayedResponseHeaders': () => relayedResponseHeaders(upstreamHeaders),
-  'metrics (requests, duration, bytes as data-route does)': () => {
-    const decision = decisionFor('ok', 200);
-    rt.metrics.requests.labels('upstream', '200', decision).inc();
-    rt.metrics.duration.labels('upstream').observe(0.0013);
-    rt.metrics.bytes.labels('upstream').inc(1024);
-  },
+  'relayedResponseFields': () => relayedResponseFields(upstreamHeaders, head, 200),
+  'metrics (recordRequest, as the data route does)': () => rt.metrics.recordRequest('upstream', 200, decisionFor('ok', 200), 0.0013, 1024, false),
+  'audit line (AuditLog → LineWriter to /dev/null)': (i) => audit.write({ id: head[3], sub: `user${i % 1024}`, org: undefined, provider: 'upstream', uri: 'https://data.bench/obj/1k', decision: 'allow', reason: 'ok', status: 200, bytes: 1024, aborted: false, ms: 1.3, client: '127.0.0.1', tokenSource: 'header' }),
 };
 const N = 200_000;
 for (let round = 0; round < 2; round++) {
