@@ -96,7 +96,7 @@ if node "$BUILD/cli.js" check-config "$w2yaml" >"$W/logs/check-workers.log" 2>&1
 
 # The first token with one signature character changed (not the last: its low bits are padding).
 tampered_token() { node -e 'const t = process.argv[1]; const i = t.length - 10; process.stdout.write(t.slice(0, i) + (t[i] === "A" ? "B" : "A") + t.slice(i + 1))' "$(head -1 "$TOKENS")"; }
-json_str() { node -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
+json_str() { node -e 'process.stdout.write(JSON.stringify(process.argv[1] ?? ""))' -- "$1"; }   # -- : a value may start with --
 echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"d100_s\":$D100,\"conns\":$CONNS,\"c100\":$C100,\"proxy_cpu\":$PROXY_CPU,\"load_cpu\":$LOAD_CPU,\"cpus\":$(nproc),\"cpu_model\":$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"),\"kernel\":$(json_str "$(uname -r)"),\"node\":$(json_str "$(node -v)"),\"nginx\":$(json_str "$(nginx -v 2>&1)"),\"wrk\":$(json_str "$(wrk -v 2>&1 | head -1)"),\"git\":$(json_str "$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null)"),\"dirty\":$(json_str "$(git -C "$ROOT" status --short -- src | wc -l)"),\"built_from\":$(json_str "$BUILT_FROM"),\"loadavg_start\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),\"workers_supported\":$WORKERS_SUPPORTED,\"keyhole_node_flags\":$(json_str "$KEYHOLE_NODE_FLAGS")}" >>"$RAW"
 
 start_upstream
