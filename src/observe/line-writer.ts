@@ -29,7 +29,7 @@ export interface LineWriterOptions {
 }
 
 /** every writer, flushed at process exit */
-const open = new Set<LineWriter>();
+const writers = new Set<LineWriter>();
 
 export class LineWriter {
   private readonly fd: number;
@@ -58,8 +58,8 @@ export class LineWriter {
     this.flushMs = opts.flushMs ?? 100;
     this.maxPending = opts.maxPendingBytes ?? 16 * 1024 * 1024;
     this.atomic = opts.shared === true && isPipeOrSocket(this.fd);
-    if (open.size === 0) process.once('exit', () => open.forEach((w) => w.flushSync()));
-    open.add(this);
+    if (writers.size === 0) process.once('exit', () => writers.forEach((w) => w.flushSync()));
+    writers.add(this);
   }
 
   /** Queues one or more whole lines (each ending in '\n'). */
@@ -109,7 +109,7 @@ export class LineWriter {
     this.flushSync();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    open.delete(this);
+    writers.delete(this);
   }
 
   private writeOut(wait: boolean): void {

@@ -23,12 +23,20 @@ export function forwardedRequestHeaders(client: IncomingHttpHeaders, into: Recor
   return into;
 }
 
-/** Security headers on every data response, whatever the provider. */
+/** Security headers on every data response, whatever the provider, as flat [name, value, …]. */
+const PASSIVE_FIELDS = Object.freeze(['cache-control', 'private', 'x-content-type-options', 'nosniff']);
+const ACTIVE_FIELDS = Object.freeze([...PASSIVE_FIELDS, 'content-security-policy', "sandbox; default-src 'none'"]);
+
+/** The security header fields for a body of `contentType` (without the type itself). */
+function securityFields(contentType: string | undefined): readonly string[] {
+  return isActiveContent(contentType) ? ACTIVE_FIELDS : PASSIVE_FIELDS;
+}
+
+/** Security headers on every data response, and the content type (octet-stream when unknown). */
 export function dataResponseHeaders(contentType: string | undefined, out: OutgoingHttpHeaders): OutgoingHttpHeaders {
-  out['cache-control'] = 'private';
-  out['x-content-type-options'] = 'nosniff';
+  const fields = securityFields(contentType);
+  for (let i = 0; i < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!;
   out['content-type'] = contentType ?? 'application/octet-stream';
-  if (isActiveContent(contentType)) out['content-security-policy'] = "sandbox; default-src 'none'";
   return out;
 }
 
@@ -47,9 +55,8 @@ export function relayedResponseFields(upstream: IncomingHttpHeaders, head: reado
     if (name === 'content-type') contentType = v;
     else out.push(name, v);
   }
-  out.push('cache-control', 'private', 'x-content-type-options', 'nosniff');
+  out.push(...securityFields(contentType));
   if (status !== 304) out.push('content-type', contentType ?? 'application/octet-stream');
-  if (isActiveContent(contentType)) out.push('content-security-policy', "sandbox; default-src 'none'");
   return out;
 }
 
