@@ -97,7 +97,11 @@ function decodeValue(raw: string): string | undefined {
 const exchangeOf = Symbol('keyhole.dataExchange');
 type ExchangeResponse = ServerResponse & { [exchangeOf]?: DataExchange };
 function onResponseClose(this: ExchangeResponse): void {
-  this[exchangeOf]?.closed();
+  // Once: the server also emits 'close' for a pipelined response whose connection died
+  // before its turn, and Node 24 emits it itself as well.
+  const exchange = this[exchangeOf];
+  this[exchangeOf] = undefined;
+  exchange?.closed();
 }
 
 /** One data request from head to 'close'. */
