@@ -60,6 +60,11 @@ export function relayedResponseFields(upstream: IncomingHttpHeaders, head: reado
   return out;
 }
 
+/** Sets flat [name, value, …] header fields one by one (answers that go out through setHeader). */
+export function setFields(res: ServerResponse, fields: readonly string[]): void {
+  for (let i = 0; i < fields.length; i += 2) res.setHeader(fields[i]!, fields[i + 1]!);
+}
+
 /** One writeHead for a data answer: the request's own fields (`head`), then the provider's. */
 export function writeDataHead(res: ServerResponse, status: number, head: readonly string[], fields: OutgoingHttpHeaders): void {
   const out = head.slice();

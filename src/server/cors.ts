@@ -1,6 +1,7 @@
 // CORS for the data and session routes: an exact-origin allowlist, credentials only for
 // listed origins, and the response headers media players need to read.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setFields } from '../relay/headers.js';
 
 const EXPOSED = 'Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified, X-Request-Id';
 
@@ -31,8 +32,7 @@ export class Cors {
 
   /** Sets the CORS response headers of `fields` on `res` (routes that answer through setHeader). */
   decorate(req: IncomingMessage, res: ServerResponse): void {
-    const fields = this.fields(req.headers.origin, []);
-    for (let i = 0; i < fields.length; i += 2) res.setHeader(fields[i]!, fields[i + 1]!);
+    setFields(res, this.fields(req.headers.origin, []));
   }
 
   /** Answers a preflight; false when the origin is not listed (the caller refuses). */

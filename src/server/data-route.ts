@@ -13,6 +13,7 @@ import { authorize } from '../auth/scope.js';
 import { authorizeIntrospected } from '../auth/introspect.js';
 import { decisionFor } from '../observe/audit.js';
 import { redactUrl } from '../observe/logger.js';
+import { setFields } from '../relay/headers.js';
 import type { DataRequest, Outcome } from '../providers/types.js';
 import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
 import type { Reason } from '../reasons.js';
@@ -172,7 +173,7 @@ class DataExchange {
     const { req, res } = this;
     const method = req.method;
     if (method === 'OPTIONS') {
-      for (let i = 0; i < this.head.length; i += 2) res.setHeader(this.head[i]!, this.head[i + 1]!);
+      setFields(res, this.head);
       if (!this.rt.cors.preflight(req, res, DATA_METHODS)) this.refuse(403, 'cors_origin');
       return;
     }

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { DataRequest } from '../providers/types.js';
+import { writeDataHead } from '../relay/headers.js';
 import { REASONS, type Reason } from '../reasons.js';
 
 export interface ErrorBody {
@@ -22,10 +23,13 @@ export function sendError(res: ServerResponse, status: number, reason: Reason, r
     return;
   }
   const body = JSON.stringify({ error: reason, message: REASONS[reason], requestId } satisfies ErrorBody);
-  const fields = head === undefined ? [] : head.slice();
-  fields.push('content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store', 'x-content-type-options', 'nosniff');
-  if (extra) for (const name in extra) fields.push(name, extra[name]!);
-  res.writeHead(status, fields);
+  writeDataHead(res, status, head ?? [], {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...extra,
+  });
   res.end(body);
 }
 

@@ -14,6 +14,7 @@ import type { Runtime } from './runtime.js';
 import { handleSession } from './session-route.js';
 import { appProxyFor, handleUpgrade } from '../app/front.js';
 import { InFlight } from './lifecycle.js';
+import { setFields } from '../relay/headers.js';
 import { readServerTls, type ServerTlsMaterial } from './tls-material.js';
 
 export interface Listening {
@@ -129,8 +130,7 @@ export class KeyholeServer {
         return;
       }
       this.inflight.enter(rt, res);
-      const security = rt.securityHeaders;
-      for (let i = 0; i < security.length; i += 2) res.setHeader(security[i]!, security[i + 1]!);
+      setFields(res, rt.securityHeaders);
       // A request pipelined behind a refused head is never run: the framing that delimited
       // it cannot be trusted. The connection closes after the 400.
       if (refused) {
