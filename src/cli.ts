@@ -60,8 +60,8 @@ async function main(argv: string[]): Promise<void> {
       const { values } = parseArgs({ args: rest, options: { dir: { type: 'string', default: 'certs' }, host: { type: 'string', multiple: true }, force: { type: 'boolean', default: false } } });
       const { ensureDevCerts } = await import('./tls/devca.js');
       const dir = resolve(values.dir);
-      const { files, created } = ensureDevCerts(dir, { hosts: values.host ?? DEFAULT_HOSTS, force: values.force });
-      ensureDevMaterial(dir);
+      const { files, created } = await ensureDevCerts(dir, { hosts: values.host ?? DEFAULT_HOSTS, force: values.force });
+      await ensureDevMaterial(dir);
       process.stdout.write(`${created ? 'created' : 'kept existing'} dev certificates in ${files.dir}\n`);
       return;
     }
@@ -84,7 +84,7 @@ async function main(argv: string[]): Promise<void> {
       if (!values.scope && !values.uri) fail('token needs --scope PREFIX (repeatable) or --uri URI');
       const ttl = Number(values.ttl);
       if (!Number.isInteger(ttl) || ttl <= 0) fail('--ttl must be a positive number of seconds');
-      const config = values.config ? loadConfigFile(values.config) : defaultConfig({ certDir: values['cert-dir'] });
+      const config = values.config ? loadConfigFile(values.config) : await defaultConfig({ certDir: values['cert-dir'] });
       const token = await signDevToken(config, { sub: values.sub, scope: values.scope, uri: values.uri, org: values.org, project: values.project, ttlSeconds: ttl, kid: values.kid });
       process.stdout.write(`${token}\n`);
       return;

@@ -1,5 +1,5 @@
-// Loads a CommonJS package on first use instead of at start-up. ioredis, the AWS SDK
-// pieces and node-forge each add 10–22 MiB of resident memory when imported: only a
+// Loads a CommonJS package on first use instead of at start-up. ioredis and the AWS SDK
+// pieces each add 10–22 MiB of resident memory when imported: only a
 // process configured to use them (a Redis store, an s3 provider, `keyhole certs`) pays.
 import { createRequire } from 'node:module';
 

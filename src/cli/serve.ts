@@ -19,8 +19,8 @@ export interface ServeOptions {
 }
 
 /** The config, and the YAML text it was parsed from (what cluster workers start from). */
-function load(opts: ServeOptions): { config: Config; yaml?: string } {
-  if (!opts.config) return { config: defaultConfig({ certDir: opts.certDir, port: opts.port, adminPort: opts.adminPort }) };
+async function load(opts: ServeOptions): Promise<{ config: Config; yaml?: string }> {
+  if (!opts.config) return { config: await defaultConfig({ certDir: opts.certDir, port: opts.port, adminPort: opts.adminPort }) };
   let yaml: string;
   try {
     yaml = readFileSync(opts.config, 'utf8');
@@ -31,9 +31,9 @@ function load(opts: ServeOptions): { config: Config; yaml?: string } {
   return { config: parseConfig(yaml, { baseDir: dirname(resolve(opts.config)) }), yaml };
 }
 
-function loadOrExit(opts: ServeOptions): { config: Config; yaml?: string } {
+async function loadOrExit(opts: ServeOptions): Promise<{ config: Config; yaml?: string }> {
   try {
-    return load(opts);
+    return await load(opts);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`keyhole: configuration has ${err.problems.length} problem(s):\n${err.problems.map((p) => `  ${formatProblem(p)}`).join('\n')}\n`);
@@ -45,7 +45,7 @@ function loadOrExit(opts: ServeOptions): { config: Config; yaml?: string } {
 
 export async function serve(opts: ServeOptions): Promise<void> {
   if (cluster.isWorker) return runWorker(opts.config!);
-  const { config, yaml } = loadOrExit(opts);
+  const { config, yaml } = await loadOrExit(opts);
   const workers = workerCount(config.workers);
   const clustered = workers > 1 && opts.config !== undefined && yaml !== undefined;
   const logger = createServeLogger(config.log.level, { shared: clustered });

@@ -41,8 +41,8 @@ providers:
 }
 
 /** Makes the dev material when missing; returns whether anything was created. */
-export function ensureDevMaterial(certDir: string): boolean {
-  const { created } = ensureDevCerts(certDir);
+export async function ensureDevMaterial(certDir: string): Promise<boolean> {
+  const { created } = await ensureDevCerts(certDir);
   let made = created;
   for (const name of ['dev-hs256.secret', 'dev-admin.token']) {
     const file = join(certDir, name);
@@ -54,8 +54,8 @@ export function ensureDevMaterial(certDir: string): boolean {
   return made;
 }
 
-export function defaultConfig(opts: { certDir?: string; port?: number; adminPort?: number } = {}): Config {
+export async function defaultConfig(opts: { certDir?: string; port?: number; adminPort?: number } = {}): Promise<Config> {
   const certDir = resolve(opts.certDir ?? 'certs');
-  ensureDevMaterial(certDir);
+  await ensureDevMaterial(certDir);
   return parseConfig(defaultYaml(certDir, opts.port ?? 8443, opts.adminPort ?? 9091), { baseDir: process.cwd() });
 }

@@ -5,14 +5,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCa, ensureDevCerts, issueLeaf, type DevCertFiles } from '../../src/tls/devca.js';
 
-let cached: (DevCertFiles & { otherCaCert: string; otherClientCert: string; otherClientKey: string }) | undefined;
+type TestCerts = DevCertFiles & { otherCaCert: string; otherClientCert: string; otherClientKey: string };
 
-export function testCerts() {
-  if (cached) return cached;
+// Made once when this module loads (certificate generation is asynchronous), so that
+// testCerts() stays a plain call everywhere.
+const made: TestCerts = await make();
+
+export function testCerts(): TestCerts {
+  return made;
+}
+
+async function make(): Promise<TestCerts> {
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-certs-'));
-  const { files } = ensureDevCerts(dir);
-  const other = createCa('Some Other CA');
-  const otherClient = issueLeaf(other, { cn: 'intruder', usage: 'client' });
+  const { files } = await ensureDevCerts(dir);
+  const other = await createCa('Some Other CA');
+  const otherClient = await issueLeaf(other, { cn: 'intruder', usage: 'client' });
   const extra = {
     otherCaCert: join(dir, 'other-ca.pem'),
     otherClientCert: join(dir, 'other-client.pem'),
@@ -21,6 +28,5 @@ export function testCerts() {
   writeFileSync(extra.otherCaCert, other.cert);
   writeFileSync(extra.otherClientCert, otherClient.cert);
   writeFileSync(extra.otherClientKey, otherClient.key);
-  cached = { ...files, ...extra };
-  return cached;
+  return { ...files, ...extra };
 }

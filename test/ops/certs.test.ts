@@ -39,7 +39,7 @@ t.test('a rotated certificate is served to new clients without a restart', async
   const c = testCerts();
   const ca = { cert: readFileSync(c.caCert, 'utf8'), key: readFileSync(c.caKey, 'utf8') };
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-ops-tls-'));
-  const first = install(dir, issueLeaf(ca, { cn: 'first', hosts: DEFAULT_HOSTS, usage: 'server' }));
+  const first = install(dir, await issueLeaf(ca, { cn: 'first', hosts: DEFAULT_HOSTS, usage: 'server' }));
   const root = mkdtempSync(join(tmpdir(), 'keyhole-ops-data-'));
   writeFileSync(join(root, 'a.txt'), 'hello\n');
   const k = await spawnKeyhole(opsYaml(root, '', { cert: join(dir, 'server.pem'), key: join(dir, 'server-key.pem') }));
@@ -48,7 +48,7 @@ t.test('a rotated certificate is served to new clients without a restart', async
   t.equal(await servedSerial(k.dataPort), first, 'the first certificate is served');
 
   // Rotation by the file watch alone.
-  const second = install(dir, issueLeaf(ca, { cn: 'second', hosts: DEFAULT_HOSTS, usage: 'server' }));
+  const second = install(dir, await issueLeaf(ca, { cn: 'second', hosts: DEFAULT_HOSTS, usage: 'server' }));
   const seen = await k.waitForLog((l) => l.msg === 'certificate reloaded' && (l.certificate as { serial: string }).serial.toUpperCase() === second);
   t.equal((seen.certificate as { fingerprint: string }).fingerprint, new X509Certificate(readFileSync(join(dir, 'server.pem'))).fingerprint256, 'the log names the new fingerprint');
   t.equal(await servedSerial(k.dataPort), second, 'a new TLS client sees the new certificate');
@@ -56,8 +56,8 @@ t.test('a rotated certificate is served to new clients without a restart', async
   t.equal((await k.get(dataPath('local://files/a.txt'), { headers: { authorization: `Bearer ${token}` } })).status, 200, 'and is served over it');
 
   // A pair that does not belong together is refused; the second certificate stays.
-  const third = issueLeaf(ca, { cn: 'third', hosts: DEFAULT_HOSTS, usage: 'server' });
-  const fourth = issueLeaf(ca, { cn: 'fourth', hosts: DEFAULT_HOSTS, usage: 'server' });
+  const third = await issueLeaf(ca, { cn: 'third', hosts: DEFAULT_HOSTS, usage: 'server' });
+  const fourth = await issueLeaf(ca, { cn: 'fourth', hosts: DEFAULT_HOSTS, usage: 'server' });
   install(dir, { cert: third.cert, key: fourth.key });
   await k.waitForLog((l) => l.msg.startsWith('certificate files are not a usable pair'));
   t.equal(await servedSerial(k.dataPort), second, 'a mismatched pair never reaches a handshake');

@@ -100,12 +100,12 @@ t.test('publicUrl is the redirect target', async (t) => {
 
 t.test('ensureDevCerts keeps an existing set unless forced', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-devca-'));
-  const first = ensureDevCerts(dir);
+  const first = await ensureDevCerts(dir);
   t.ok(first.created);
   const ca = readFileSync(first.files.caCert, 'utf8');
-  t.notOk(ensureDevCerts(dir).created);
+  t.notOk((await ensureDevCerts(dir)).created);
   t.equal(readFileSync(first.files.caCert, 'utf8'), ca);
-  t.ok(ensureDevCerts(dir, { force: true }).created);
+  t.ok((await ensureDevCerts(dir, { force: true })).created);
   t.not(readFileSync(first.files.caCert, 'utf8'), ca);
   const server = new X509Certificate(readFileSync(first.files.serverCert));
   t.ok(server.checkHost('localhost') && server.checkIP('127.0.0.1'), 'server cert valid for localhost and 127.0.0.1');
