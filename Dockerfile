@@ -19,11 +19,13 @@ FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would compile before the sources are copied.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+# --omit=optional: the image's own Node 24 runs Keyhole; the node-linux-* packages that
+# bring Node 24 to machines whose system node is older are not needed here.
+RUN npm ci --ignore-scripts --omit=optional --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.build.json \
- && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
+ && npm prune --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
 
 FROM node:24-slim
 ENV NODE_ENV=production
