@@ -1,0 +1,82 @@
+// Every YAML example in the README and docs/ parses and validates against the config schema,
+// so an example cannot rot. A block is merged over a small valid base (examples show one
+// section at a time); the only problems tolerated are files that exist on the reader's
+// machine, not this one (certificates, secret files, local roots).
+import t from 'tap';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError, formatProblem, validateConfig } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
+import { testCerts } from '../helpers/certs.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const MISSING_FILE = /cannot be read \(ENOENT\)|ENOENT|is not a folder|no such file/;
+
+interface Block {
+  file: string;
+  line: number;
+  text: string;
+}
+
+function yamlBlocks(file: string): Block[] {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const blocks: Block[] = [];
+  let start = -1;
+  lines.forEach((l, i) => {
+    if (start < 0 && /^\s*```ya?ml\s*$/.test(l)) start = i + 1;
+    else if (start >= 0 && /^\s*```\s*$/.test(l)) {
+      blocks.push({ file: relative(ROOT, file), line: start + 1, text: lines.slice(start, i).join('\n') });
+      start = -1;
+    }
+  });
+  return blocks;
+}
+
+const markdown = [join(ROOT, 'README.md'), ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join(ROOT, 'docs', f))];
+const blocks = markdown.flatMap(yamlBlocks);
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isObject(v) && isObject(out[k]) ? merge(out[k], v) : v;
+  return out;
+}
+
+const certs = testCerts();
+const root = mkdtempSync(join(tmpdir(), 'keyhole-docs-yaml-'));
+const base = {
+  server: { listen: { host: '127.0.0.1', port: 8443 }, tls: { cert: certs.serverCert, key: certs.serverKey } },
+  auth: { issuer: 'docs', audience: 'keyhole', keys: [{ kid: 'base', algorithms: ['HS256'], secret: '${env:BASE_SECRET}' }] },
+  providers: [{ name: 'base', kind: 'local', match: 'local://base/', root }],
+};
+// Every ${env:NAME} an example names is set: base64 (an Azure account key) and long enough for
+// an HMAC key.
+const EXAMPLE_VALUE = Buffer.alloc(48, 7).toString('base64');
+const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_t, name) => (typeof name === 'string' ? EXAMPLE_VALUE : undefined) });
+const topLevel = new Set(Object.keys(configSchema.shape));
+
+t.test('the docs have YAML examples to check', async (t) => {
+  t.ok(blocks.length >= 15, `${blocks.length} blocks found`);
+});
+
+for (const block of blocks) {
+  t.test(`${block.file}:${block.line}`, async (t) => {
+    const doc = parseDocument(block.text, { uniqueKeys: true });
+    t.same(doc.errors.map((e) => e.message.split('\n')[0]), [], 'parses as YAML');
+    const tree = doc.toJS() as unknown;
+    t.ok(isObject(tree), 'a mapping at the top');
+    if (!isObject(tree)) return;
+    const unknown = Object.keys(tree).filter((k) => !topLevel.has(k));
+    t.same(unknown, [], 'every top-level key is a Keyhole config key');
+    let problems: string[] = [];
+    try {
+      validateConfig(merge(base, tree), { env, baseDir: root });
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems = err.problems.map(formatProblem).filter((p) => !MISSING_FILE.test(p));
+    }
+    t.same(problems, [], 'validates against the schema (files on the reader’s machine aside)');
+  });
+}
