@@ -1,6 +1,7 @@
 // Revocation shared by every replica, in Redis.
 //
-// Keys: `<prefix>revoked:jti:<jti>` (value: the token's exp, expiring with it) and
+// Keys: `<prefix>revoked:jti:<jti>` (value: until when it holds — the caller's expiry, never
+// less than `subjectTtlSeconds` from the revocation — expiring then) and
 // `<prefix>revoked:sub:<sub>` (value: the not-before second; expiring once every token
 // issued before it is past the longest token lifetime). A revocation is written and
 // published on `<prefix>revocations` in one Lua call; every replica subscribes and updates
@@ -48,7 +49,10 @@ export interface Invalidation {
 export interface RedisRevocationOptions {
   connection: RedisSectionConfig;
   settings: RedisRevocationConfig;
-  /** how long a subject revocation must outlive its second: the longest token lifetime + skew */
+  /**
+   * how long a subject revocation must outlive its second, and the least a jti revocation is
+   * kept from now: the longest token lifetime + skew
+   */
   subjectTtlSeconds: number;
   logger: Logger;
   metrics: Metrics;
@@ -273,7 +277,10 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
 
   async revokeToken(jti: string, expiresAt: number): Promise<void> {
     const now = Math.floor(Date.now() / 1000);
-    await this.revoke(this.jtiKey(jti), 'j', jti, Math.ceil(expiresAt), Math.ceil(expiresAt) - now);
+    // A caller's early expiry must not free a token that can still be accepted (the Lua keeps
+    // a later one already stored).
+    const until = Math.max(Math.ceil(expiresAt), now + this.opts.subjectTtlSeconds);
+    await this.revoke(this.jtiKey(jti), 'j', jti, until, until - now);
     // Our own subscription delivers it too; set it now so this replica never lags its own answer.
     this.epoch++;
     this.jtis.set(jti, true);

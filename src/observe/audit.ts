@@ -2,6 +2,7 @@
 // aborted): who asked for what, what Keyhole decided and why, and what it cost.
 import pino, { type Logger } from 'pino';
 import type { Reason } from '../reasons.js';
+import { redactUrl } from './logger.js';
 
 export type Decision = 'allow' | 'deny' | 'error';
 
@@ -10,7 +11,10 @@ export interface AuditEvent {
   sub: string | undefined;
   org: string | undefined;
   provider: string | undefined;
-  /** the data URI as asked (canonical when it parsed); never the request URL */
+  /**
+   * the data URI as asked (canonical when it parsed); never the request URL. Client-given:
+   * `AuditLog.write` redacts credentials in it (redactUrl) for every route and every sink.
+   */
   uri: string | undefined;
   decision: Decision;
   reason: Reason;
@@ -65,6 +69,13 @@ export class AuditLog {
   }
 
   write(event: AuditEvent): void {
+    // The one place every audited URI passes: whichever route wrote the event, a token or a
+    // signature in the URI a client sent never reaches the log or the stream.
+    const uri = event.uri;
+    if (uri !== undefined) {
+      const redacted = redactUrl(uri);
+      if (redacted !== uri) event = { ...event, uri: redacted };
+    }
     this.stream?.write('{"level":"info","time":"' + isoNow() + '",' + this.head + ',"audit":' + auditJson(event) + ',"msg":"access"}\n');
     this.sink?.push(event);
   }

@@ -1,6 +1,16 @@
 // `local` provider: files under one root folder. Confinement is checked on the file
-// actually opened (its /proc/self/fd link), so a symlink swapped in after a path check
-// still cannot lead outside the root.
+// actually opened (its /proc/self/fd link and its fstat), so a symlink swapped in after a
+// path check still cannot lead outside the root.
+//
+// Links that would read a file past its provider's checks are refused (403
+// local_link_refused) rather than followed to the provider that owns the file: that owner
+// may need an org or project the token lacks, and serving it under this provider's name
+// would put the wrong provider in the audit event. So:
+// - a file belongs to the local provider with the deepest root holding its real path; one
+//   that sits in another provider's root (a symlink into it, or that root nested in ours)
+//   is refused, whatever the link looked like when it was made;
+// - a regular file with more than one hard link is refused: its other names may be anywhere
+//   on the file system, and no path check can see them.
 import { constants, createReadStream, realpathSync } from 'node:fs';
 import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
@@ -22,6 +32,31 @@ export const localProviderSchema = providerBase.extend({
 });
 export type LocalProviderConfig = z.infer<typeof localProviderSchema>;
 
+/** A local provider: its real root, and the roots of every local provider beside it. */
+export interface LocalProvider extends Provider {
+  readonly kind: 'local';
+  /** the real path of the configured root */
+  readonly root: string;
+  /** every local root of the configuration (this one included): the registry tells each provider once */
+  shareRoots(roots: readonly string[]): void;
+}
+
+export function isLocalProvider(p: Provider): p is LocalProvider {
+  return p.kind === 'local' && typeof (p as Partial<LocalProvider>).shareRoots === 'function';
+}
+
+const withSep = (dir: string) => (dir.endsWith(sep) ? dir : dir + sep);
+
+/**
+ * The root (of `roots`, each ending in `sep`) that owns `real`: the deepest one holding it,
+ * or undefined when none does. Equal roots own a file together (the first one found).
+ */
+export function owningRoot(real: string, roots: readonly string[]): string | undefined {
+  let owner: string | undefined;
+  for (const r of roots) if (real.startsWith(r) && (owner === undefined || r.length > owner.length)) owner = r;
+  return owner;
+}
+
 // O_NONBLOCK: opening a FIFO planted under the root must not hang the request.
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 const canCheckFd = process.platform === 'linux';
@@ -30,15 +65,22 @@ async function openedPath(fh: FileHandle, fallback: string): Promise<string> {
   return canCheckFd ? readlink(`/proc/self/fd/${fh.fd}`) : realpath(fallback);
 }
 
-export function createLocalProvider(cfg: LocalProviderConfig): Provider {
+export function createLocalProvider(cfg: LocalProviderConfig): LocalProvider {
   const root = realpathSync(cfg.root);
-  const rootPrefix = root.endsWith(sep) ? root : root + sep;
+  const rootPrefix = withSep(root);
+  /** every local root (with `sep`), ours included; only ours until the registry tells */
+  let roots: readonly string[] = [rootPrefix];
 
   async function serve(req: DataRequest, res: ServerResponse): Promise<void> {
     const { outcome } = req;
     const notFound = () => {
       outcome.reason = 'not_found';
       refuseData(res, req, 404, 'not_found');
+    };
+    const linkRefused = (detail: string) => {
+      outcome.reason = 'local_link_refused';
+      outcome.detail = detail;
+      refuseData(res, req, 403, 'local_link_refused');
     };
     // Segments were checked by the URI parser (no '.', '..', '/', '\', NUL).
     if (req.rest.length === 0) return notFound();
@@ -51,13 +93,17 @@ export function createLocalProvider(cfg: LocalProviderConfig): Provider {
     }
     let handedOff = false;
     try {
+      // Both checks are on the file opened (its fd), not on a path that could change meanwhile.
       const real = await openedPath(fh, candidate);
-      if (!real.startsWith(rootPrefix)) {
+      const owner = owningRoot(real, roots);
+      if (owner === undefined) {
         outcome.detail = 'resolved outside the root';
         return notFound();
       }
+      if (owner !== rootPrefix) return linkRefused("the file is in another local provider's root");
       const st = await fh.stat();
       if (!st.isFile()) return notFound();
+      if (st.nlink > 1) return linkRefused('the file has more than one hard link');
 
       const v: Validators = { etag: `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`, lastModified: st.mtime };
       const headers = dataResponseHeaders(contentTypeFor(req.rest[req.rest.length - 1]!), {
@@ -114,6 +160,10 @@ export function createLocalProvider(cfg: LocalProviderConfig): Provider {
     match: cfg.match,
     orgs: cfg.orgs,
     projects: cfg.projects,
+    root,
+    shareRoots(all: readonly string[]): void {
+      roots = [...new Set([rootPrefix, ...all.map(withSep)])];
+    },
     serve,
     close: async () => {},
   };

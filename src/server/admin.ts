@@ -2,6 +2,7 @@
 // scrapers; /admin/* actions for the labeling app and ops, behind the admin credential.
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { subjectCutoff, tokenRevokedUntil } from '../auth/revocation.js';
 import { BodyError, readJson } from './body.js';
 import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
@@ -68,20 +69,20 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
     if ((jti === undefined) === (sub === undefined) || (jti !== undefined && !valid(jti)) || (sub !== undefined && !valid(sub))) {
       return sendError(res, 400, 'bad_request', id);
     }
-    const maxLifetime = Math.ceil(rt.config.auth.maxTokenLifetime / 1000) + rt.config.auth.clockTolerance;
+    // The issuer's clock may run clockTolerance ahead of ours (auth/revocation.ts says why):
+    // a jti is kept until no token accepted now can be accepted again, whatever `exp` says;
+    // a subject's cut-off is that far ahead too.
+    const times = rt.config.auth;
+    const cutoff = subjectCutoff(now, times);
     try {
-      if (typeof jti === 'string') {
-        const until = typeof exp === 'number' && exp > now ? Math.min(exp, now + maxLifetime) : now + maxLifetime;
-        await rt.revocation.revokeToken(jti, until);
-      } else {
-        await rt.revocation.revokeSubject(sub as string, now);
-      }
+      if (typeof jti === 'string') await rt.revocation.revokeToken(jti, tokenRevokedUntil(now, exp, times));
+      else await rt.revocation.revokeSubject(sub as string, cutoff);
     } catch (err) {
       rt.logger.error({ err, requestId: id }, 'revocation failed');
       return sendError(res, 503, 'revocation_unavailable', id);
     }
-    rt.logger.info({ requestId: id, revoked: typeof jti === 'string' ? { jti } : { sub, before: now } }, 'revoked');
-    return sendJson(res, 200, typeof jti === 'string' ? { revoked: { jti } } : { revoked: { sub, issuedAtOrBefore: now } });
+    rt.logger.info({ requestId: id, revoked: typeof jti === 'string' ? { jti } : { sub, before: cutoff } }, 'revoked');
+    return sendJson(res, 200, typeof jti === 'string' ? { revoked: { jti } } : { revoked: { sub, issuedAtOrBefore: cutoff } });
   }
   if (path === '/admin/reload' && hooks.reload) {
     const result = await hooks.reload();

@@ -62,7 +62,8 @@ export class RelayedRevocationStore extends MemoryRevocationStore {
 
   override async revokeToken(jti: string, expiresAt: number): Promise<void> {
     await super.revokeToken(jti, expiresAt);
-    await this.relay({ jti, until: expiresAt });
+    // What the store keeps (never less than its horizon), not what the caller asked.
+    await this.relay({ jti, until: this.tokens.get(jti)! });
   }
 
   override async revokeSubject(sub: string, at: number): Promise<void> {

@@ -12,9 +12,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
 import { authorizeIntrospected } from '../auth/introspect.js';
 import { decisionFor } from '../observe/audit.js';
-import { redactUrl } from '../observe/logger.js';
 import { setFields } from '../relay/headers.js';
 import type { DataRequest, Outcome } from '../providers/types.js';
+import type { Resolved } from '../providers/registry.js';
 import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
 import type { Reason } from '../reasons.js';
 import type { InFlight } from './lifecycle.js';
@@ -196,16 +196,18 @@ class DataExchange {
 
     if (rawUri === null) return this.refuse(400, 'uri_missing');
     let uri: DataUri;
+    let resolved: Resolved | undefined;
     try {
       uri = parseDataUri(rawUri, rt.config.server.maxUriLength);
+      this.uriText = uri.canonical;
+      // Refuses a URI that names a folder (uri_folder), before any provider sees it.
+      resolved = rt.registry.resolve(uri);
     } catch (err) {
-      // Unparsed, the raw URI may carry anything, e.g. a presigned URL's signature.
-      this.uriText = redactUrl(rawUri.slice(0, rt.config.server.maxUriLength));
+      // Unparsed, the raw URI may carry anything, e.g. a presigned URL's signature: the
+      // audit log redacts it (observe/audit.ts), as it does every URI it is given.
+      this.uriText ??= rawUri.slice(0, rt.config.server.maxUriLength);
       return this.refuse(400, err instanceof UriError ? err.reason : 'uri_invalid');
     }
-    this.uriText = uri.canonical;
-
-    const resolved = rt.registry.resolve(uri);
     if (!resolved) return this.refuse(403, 'no_provider');
     const provider = resolved.provider;
     this.providerName = provider.name;

@@ -42,8 +42,13 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
     uris.map(async (raw): Promise<Answer> => {
       let reason: Reason;
       let provider: string | undefined;
+      // What the audit event names: the canonical URI once it parsed, else the raw one (cut
+      // short). Either way the audit log redacts credentials in it (observe/audit.ts).
+      let audited = raw.slice(0, 256);
       try {
         const uri = parseDataUri(raw, rt.config.server.maxUriLength);
+        audited = uri.canonical;
+        // Refuses a URI that names a folder (uri_folder), before any provider sees it.
         const resolved = rt.registry.resolve(uri);
         if (!resolved) reason = 'no_provider';
         else {
@@ -60,7 +65,7 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
         reason = err instanceof UriError || err instanceof CloudRefusal ? err.reason : 'internal';
         if (reason === 'internal') rt.logger.error({ err, requestId: id }, 'presign failed');
       }
-      rt.audit.write({ id, sub: auth.claims.sub, org: auth.claims.org, provider, uri: raw.slice(0, 256), decision: 'deny', reason, status: 200, bytes: 0, aborted: false, ms: 0, client: req.socket.remoteAddress, tokenSource: auth.source });
+      rt.audit.write({ id, sub: auth.claims.sub, org: auth.claims.org, provider, uri: audited, decision: 'deny', reason, status: 200, bytes: 0, aborted: false, ms: 0, client: req.socket.remoteAddress, tokenSource: auth.source });
       return { uri: raw, error: reason };
     }),
   );

@@ -73,14 +73,26 @@ t.test('two replicas share revocations through Redis', async (t) => {
 
   // Revoke through replica A; replica B learns it by pub/sub (its cache says "not revoked" for 60 s).
   const heard = once(b, 'invalidation') as Promise<[Invalidation]>;
-  const exp = now() + 120;
+  const exp = now() + 7200;
   await a.revokeToken('jti-1', exp);
   const [inv] = await heard;
   t.same(inv, { kind: 'jti', id: 'jti-1', value: exp });
   t.equal(b.isRevoked(tok), true, 'B refuses the token from its cache, without asking Redis');
   t.equal(a.isRevoked(tok), true, 'A refuses it at once too');
   const ttl = await admin.ttl('keyhole:revoked:jti:jti-1');
-  t.ok(ttl > 110 && ttl <= 120, `the revoked jti is kept until the token's exp (ttl ${ttl})`);
+  t.ok(ttl > 7190 && ttl <= 7200, `the revoked jti is kept until the exp asked, past the horizon (ttl ${ttl})`);
+
+  // An expiry sooner than the horizon (the longest token lifetime + skew) does not free a
+  // token that can still be accepted; nor does a later call with an earlier expiry shorten it.
+  const start = now();
+  const heardShort = once(b, 'invalidation') as Promise<[Invalidation]>;
+  await a.revokeToken('jti-short', start + 5);
+  const [short] = await heardShort;
+  t.ok(short.value >= start + 3600, `replicas are told it holds for the horizon (${short.value - start}s), not 5 s`);
+  const shortTtl = await admin.ttl('keyhole:revoked:jti:jti-short');
+  t.ok(shortTtl > 3590 && shortTtl <= 3600, `kept in Redis for the horizon, not 5 s (ttl ${shortTtl})`);
+  await a.revokeToken('jti-1', now() + 1);
+  t.ok((await admin.ttl('keyhole:revoked:jti:jti-1')) > 7000, 'an earlier expiry never shortens a revocation');
   t.equal(await b.isRevoked(claims({ jti: 'jti-2' })), false, 'another jti is not revoked');
 
   // Subject revocation: every token of bob issued at or before the second dies.

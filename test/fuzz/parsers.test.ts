@@ -121,7 +121,13 @@ t.test('provider matching: the owner is a segment-boundary prefix, the longest, 
     if (u instanceof UriError) return true;
     const registry = new ProviderRegistry(matches.map(stub));
     const owners = matches.filter((m) => ownsUri(m, u.canonical));
-    const hit = registry.resolve(u);
+    let hit: ReturnType<ProviderRegistry['resolve']>;
+    try {
+      hit = registry.resolve(u);
+    } catch (err) {
+      // A folder (ends in '/') is refused whoever owns it; nothing else throws.
+      return err instanceof UriError && err.reason === 'uri_folder' && u.canonical.endsWith('/');
+    }
     if (!hit) return owners.length === 0;
     const m = hit.provider.match;
     const boundary = u.canonical === m || m.endsWith('/') || u.canonical[m.length] === '/';

@@ -58,7 +58,8 @@ t.test('confinement', async (t) => {
     ['local://files/escape.txt', 404, 'not_found'],
     ['local://files/escape-dir/secret.txt', 404, 'not_found'],
     ['local://files/sub', 404, 'not_found'],
-    ['local://files/', 404, 'not_found'],
+    ['local://files/', 400, 'uri_folder'],
+    ['local://files/sub/', 400, 'uri_folder'],
     ['local://files/fifo', 404, 'not_found'],
     ['local://files/missing.txt', 404, 'not_found'],
   ];

@@ -1,13 +1,16 @@
 // The admin listener: revocation by jti and by sub (admin credential required), effective
 // on the next request even for a token sitting in the verify cache; health, readiness and
 // metrics; bound to loopback unless configured otherwise.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { parseConfig } from '../../src/config/load.js';
 import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole, TEST_SECRET, type Running } from '../helpers/keyhole.js';
+import { startRedis, testClient } from '../helpers/redis.js';
+import { MemoryRevocationStore } from '../../src/auth/revocation.js';
+import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-admin-'));
 writeFileSync(join(root, 'a.txt'), 'hello');
@@ -77,8 +80,75 @@ t.test('revoke by sub: every token of the subject issued up to now dies, later o
   t.ok(res.json().revoked.issuedAtOrBefore >= now);
   t.equal(JSON.parse((await read(k, alice)).body.toString()).error, 'token_revoked', 'cached token of alice refused');
   t.equal((await read(k, bob)).status, 200, 'bob untouched');
-  const later = await k.token({ sub: 'alice', scope: ['local://files/'], iat: res.json().revoked.issuedAtOrBefore + 1 });
+  // The cut-off is clockTolerance ahead of the revocation (a token minted just before it, on
+  // a clock that far ahead, must die too): a token issued after the cut-off works as soon as
+  // its iat is within the tolerance of our clock, one second after the revocation.
+  const cutoff = res.json().revoked.issuedAtOrBefore as number;
+  t.equal(cutoff, now + k.config.auth.clockTolerance, 'the cut-off is the revocation second + the clock tolerance');
+  const later = await k.token({ sub: 'alice', scope: ['local://files/'], iat: cutoff + 1 });
+  await untilAcceptable(k, cutoff + 1);
   t.equal((await read(k, later)).status, 200, 'a token issued after the reset works');
+});
+
+/** Waits until a token with this iat is no longer "issued in the future" (beyond the tolerance). */
+async function untilAcceptable(k: Running, iat: number): Promise<void> {
+  while (Date.now() < (iat - k.config.auth.clockTolerance) * 1000) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Admin-revokes `sub` and `jti` on `k`; `ahead`'s iat is 20 s ahead of our clock (within the 30 s tolerance). */
+async function revokeOnClockAhead(t: Test, k: Running) {
+  const now = Math.floor(Date.now() / 1000);
+  const ahead = await k.token({ sub: 'carol', scope: ['local://files/'], iat: now + 20 });
+  t.equal((await read(k, ahead)).status, 200, "a token from an issuer whose clock is 20 s ahead is accepted (tolerance 30 s)");
+  const res = await admin(k, '/admin/revoke', { auth: `Bearer ${ADMIN_TOKEN}`, body: { sub: 'carol' } });
+  t.equal(res.status, 200);
+  const refused = await read(k, ahead);
+  t.equal(refused.status, 401, 'minted before the revocation on a clock ahead of ours: dead');
+  t.match(refused.body.toString(), /"error":"token_revoked"/);
+
+  const jtiToken = await k.token({ scope: ['local://files/'], jti: 'short-exp' });
+  t.equal((await admin(k, '/admin/revoke', { auth: `Bearer ${ADMIN_TOKEN}`, body: { jti: 'short-exp', exp: now + 5 } })).status, 200);
+  t.equal((await read(k, jtiToken)).status, 401, 'revoked at once');
+  return now;
+}
+
+t.test('revocations outlive every token they kill (memory store): a clock ahead, an early exp', async (t) => {
+  // What runtime.ts gives the store for the default auth settings (maxTokenLifetime 1 d, tolerance 30 s).
+  const store = new MemoryRevocationStore(86_400 + 30);
+  const k = await startKeyhole(yaml, { revocation: store });
+  t.teardown(async () => {
+    await k.close();
+    await store.close();
+  });
+  const now = await revokeOnClockAhead(t, k);
+  const horizon = Math.ceil(k.config.auth.maxTokenLifetime / 1000) + 2 * k.config.auth.clockTolerance;
+  store.sweep(now + horizon - 1);
+  t.equal(store.isRevoked({ sub: 'x', jti: 'short-exp' } as never), true, 'the jti is kept past the exp the caller gave, until no token can be accepted again');
+  t.equal(store.isRevoked({ sub: 'carol', iat: now + 20 } as never), true, 'and the subject revocation too');
+});
+
+t.test('revocations outlive every token they kill (Redis store): a clock ahead, an early exp', async (t) => {
+  const r = await startRedis();
+  t.teardown(() => r.stop());
+  const k = await startKeyhole(
+    baseYaml(`revocation: { store: redis }
+redis:
+${r.yaml('  ', 'connectTimeout: 10s\ncommandTimeout: 3s')}
+providers:
+  - name: files
+    kind: local
+    match: local://files/
+    root: ${root}
+`),
+  );
+  t.teardown(() => k.close());
+  await (k.server.current.revocation as RedisRevocationStore).whenConnected();
+  const redis = await testClient(r, { name: 'test-admin' });
+  t.teardown(() => redis.disconnect());
+  await revokeOnClockAhead(t, k);
+  const horizon = Math.ceil(k.config.auth.maxTokenLifetime / 1000) + 2 * k.config.auth.clockTolerance;
+  const ttl = await redis.ttl('keyhole:revoked:jti:short-exp');
+  t.ok(ttl > horizon - 10 && ttl <= horizon, `the jti is kept in Redis for the horizon, not 5 s (ttl ${ttl}, horizon ${horizon})`);
 });
 
 t.test('admin request validation', async (t) => {

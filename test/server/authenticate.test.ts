@@ -82,7 +82,8 @@ t.test('scope prefixes and the exact uri claim', async (t) => {
   t.equal((await get('local://files/public/a.txt', exact)).status, 200);
   t.equal((await get('local://files/public/%61.txt', exact)).status, 200, 'same URI in another encoding');
   t.equal(errorOf((await get('local://files/public/b.txt', exact)).body), 'scope_denied');
-  t.equal(errorOf((await get('local://files/public/', exact)).body), 'scope_denied');
+  t.equal(errorOf((await get('local://files/public', exact)).body), 'scope_denied', 'the folder named as an object');
+  t.equal(errorOf((await get('local://files/public/', exact)).body), 'uri_folder', 'a folder is no object: refused before any scope check');
 });
 
 t.test('org and project limits on providers', async (t) => {
