@@ -1,18 +1,74 @@
 // Which headers cross Keyhole, in each direction. Everything not listed here is dropped:
 // an upstream's Set-Cookie, Server, x-amz-* or Location never reaches the browser.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { extractMimeType, headerSafeMimeType } from './mime.js';
 
 /** Client headers forwarded upstream: ranges and revalidation, nothing else. */
 export const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const;
 
-/** Upstream headers passed back to the client. */
-export const RELAYED_RESPONSE_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified', 'content-disposition'] as const;
+/**
+ * Upstream headers passed back to the client. Content-Encoding travels with the bytes it
+ * describes (an object stored compressed is sent compressed: its length, ranges and ETag
+ * are those of the encoded bytes). Content-Type is never passed as sent: see dataType.
+ */
+export const RELAYED_RESPONSE_HEADERS = ['content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified', 'content-disposition', 'content-encoding'] as const;
 
-/** Types a browser could execute or render as a document with script on our origin. */
-const ACTIVE_CONTENT = /^\s*(text\/html|application\/xhtml|image\/svg|text\/xml|application\/xml|[a-z]+\/[a-z.+-]*\+xml|text\/xsl|application\/(x-)?javascript|text\/javascript|application\/pdf)/i;
+/**
+ * Every data answer's sandbox. A document from Keyhole's origin is the labeling app's
+ * origin: whatever type a browser renders as a document, it runs no script, loads nothing
+ * and gets an opaque origin. <img>, <audio>, <video> and fetch() ignore a response's CSP.
+ */
+export const SANDBOX = "sandbox; default-src 'none'";
+/**
+ * Audio and video opened on their own: the browser's player fetches the same URL again,
+ * which an opaque origin could only do with CORS. With nosniff these types never render as
+ * anything but that player (a +xml subtype would render as XML: not these), and scripts stay
+ * off (no allow-scripts).
+ */
+export const MEDIA_SANDBOX = "sandbox allow-same-origin; default-src 'none'; media-src 'self'";
+const PLAYABLE = /^(audio|video)\/[^+]+$/;
 
-export function isActiveContent(contentType: string | undefined): boolean {
-  return contentType !== undefined && ACTIVE_CONTENT.test(contentType);
+/** The header fields a judged type puts on an answer, as flat [name, value, …]. */
+export interface DataType {
+  /** the one type sent: what the browser sees is what was judged */
+  readonly contentType: string;
+  readonly fields: readonly string[];
+}
+
+const OCTET_STREAM: DataType = judged('application/octet-stream');
+
+function judged(contentType: string): DataType {
+  const csp = PLAYABLE.test(contentType.split(';', 1)[0]!) ? MEDIA_SANDBOX : SANDBOX;
+  return Object.freeze({ contentType, fields: Object.freeze(['cache-control', 'private', 'x-content-type-options', 'nosniff', 'content-security-policy', csp]) });
+}
+
+// Judgments of the field values seen lately: a deployment serves a handful of types. Bounded
+// in entries and key length: the keys are whatever upstreams send.
+const recent = new Map<string, DataType>();
+const RECENT_MAX = 256;
+const RECENT_KEY_MAX = 256;
+
+/**
+ * THE judgment of a data answer's type, for every provider: the type a browser would read
+ * from `field` (Fetch's extract a MIME type: the last valid one of a list, however many
+ * lines), sent as one type so that no browser can read another; application/octet-stream
+ * when there is none. With it, the security fields for that type, sandbox included.
+ */
+export function dataType(field: string | readonly string[] | undefined): DataType {
+  if (field === undefined) return OCTET_STREAM;
+  if (typeof field !== 'string' || field.length > RECENT_KEY_MAX) return judge(field);
+  let hit = recent.get(field);
+  if (hit === undefined) {
+    hit = judge(field);
+    if (recent.size >= RECENT_MAX) recent.clear();
+    recent.set(field, hit);
+  }
+  return hit;
+}
+
+function judge(field: string | readonly string[]): DataType {
+  const mimeType = extractMimeType(field);
+  return mimeType === undefined ? OCTET_STREAM : judged(headerSafeMimeType(mimeType));
 }
 
 export function forwardedRequestHeaders(client: IncomingHttpHeaders, into: Record<string, string>): Record<string, string> {
@@ -23,40 +79,34 @@ export function forwardedRequestHeaders(client: IncomingHttpHeaders, into: Recor
   return into;
 }
 
-/** Security headers on every data response, whatever the provider, as flat [name, value, …]. */
-const PASSIVE_FIELDS = Object.freeze(['cache-control', 'private', 'x-content-type-options', 'nosniff']);
-const ACTIVE_FIELDS = Object.freeze([...PASSIVE_FIELDS, 'content-security-policy', "sandbox; default-src 'none'"]);
-
-/** The security header fields for a body of `contentType` (without the type itself). */
-function securityFields(contentType: string | undefined): readonly string[] {
-  return isActiveContent(contentType) ? ACTIVE_FIELDS : PASSIVE_FIELDS;
-}
-
-/** Security headers on every data response, and the content type (octet-stream when unknown). */
+/** Security headers on every data response and the judged content type, for providers that set headers by name. */
 export function dataResponseHeaders(contentType: string | undefined, out: OutgoingHttpHeaders): OutgoingHttpHeaders {
-  const fields = securityFields(contentType);
+  const type = dataType(contentType);
+  const fields = type.fields;
   for (let i = 0; i < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!;
-  out['content-type'] = contentType ?? 'application/octet-stream';
+  out['content-type'] = type.contentType;
   return out;
 }
 
 /**
  * The relayed answer's header fields in one flat list: `head` (the request's own fields),
- * then the allowlisted upstream headers and the security headers of every data answer.
- * A 304 carries no Content-Type: its headers update the browser's stored response.
+ * then the allowlisted upstream headers, the security headers of every data answer and the
+ * judged type. A 304 carries no Content-Type (its headers update the browser's stored
+ * response, and browsers keep the stored type); it carries the sandbox, strict when the
+ * upstream's 304 names no type, so that no stored answer outlives its sandbox.
  */
 export function relayedResponseFields(upstream: IncomingHttpHeaders, head: readonly string[], status: number): string[] {
   const out = head.slice();
-  let contentType: string | undefined;
   for (const name of RELAYED_RESPONSE_HEADERS) {
-    const v = upstream[name];
-    // absent, or repeated: a repeated framing or type header is ambiguous, keep none
-    if (typeof v !== 'string') continue;
-    if (name === 'content-type') contentType = v;
-    else out.push(name, v);
+    // undici hands a repeated field as an array, whatever IncomingHttpHeaders says
+    const v = upstream[name] as string | readonly string[] | undefined;
+    if (typeof v === 'string') out.push(name, v);
+    // Repeated: a framing header (length, range) is ambiguous, keep none; an encoding is a list.
+    else if (v !== undefined && name === 'content-encoding') out.push(name, v.join(', '));
   }
-  out.push(...securityFields(contentType));
-  if (status !== 304) out.push('content-type', contentType ?? 'application/octet-stream');
+  const type = dataType(upstream['content-type']);
+  out.push(...type.fields);
+  if (status !== 304) out.push('content-type', type.contentType);
   return out;
 }
 

@@ -102,12 +102,12 @@ ${r.yaml('      ', 'commandTimeout: 10s')}
 
   t.test('content type: companion key, else config, else nothing guessed past the config', async (t) => {
     const readme = await k.get(dataUrl('redis://0/notes/readme'), auth);
-    t.equal(readme.headers['content-type'], 'text/plain; charset=utf-8', 'from the companion key');
+    t.equal(readme.headers['content-type'], 'text/plain;charset=utf-8', 'from the companion key');
     t.equal(readme.body.toString(), 'plain text value');
     const other = await k.get(dataUrl('redis://1/Mixed/Case%20Key.txt'), auth);
     t.equal(other.status, 200);
     t.equal(other.body.toString(), 'from db 1', 'database from the authority, key case kept');
-    t.equal(other.headers['content-type'], 'text/plain; charset=utf-8', 'by extension when nothing is configured');
+    t.equal(other.headers['content-type'], 'text/plain;charset=utf-8', 'by extension when nothing is configured');
     t.equal(other.headers['x-content-type-options'], 'nosniff');
   });
 

@@ -1,0 +1,403 @@
+/// <reference lib="dom" />
+// Hostile Content-Type values, in a real browser. An upstream behind the http provider
+// answers each row of the table with a body that runs script wherever a browser renders
+// it as a document (an SVG root: HTML, XHTML, SVG and XML all run its <script> and
+// onload). Headless Chromium (Debian's, driven by playwright-core, as in browser.test.ts)
+// opens every data URL top-level and in an iframe of the labeling page (Keyhole's own
+// origin). No row may run script: no global set, no message to the parent, no request to
+// the canary server. Normal data must keep working beside it: a PNG decodes in <img>, a
+// WAV loads in <audio>, fetch() reads the bytes, and opened top-level they still show.
+import t from 'tap';
+import { createHash, X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttp, type Server as HttpServer } from 'node:http';
+import { createServer as createHttps, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
+import { testCerts } from '../helpers/certs.js';
+import { startTestApp, type TestApp } from '../app/test-app.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
+
+interface Row {
+  /** Content-Type header lines as the upstream sends them (none: no Content-Type at all) */
+  types: readonly string[];
+  disposition?: string;
+  /** a body of its own (multipart); otherwise the script-running SVG/HTML payload */
+  body?: (row: number, canary: string) => string;
+}
+
+/** The hostile table: lists, case, parameters, quoted commas, wildcards, empties, active types. */
+const ROWS: readonly Row[] = [
+  { types: ['text/plain, text/html'] },
+  { types: ['image/png, image/svg+xml'] },
+  { types: ['application/octet-stream, text/html'] },
+  { types: ['TEXT/PLAIN, TEXT/HTML'] },
+  { types: ['text/plain,text/html'] },
+  { types: ['text/plain,\ttext/html'] },
+  { types: ['text/html;charset=utf-8, text/plain'] },
+  { types: ['text/plain; charset=utf-8, text/html; charset=utf-8'] },
+  { types: ['text/plain;x=", text/html"'] },
+  { types: ['text/plain;x="a, text/html'] },
+  { types: ['text/plain;x=\', text/html'] },
+  { types: ['*/*'] },
+  { types: ['text/plain, */*'] },
+  { types: ['*/*, text/html'] },
+  { types: [''] },
+  { types: [] },
+  { types: [', text/html'] },
+  { types: ['bogus, text/html'] },
+  { types: ['text/html(;x=y, text/html;'] },
+  { types: ['text/x-unknown, text/html'] },
+  { types: ['application/json, text/html'] },
+  { types: ['text/vtt, text/html'] },
+  { types: ['video/mp4, text/html'] },
+  { types: ['audio/wav, text/html'] },
+  { types: ['audio/wav'] },
+  { types: ['video/mp4'] },
+  { types: ['video/x-evil+xml'] },
+  { types: ['audio/wav, video/x-evil+xml'] },
+  { types: ['text/html'] },
+  { types: ['text/html; charset=utf-8'] },
+  { types: ['image/svg+xml'] },
+  { types: ['image/svg+xml;charset=utf-8'] },
+  { types: ['application/xhtml+xml'] },
+  { types: ['text/xml'] },
+  { types: ['application/xml'] },
+  { types: ['application/rss+xml'] },
+  { types: ['text/xsl'] },
+  { types: ['application/pdf'] },
+  { types: ['application/javascript'] },
+  { types: ['text/javascript, text/html'] },
+  { types: ['text/plain', 'text/html'] },
+  { types: ['image/png', 'image/svg+xml'] },
+  { types: ['text/plain', ''] },
+  { types: ['text/plain'], disposition: 'inline; filename="page.html"' },
+  { types: ['text/html'], disposition: 'inline; filename="page.html"' },
+  { types: ['application/octet-stream'], disposition: 'inline; filename="page.svg"' },
+  {
+    types: ['multipart/x-mixed-replace;boundary=kh'],
+    body: (row, canary) => `--kh\r\nContent-Type: text/html\r\n\r\n${payload(row, canary)}\r\n--kh--\r\n`,
+  },
+  {
+    types: ['text/plain, multipart/x-mixed-replace;boundary=kh'],
+    body: (row, canary) => `--kh\r\nContent-Type: text/html\r\n\r\n${payload(row, canary)}\r\n--kh--\r\n`,
+  },
+];
+
+/**
+ * Runs script as HTML (an <svg> in the body), SVG, XHTML and any XML type (an SVG-namespace
+ * root renders as SVG). The script leaves three marks: a global, a DOM attribute, a message
+ * to the parent frame, and asks the canary server for a URL. No '&' outside CDATA: XML.
+ */
+function payload(row: number, canary: string): string {
+  const script =
+    `(function(){var r=${row};try{window.__pwned=r;document.documentElement.setAttribute('data-pwned',String(r))}catch(e){}` +
+    `try{parent.postMessage('pwned:'+r,'*')}catch(e){}` +
+    `try{fetch('${canary}/hit?row='+r+'&via=fetch',{mode:'no-cors'})}catch(e){}` +
+    `try{new Image().src='${canary}/hit?row='+r+'&via=img'}catch(e){}})()`;
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40" onload="window.__pwnedOnload=${row};parent.postMessage('pwned-onload:${row}','*')">` +
+    `<script><![CDATA[${script}]]></script><rect width="40" height="40" fill="red"/></svg>`
+  );
+}
+
+if (!existsSync(CHROMIUM)) {
+  t.fail(`${CHROMIUM} is missing: apt-get install -y chromium`);
+  t.end();
+} else {
+  const PNG = readFileSync(join(process.cwd(), 'samples', 'gradient.png'));
+  const PNG_SIZE = { w: PNG.readUInt32BE(16), h: PNG.readUInt32BE(20) };
+  const WAV = readFileSync(join(process.cwd(), 'samples', 'tone.wav'));
+  const CSV = Array.from({ length: 300 }, (_, i) => `row${i},${i % 13}`).join('\n');
+  const CSV_GZ = gzipSync(CSV);
+  const LABEL_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>Label task 9</title></head><body><h1>Task 9</h1><div id="board"></div></body></html>`;
+
+  let app: TestApp;
+  let upstream: HttpServer;
+  let canaryServer: HttpsServer;
+  let canary: string;
+  const canaryHits: string[] = [];
+  let k: Running;
+  let context: BrowserContext;
+  let userDataDir: string;
+  let token: string;
+
+  const rowUrl = (i: number) => `${k.base}${dataUrl(`https://data.corp/row/${i}`, token)}`;
+
+  t.before(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const certs = testCerts();
+    // The canary: any request here means script ran somewhere it must not.
+    canaryServer = createHttps({ cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey) }, (req, res) => {
+      canaryHits.push(req.url ?? '');
+      res.writeHead(204, { 'access-control-allow-origin': '*' });
+      res.end();
+    });
+    await new Promise<void>((r) => canaryServer.listen(0, '127.0.0.1', r));
+    canary = `https://127.0.0.1:${(canaryServer.address() as AddressInfo).port}`;
+
+    // The upstream sends each row's header lines exactly (node writes a flat list as given).
+    upstream = createHttp((req, res) => {
+      const path = req.url!.split('?')[0]!;
+      const media: Record<string, [string, Buffer]> = { '/media/gradient.png': ['image/png', PNG], '/media/tone.wav': ['audio/wav', WAV] };
+      const known = media[path];
+      if (known) {
+        res.writeHead(200, ['content-type', known[0], 'content-length', String(known[1].length)]);
+        res.end(req.method === 'HEAD' ? undefined : known[1]);
+        return;
+      }
+      if (path === '/media/table.csv') {
+        // As S3 or GCS answer for an object uploaded compressed: encoded, whatever was asked.
+        res.writeHead(200, ['content-type', 'text/csv', 'content-encoding', 'gzip', 'content-length', String(CSV_GZ.length)]);
+        res.end(req.method === 'HEAD' ? undefined : CSV_GZ);
+        return;
+      }
+      const i = Number(/^\/row\/(\d+)$/.exec(path)?.[1] ?? NaN);
+      const row = ROWS[i];
+      if (!row) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
+      const body = Buffer.from(row.body ? row.body(i, canary) : payload(i, canary));
+      const fields: string[] = [];
+      for (const v of row.types) fields.push('content-type', v);
+      if (row.disposition) fields.push('content-disposition', row.disposition);
+      fields.push('content-length', String(body.length));
+      res.writeHead(200, fields);
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+
+    app = await startTestApp({
+      '/label': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(LABEL_PAGE);
+      },
+    });
+    k = await startKeyhole(
+      baseYaml(`providers:
+  - name: corp
+    kind: http
+    match: https://data.corp/
+    allowPrivateNetworks: true
+    baseUrl: http://127.0.0.1:${(upstream.address() as AddressInfo).port}/
+app:
+  upstream: ${app.origin}
+`),
+    );
+    token = await k.token({ sub: 'annotator-1', scope: ['https://data.corp/'] });
+    const spki = createHash('sha256')
+      .update(new X509Certificate(readFileSync(certs.serverCert)).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64');
+    userDataDir = mkdtempSync(join(tmpdir(), 'keyhole-chromium-'));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        `--ignore-certificate-errors-spki-list=${spki}`,
+        '--autoplay-policy=no-user-gesture-required',
+      ],
+    });
+  });
+
+  t.teardown(async () => {
+    await context?.close();
+    await k?.close();
+    await app?.close();
+    await new Promise<void>((r) => (upstream ? upstream.close(() => r()) : r()));
+    await new Promise<void>((r) => (canaryServer ? canaryServer.close(() => r()) : r()));
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  });
+
+  /** What a document left behind, read from the page itself (null: it is not a document we can read). */
+  const marks = (page: Page) =>
+    page
+      .evaluate(() => ({
+        pwned: (window as unknown as { __pwned?: number }).__pwned ?? null,
+        onload: (window as unknown as { __pwnedOnload?: number }).__pwnedOnload ?? null,
+        attr: document.documentElement?.getAttribute('data-pwned') ?? null,
+      }))
+      .catch(() => null);
+
+  t.test('no hostile Content-Type runs script on Keyhole’s origin, top-level or framed', async (t) => {
+    const label = await context.newPage();
+    t.equal((await label.goto(`${k.base}/label`))?.status(), 200, 'the labeling page comes through Keyhole');
+    // Messages the framed rows post to their parent, the labeling page.
+    await label.evaluate(() => {
+      (window as unknown as { __messages: string[] }).__messages = [];
+      window.addEventListener('message', (e) => (window as unknown as { __messages: string[] }).__messages.push(String(e.data)));
+    });
+
+    // Top-level navigation, four tabs at a time. A type Chromium downloads instead of
+    // rendering ends the navigation with an error, which is fine: nothing rendered, nothing ran.
+    const topLevel = async (top: Page, i: number) => {
+      const row = ROWS[i]!;
+      const name = `row ${i} ${JSON.stringify(row.types)}${row.disposition ? ` + ${row.disposition}` : ''}`;
+      let status: number | undefined;
+      let headers: Record<string, string> = {};
+      try {
+        const nav = await top.goto(rowUrl(i), { waitUntil: 'load' });
+        status = nav?.status();
+        headers = (await nav?.allHeaders()) ?? {};
+      } catch (err) {
+        t.match(String(err), /Download is starting|ERR_ABORTED|ERR_BLOCKED_BY_RESPONSE/, `${name}: top-level ended without rendering`);
+      }
+      if (status !== undefined) {
+        t.equal(status, 200, `${name}: top-level status`);
+        t.match(headers['content-security-policy'] ?? '', /^sandbox[;\s]/, `${name}: sandboxed`);
+        t.equal(headers['x-content-type-options'], 'nosniff', `${name}: nosniff`);
+        t.notOk(String(headers['content-type'] ?? '').includes(','), `${name}: one type only (${headers['content-type']})`);
+        const m = await marks(top);
+        t.same(m === null ? null : { pwned: m.pwned, onload: m.onload, attr: m.attr }, m === null ? null : { pwned: null, onload: null, attr: null }, `${name}: no script ran top-level`);
+      }
+      await top.goto('about:blank');
+    };
+    const tabs = await Promise.all([1, 2, 3, 4].map(() => context.newPage()));
+    let next = 0;
+    await Promise.all(
+      tabs.map(async (tab) => {
+        for (let i = next++; i < ROWS.length; i = next++) await topLevel(tab, i);
+      }),
+    );
+
+    // Framed by the labeling page (same origin as Keyhole's data answers): every row at once.
+    const framed = await label.evaluate(
+      (srcs) =>
+        Promise.all(
+          srcs.map(
+            (src) =>
+              new Promise<{ pwned: number | null; onload: number | null; attr: string | null; readable: boolean }>((resolve) => {
+                const frame = document.createElement('iframe');
+                // (methods, not named arrow functions: tsx would wrap those in a helper the page lacks)
+                const look = {
+                  done: false,
+                  finish() {
+                    if (look.done) return;
+                    look.done = true;
+                    let out = { pwned: null as number | null, onload: null as number | null, attr: null as string | null, readable: false };
+                    try {
+                      // Readable only if the frame is same-origin: then its marks tell.
+                      const w = frame.contentWindow as unknown as { __pwned?: number; __pwnedOnload?: number; document: Document };
+                      out = { pwned: w.__pwned ?? null, onload: w.__pwnedOnload ?? null, attr: w.document.documentElement?.getAttribute('data-pwned') ?? null, readable: true };
+                    } catch {
+                      // an opaque (sandboxed) document: script there cannot reach Keyhole's origin
+                    }
+                    resolve(out);
+                  },
+                };
+                frame.onload = () => setTimeout(() => look.finish(), 200);
+                // A download in a frame never fires load: stop looking after a while.
+                setTimeout(() => look.finish(), 5000);
+                frame.src = src;
+                document.getElementById('board')!.append(frame);
+              }),
+          ),
+        ),
+      ROWS.map((_, i) => rowUrl(i)),
+    );
+    for (let i = 0; i < ROWS.length; i++) {
+      const f = framed[i]!;
+      t.same({ pwned: f.pwned, onload: f.onload, attr: f.attr }, { pwned: null, onload: null, attr: null }, `row ${i} ${JSON.stringify(ROWS[i]!.types)}: no script ran in the frame (readable: ${f.readable})`);
+    }
+
+    // Give any stray request time to land, then: the parent got no message, the canary no hit.
+    await label.waitForTimeout(500);
+    const messages = await label.evaluate(() => (window as unknown as { __messages: string[] }).__messages);
+    t.same(messages, [], 'no framed row posted a message to the labeling page');
+    t.same(canaryHits, [], 'the canary server was never asked for anything');
+    const audited = k.audits().filter((a) => String(a.uri).startsWith('https://data.corp/row/'));
+    t.ok(audited.length >= ROWS.length, `every row went through Keyhole (${audited.length} data answers)`);
+    for (const tab of tabs) await tab.close();
+    await label.close();
+  });
+
+  t.test('normal data still works with the CSP on every answer', async (t) => {
+    const page = await context.newPage();
+    await page.goto(`${k.base}/label`);
+    const png = `${k.base}${dataUrl('https://data.corp/media/gradient.png', token)}`;
+    const wav = `${k.base}${dataUrl('https://data.corp/media/tone.wav', token)}`;
+    const got = await page.evaluate(
+      async ({ png, wav }) => {
+        const img = await new Promise<{ ok: boolean; w: number; h: number }>((resolve) => {
+          const el = document.createElement('img');
+          el.onload = () => resolve({ ok: true, w: el.naturalWidth, h: el.naturalHeight });
+          el.onerror = () => resolve({ ok: false, w: 0, h: 0 });
+          el.src = png;
+          document.getElementById('board')!.append(el);
+        });
+        const played: { duration: number; error?: string }[] = [];
+        for (const tag of ['audio', 'video'] as const) {
+          played.push(
+            await new Promise<{ duration: number; error?: string }>((resolve) => {
+              const el = document.createElement(tag);
+              el.preload = 'auto';
+              el.onloadedmetadata = () => resolve({ duration: el.duration });
+              el.onerror = () => resolve({ duration: NaN, error: String(el.error?.message ?? el.error?.code) });
+              el.src = wav;
+              document.getElementById('board')!.append(el);
+            }),
+          );
+        }
+        const [audio, video] = played as [{ duration: number; error?: string }, { duration: number; error?: string }];
+        const res = await fetch(png);
+        const bytes = (await res.arrayBuffer()).byteLength;
+        return { img, audio, video, fetched: { status: res.status, bytes, csp: res.headers.get('content-security-policy') } };
+      },
+      { png, wav },
+    );
+    t.same(got.img, { ok: true, ...PNG_SIZE }, '<img> decodes the PNG at its real size');
+    t.equal(got.audio.error, undefined, '<audio> loads the WAV');
+    t.ok(Math.abs(got.audio.duration - 3) < 0.05, `its duration is read (${got.audio.duration})`);
+    t.equal(got.video.error, undefined, '<video> loads the WAV too');
+    t.same({ status: got.fetched.status, bytes: got.fetched.bytes }, { status: 200, bytes: PNG.length }, 'fetch() reads every byte');
+    t.match(got.fetched.csp ?? '', /^sandbox/, 'with the CSP on the answer');
+
+    // An object stored gzip-encoded: the browser is told, and reads the text it encodes.
+    const csv = await page.evaluate(async (url) => {
+      const res = await fetch(url);
+      return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
+    }, `${k.base}${dataUrl('https://data.corp/media/table.csv', token)}`);
+    t.same(csv, { status: 200, type: 'text/csv', text: CSV }, 'a gzip-stored object reads as its text in the browser');
+
+    // Opened on their own (a new tab on the data URL): the image, the sound and text still show.
+    const tab = await context.newPage();
+    const imgNav = await tab.goto(png);
+    t.match((await imgNav?.headerValue('content-security-policy')) ?? '', /^sandbox/, 'the image answer is sandboxed');
+    t.equal(await tab.evaluate(() => document.querySelector('img')?.naturalWidth ?? 0), PNG_SIZE.w, 'the image shows top-level');
+    await tab.screenshot({ path: join(ARTIFACTS, 'content-type-image.png') });
+    const wavNav = await tab.goto(wav);
+    t.match((await wavNav?.headerValue('content-security-policy')) ?? '', /^sandbox/, 'the audio answer is sandboxed');
+    const played = await tab.evaluate(
+      () =>
+        new Promise<{ duration: number; error?: string }>((resolve) => {
+          const el = document.querySelector('video, audio') as HTMLMediaElement | null;
+          if (!el) return resolve({ duration: NaN, error: 'no media element' });
+          if (el.readyState >= 1) return resolve({ duration: el.duration });
+          el.addEventListener('loadedmetadata', () => resolve({ duration: el.duration }));
+          el.addEventListener('error', () => resolve({ duration: NaN, error: String(el.error?.message ?? el.error?.code) }));
+        }),
+    );
+    t.equal(played.error, undefined, 'the sound loads top-level');
+    t.ok(Math.abs(played.duration - 3) < 0.05, `in the browser's own player (${played.duration})`);
+    const textRow = ROWS.findIndex((r) => r.types.length === 1 && r.types[0] === 'text/html;charset=utf-8, text/plain');
+    await tab.goto(rowUrl(textRow));
+    t.match(await tab.evaluate(() => document.body?.innerText ?? ''), /<svg xmlns/, 'a list ending in text/plain shows as text: the markup, inert');
+    await tab.close();
+    await page.close();
+  });
+}
