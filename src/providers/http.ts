@@ -7,6 +7,7 @@ import { clientTls, duration, secret, text } from '../config/types.js';
 import { forwardedRequestHeaders } from '../relay/headers.js';
 import { createPool } from '../relay/pool.js';
 import { parseCidr, parseIp, refusal, type AddressPolicy, type Cidr } from '../relay/ssrf.js';
+import { InjectedSecrets } from '../relay/echo-guard.js';
 import { relay } from '../relay/relay.js';
 import { providerBase } from './base.js';
 import type { DataRequest, Provider } from './types.js';
@@ -60,6 +61,36 @@ export function addressPolicy(allow: HttpProviderConfig['allowPrivateNetworks'])
   return typeof allow === 'boolean' ? { allowPrivate: allow, allowed: [] } : { allowPrivate: false, allowed: allow };
 }
 
+/**
+ * The request header fields that carry the provider's credential, and the secrets the relay
+ * refuses to see in an answer (an upstream that echoes the request would hand them to the
+ * browser). Built once per provider. The header name is lower-cased so that the client's
+ * own copy (never forwarded anyway) cannot sit beside it.
+ */
+export function injectedCredential(auth: HttpProviderConfig['auth']): { headers: Record<string, string>; secrets: InjectedSecrets | undefined } {
+  const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  // Header values go out as latin1 (undici); `user:password` is UTF-8 inside the base64.
+  const forms: Buffer[] = [];
+  if (auth.type === 'basic') {
+    const password = auth.password.reveal();
+    const userPassword = `${auth.username}:${password}`;
+    const encoded = Buffer.from(userPassword).toString('base64');
+    headers.authorization = `Basic ${encoded}`;
+    forms.push(Buffer.from(headers.authorization, 'latin1'), Buffer.from(encoded, 'latin1'), Buffer.from(userPassword));
+    // A short password alone would turn up in ordinary bytes: `user:password` stands for it.
+    if (Buffer.byteLength(password) >= 8) forms.push(Buffer.from(password));
+  } else if (auth.type === 'bearer') {
+    const token = auth.token.reveal();
+    headers.authorization = `Bearer ${token}`;
+    forms.push(Buffer.from(headers.authorization, 'latin1'), Buffer.from(token, 'latin1'));
+  } else if (auth.type === 'header') {
+    const value = auth.value.reveal();
+    headers[auth.name.toLowerCase()] = value;
+    forms.push(Buffer.from(value, 'latin1'));
+  }
+  return { headers, secrets: InjectedSecrets.of(forms) };
+}
+
 export function createHttpProvider(cfg: HttpProviderConfig): Provider {
   const base = new URL(cfg.baseUrl);
   const basePath = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
@@ -72,13 +103,7 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
     addresses: addressPolicy(cfg.allowPrivateNetworks),
   });
 
-  // The credential header is computed once; the name is lower-cased so that the
-  // client's own copy (never forwarded anyway) cannot sit beside it.
-  const injected: Record<string, string> = { 'accept-encoding': 'identity' };
-  const auth = cfg.auth;
-  if (auth.type === 'basic') injected.authorization = `Basic ${Buffer.from(`${auth.username}:${auth.password.reveal()}`).toString('base64')}`;
-  else if (auth.type === 'bearer') injected.authorization = `Bearer ${auth.token.reveal()}`;
-  else if (auth.type === 'header') injected[auth.name.toLowerCase()] = auth.value.reveal();
+  const { headers: injected, secrets } = injectedCredential(cfg.auth);
 
   return {
     name: cfg.name,
@@ -88,7 +113,7 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
     projects: cfg.projects,
     serve(req: DataRequest, res: ServerResponse): void {
       const path = basePath + req.rest.map(encodeSegment).join('/');
-      relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }) });
+      relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }), secrets });
     },
     close: () => pool.close(),
   };

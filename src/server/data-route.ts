@@ -143,7 +143,7 @@ class DataExchange {
     const seconds = (performance.now() - this.started) / 1000;
     const decision = decisionFor(outcome.reason, status);
     rt.metrics.recordRequest(provider, status, decision, seconds, outcome.bytes, aborted);
-    if (outcome.reason === 'upstream_error' || outcome.reason === 'upstream_timeout' || outcome.reason === 'upstream_status') {
+    if (outcome.reason === 'upstream_error' || outcome.reason === 'upstream_timeout' || outcome.reason === 'upstream_status' || outcome.reason === 'upstream_credential_echo') {
       rt.metrics.upstreamErrors.labels(provider, outcome.reason).inc();
     }
     rt.audit.write({

@@ -5,6 +5,8 @@ import t, { type Test as Tap } from 'tap';
 import { startUpstream, type UpstreamOptions } from '../helpers/upstream.js';
 import { testCerts } from '../helpers/certs.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { injectedCredential } from '../../src/providers/http.js';
+import { Secret } from '../../src/config/secret.js';
 
 async function pair(t: Tap, upstream: UpstreamOptions, provider: string, env: Record<string, string> = {}) {
   const up = await startUpstream(upstream);
@@ -123,5 +125,75 @@ t.test('mTLS to an HTTPS upstream that demands a client certificate from the dev
     const audit = await auditFor(bad.k, body.requestId);
     t.match(audit, { decision: 'error', reason: 'upstream_error', status: 502, provider: 'corp' });
     t.type(audit.detail, 'string', `${name}: the detail is in the log`);
+  }
+});
+
+t.test('the secrets the relay watches for, per auth type, built once per provider', async (t) => {
+  const secret = (v: string) => new Secret(v, 'env:TEST');
+  const texts = (auth: Parameters<typeof injectedCredential>[0]) => injectedCredential(auth).secrets?.needles.map((n) => n.toString()) ?? [];
+  t.equal(injectedCredential({ type: 'none' }).secrets, undefined, 'no credential: nothing to search, no cost');
+
+  const long = injectedCredential({ type: 'basic', username: 'svc', password: secret('correct horse') });
+  t.equal(long.headers.authorization, `Basic ${Buffer.from('svc:correct horse').toString('base64')}`);
+  const longNeedles = texts({ type: 'basic', username: 'svc', password: secret('correct horse') });
+  t.ok(longNeedles.includes(Buffer.from('svc:correct horse').toString('base64')), 'basic: the base64');
+  t.ok(longNeedles.includes('correct horse'), 'basic: a password of 8 bytes or more on its own');
+  t.ok(longNeedles.includes('correct%20horse'), 'and as an echo page would percent-encode it');
+  t.notOk(longNeedles.includes('svc:correct horse'), '`user:password` holds the password: found through it');
+
+  const short = texts({ type: 'basic', username: 'svc', password: secret('pw1') });
+  t.ok(short.includes('svc:pw1'), 'a short password: `user:password`');
+  t.notOk(short.includes('pw1'), 'not the short password alone (it would turn up in ordinary bytes)');
+
+  t.same(texts({ type: 'bearer', token: secret('tok-0123456789') }), ['tok-0123456789'], 'bearer: the token (the header value holds it)');
+  const header = injectedCredential({ type: 'header', name: 'X-Api-Key', value: secret('k/ey+1=') });
+  t.equal(header.headers['x-api-key'], 'k/ey+1=');
+  t.same(
+    header.secrets!.needles.map((n) => n.toString()).sort(),
+    ['k/ey+1=', 'k%2Fey%2B1%3D', 'k/ey%2B1%3D', 'k\\/ey+1='].sort(),
+    'header: the value, percent-encoded three ways (two agree here), JSON with escaped slashes',
+  );
+});
+
+t.test('an upstream echoing the injected bearer token or header value: refused or cut, audited', async (t) => {
+  const echo: UpstreamOptions['override'] = (req, res) => {
+    const value = String(req.headers.authorization ?? req.headers['x-api-key']);
+    if (req.url === '/in-header') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-disposition': `attachment; filename="${value}"`, 'content-length': 2 });
+      res.end('ok');
+      return true;
+    }
+    if (req.url === '/in-body') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(`{"filler":"${'.'.repeat(50_000)}","echo":"${value.slice(0, 5)}`);
+      setTimeout(() => res.end(`${value.slice(5)}"}`), 30);
+      return true;
+    }
+    return false;
+  };
+  for (const [kind, provider, env, value] of [
+    ['bearer', 'auth: { type: bearer, token: "${env:UP_TOKEN}" }', { UP_TOKEN: 'upstream-token-0123' }, 'upstream-token-0123'],
+    ['header', 'auth: { type: header, name: X-Api-Key, value: "${env:UP_KEY}" }', { UP_KEY: 'api-key-abcdef-4567' }, 'api-key-abcdef-4567'],
+  ] as const) {
+    const { get, k } = await pair(t, { override: echo }, `baseUrl: ORIGIN/\n${provider}`, env);
+    const inHeader = await get('https://data.corp/in-header');
+    t.equal(inHeader.status, 502, `${kind} in a header: 502`);
+    t.equal(JSON.parse(inHeader.body.toString()).error, 'upstream_credential_echo');
+    t.notOk(JSON.stringify(inHeader.headers).includes(value), `${kind}: not in the relayed headers`);
+    t.match(await auditFor(k, inHeader.headers['x-request-id'] as string), { reason: 'upstream_credential_echo', status: 502 });
+    const inBody = await get('https://data.corp/in-body').then(
+      (r) => ({ cut: false, body: r.body, status: r.status }),
+      () => ({ cut: true, body: Buffer.alloc(0), status: 200 }),
+    );
+    t.ok(inBody.cut || inBody.status === 502, `${kind} in the body: cut or refused`);
+    t.notOk(inBody.body.includes(value.slice(0, 5)), `${kind}: not even its first bytes`);
+    t.notOk(k.rawLogs().includes(value), `${kind}: the credential is never logged`);
+    let audits = k.audits().filter((a) => a.uri === 'https://data.corp/in-body');
+    for (let i = 0; i < 200 && audits.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      audits = k.audits().filter((a) => a.uri === 'https://data.corp/in-body');
+    }
+    t.equal(audits.length, 1);
+    t.match(audits[0], { reason: 'upstream_credential_echo', decision: 'error' });
   }
 });

@@ -69,7 +69,9 @@ t.test('Range and conditionals: same answer as the upstream itself', async (t) =
       t.equal(k.status, d.statusCode, `${label}: status`);
       t.ok(k.body.equals(dBody), `${label}: body (${dBody.length} bytes)`);
       t.equal(k.headers['content-range'], d.headers['content-range'], `${label}: content-range`);
-      if (d.statusCode !== 304) t.equal(k.headers['content-length'], d.headers['content-length'], `${label}: content-length`);
+      // A 416 goes out as a head only (its page stays with Keyhole): Content-Length 0.
+      if (d.statusCode === 416) t.equal(k.headers['content-length'], '0', `${label}: content-length`);
+      else if (d.statusCode !== 304) t.equal(k.headers['content-length'], d.headers['content-length'], `${label}: content-length`);
       t.equal(k.headers.etag, d.headers.etag, `${label}: etag`);
     }
   }
@@ -77,7 +79,7 @@ t.test('Range and conditionals: same answer as the upstream itself', async (t) =
   t.ok(forwarded.length > 0 && forwarded.every((r) => r.headers.range === 'bytes=10-20'), 'Range and If-Range forwarded as sent');
 });
 
-t.test('header allowlist both ways, nosniff everywhere, CSP sandbox for active content', async (t) => {
+t.test('header allowlist both ways, nosniff and the CSP sandbox everywhere', async (t) => {
   const { up, get, token } = await pair(t, {
     objects: {
       '/a.jpg': { body: 'jpeg', type: 'image/jpeg' },
@@ -106,7 +108,7 @@ t.test('header allowlist both ways, nosniff everywhere, CSP sandbox for active c
   for (const h of ['content-type', 'content-length', 'etag', 'last-modified', 'accept-ranges']) t.ok(res.headers[h], `${h} relayed`);
   t.equal(res.headers['cache-control'], 'private');
   t.equal(res.headers['x-content-type-options'], 'nosniff');
-  t.equal(res.headers['content-security-policy'], undefined, 'images need no sandbox');
+  t.equal(res.headers['content-security-policy'], "sandbox; default-src 'none'", 'images are sandboxed too: every data answer is');
   t.match(String(res.headers['strict-transport-security']), /^max-age=31536000; includeSubDomains$/);
   for (const f of ['a.html', 'a.svg', 'a.xml', 'a.atom']) {
     const r = await get(f);

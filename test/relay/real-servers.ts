@@ -1,0 +1,106 @@
+// Real upstream servers for the relay tests, on ephemeral loopback ports: nginx (Debian's)
+// with a server block of the test's own, and Python's http.server (HTTP/1.0: it frames
+// CGI output by closing the connection). Each is stopped by the test's teardown.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+
+export interface RealServer {
+  origin: string;
+  /** where the server's files live */
+  dir: string;
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  return port;
+}
+
+async function listening(port: number, child: ChildProcess, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${what} never listened on ${port}`);
+}
+
+function stopWith(t: Test, child: ChildProcess): void {
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  );
+}
+
+/** nginx in the foreground with `server` as the body of its one server block (after `listen`). */
+export async function startNginx(t: Test, server: string, files: Record<string, string | Buffer> = {}): Promise<RealServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-nginx-'));
+  // Run as root, nginx's worker runs as an unprivileged user: it must reach the files.
+  chmodSync(dir, 0o755);
+  const root = join(dir, 'www');
+  mkdirSync(join(dir, 'tmp'));
+  mkdirSync(root);
+  for (const [name, body] of Object.entries(files)) writeFileSync(join(root, name), body);
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp; proxy_temp_path ${dir}/tmp; fastcgi_temp_path ${dir}/tmp;
+  uwsgi_temp_path ${dir}/tmp; scgi_temp_path ${dir}/tmp;
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+${server}
+  }
+}
+`,
+  );
+  const child = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
+  stopWith(t, child);
+  await listening(port, child, 'nginx');
+  return { origin: `http://127.0.0.1:${port}`, dir: root };
+}
+
+/**
+ * `python3 -m http.server --cgi` (Debian's Python): HTTP/1.0, files with Content-Length,
+ * and the output of the scripts in cgi-bin/ framed by closing the connection.
+ */
+export async function startPythonHttpServer(t: Test, files: Record<string, string | Buffer>, cgi: Record<string, string> = {}): Promise<RealServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-python-'));
+  // Run as root, http.server runs CGI scripts as `nobody`: it must reach them.
+  chmodSync(dir, 0o755);
+  mkdirSync(join(dir, 'cgi-bin'));
+  for (const [name, body] of Object.entries(files)) writeFileSync(join(dir, name), body);
+  for (const [name, script] of Object.entries(cgi)) {
+    writeFileSync(join(dir, 'cgi-bin', name), script);
+    chmodSync(join(dir, 'cgi-bin', name), 0o755);
+  }
+  const port = await freePort();
+  const child = spawn('/usr/bin/python3', ['-m', 'http.server', '--cgi', '--bind', '127.0.0.1', String(port)], { cwd: dir, stdio: 'ignore' });
+  stopWith(t, child);
+  await listening(port, child, 'python3 -m http.server');
+  return { origin: `http://127.0.0.1:${port}`, dir };
+}
