@@ -70,7 +70,11 @@ t.test('presign mode: 307 to a SAS URL Azurite serves, Range and HEAD, both URI 
   t.equal(res.headers['cache-control'], 'private, no-store');
   const loc = res.headers.location as string;
   t.ok(loc.startsWith(`${az.endpoint}/labels/img/a%20b.png?`));
-  t.equal((await k.get(dataUrl('azure-blob://labels/img/a b.png'), auth)).headers.location, loc, 'stable URL');
+  const ask = async () => (await k.get(dataUrl('azure-blob://labels/img/a b.png'), auth)).headers.location as string;
+  // Two asks can straddle a signing-window edge; then ask again (no pair holds two edges).
+  let [first, second] = [loc, await ask()];
+  if (first !== second) [first, second] = [second, await ask()];
+  t.equal(second, first, 'stable URL');
   const part = await fetchUrl(loc, 'GET', { range: 'bytes=10-19' });
   t.equal(part.status, 206);
   t.same(part.body, BODY.subarray(10, 20));

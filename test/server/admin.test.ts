@@ -75,6 +75,7 @@ t.test('revoke by sub: every token of the subject issued up to now dies, later o
   const bob = await k.token({ sub: 'bob', scope: ['local://files/'], iat: now - 5 });
   t.equal((await read(k, alice)).status, 200);
   const res = await admin(k, '/admin/revoke', { auth: `Bearer ${ADMIN_TOKEN}`, body: { sub: 'alice' } });
+  const after = Math.floor(Date.now() / 1000);
   t.equal(res.status, 200);
   t.equal(res.json().revoked.sub, 'alice');
   t.ok(res.json().revoked.issuedAtOrBefore >= now);
@@ -84,7 +85,8 @@ t.test('revoke by sub: every token of the subject issued up to now dies, later o
   // a clock that far ahead, must die too): a token issued after the cut-off works as soon as
   // its iat is within the tolerance of our clock, one second after the revocation.
   const cutoff = res.json().revoked.issuedAtOrBefore as number;
-  t.equal(cutoff, now + k.config.auth.clockTolerance, 'the cut-off is the revocation second + the clock tolerance');
+  const revokedAt = cutoff - k.config.auth.clockTolerance;
+  t.ok(revokedAt >= now && revokedAt <= after, 'the cut-off is the revocation second + the clock tolerance');
   const later = await k.token({ sub: 'alice', scope: ['local://files/'], iat: cutoff + 1 });
   await untilAcceptable(k, cutoff + 1);
   t.equal((await read(k, later)).status, 200, 'a token issued after the reset works');
