@@ -1,6 +1,7 @@
 // Headers across the app proxy. Hop-by-hop headers (RFC 9110 §7.6.1), and every header a
-// Connection header names, stop at Keyhole in both directions. X-Forwarded-* say who the
-// client is; they are trusted only from configured proxies.
+// Connection header names, stop at Keyhole in both directions. X-Forwarded-For/-Proto/-Host
+// say who the client is; they are trusted only from configured proxies. Headers that claim
+// the client's address, method or original URL never pass (CLIENT_SPOOFABLE).
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { cookieValue } from '../auth/extract.js';
@@ -21,7 +22,36 @@ const HOP_BY_HOP = new Set([
 
 /** Client headers Keyhole consumes or rewrites itself. */
 const REQUEST_DROPPED = new Set(['expect', 'content-length']);
-const FORWARDING = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
+/** Who the client is and how it came: believed only from a trusted proxy, set by Keyhole otherwise. */
+const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
+/**
+ * Headers that frameworks and middleboxes read as the client's address, the request's scheme
+ * or prefix, its "real" method or its "original" URL: a client sends them to step around the
+ * app's own checks (an IP allowlist, a method rule, a path rule). No client sets them for
+ * real, so they never reach the app, whoever sends them; nor does any other X-Forwarded-*.
+ */
+const CLIENT_SPOOFABLE = new Set([
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-original-forwarded-for',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-original-method',
+  'x-original-url',
+  'x-original-uri',
+  'x-rewrite-url',
+]);
+
+/** A client header the app must never get as the client sent it. */
+function spoofable(name: string, trusted: boolean): boolean {
+  if (CLIENT_SPOOFABLE.has(name)) return true;
+  if (FORWARDING.has(name)) return !trusted;
+  return name.startsWith('x-forwarded-');
+}
 
 /** Names listed in Connection: (`Connection: close, X-Secret`) are hop-by-hop too. */
 export function connectionNamed(value: string | string[] | undefined): Set<string> {
@@ -84,7 +114,7 @@ export function appRequestHeaders(client: IncomingHttpHeaders, ctx: ForwardConte
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(client)) {
     if (value === undefined || HOP_BY_HOP.has(name) || REQUEST_DROPPED.has(name) || (named.has(name) && name !== 'host')) continue;
-    if (!ctx.trusted && FORWARDING.includes(name)) continue;
+    if (spoofable(name, ctx.trusted)) continue;
     out[name] = value;
   }
   if (typeof out.cookie === 'string') {

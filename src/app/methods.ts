@@ -1,7 +1,8 @@
 // The per-path verb allowlist (app.methods): the longest matching path prefix decides;
 // paths no rule matches accept app.defaultMethods. TRACE and CONNECT never reach the app.
-// Matching runs on a normalised path so that /api//x, /api/./x, /API%2fx-style spellings
-// cannot slip past a rule; the normalised path is also what the app receives.
+// Matching runs on a normalised path so that /api//x, /api/./x, /API/x, /api;p=1/x and
+// %-encoded spellings cannot slip past a rule; the app receives the path with only its dot
+// segments resolved. Methods are case-sensitive tokens (RFC 9110 §9.1): `get` is not GET.
 import type { AppConfig } from './schema.js';
 
 const NEVER = new Set(['TRACE', 'CONNECT', 'TRACK']);
@@ -9,7 +10,7 @@ const NEVER = new Set(['TRACE', 'CONNECT', 'TRACK']);
 export interface Target {
   /** dot segments resolved: forwarded to the app, with the original query */
   forwardPath: string;
-  /** percent-decoded, repeated slashes merged: only for rule matching */
+  /** percent-decoded, path parameters stripped, lower-cased, repeated slashes merged: only for rule matching */
   matchPath: string;
 }
 
@@ -28,8 +29,19 @@ export function normaliseTarget(target: string): Target | undefined {
   } catch {
     return undefined;
   }
-  // An encoded slash or dot segment that only appears after decoding is a smuggled path.
-  const matchPath = decoded.replace(/\/{2,}/g, '/');
+  // Rules match the most permissive reading any app router could make of the path: path
+  // parameters (`/api;x=1/`, as servlet containers strip them) gone, case folded (routers
+  // that ignore case), repeated slashes merged. An encoded slash or a dot segment that only
+  // appears after that (`%2e%2e`, Tomcat's `..;/`) is a smuggled path.
+  const matchPath = decoded
+    .split('/')
+    .map((segment) => {
+      const params = segment.indexOf(';');
+      return params === -1 ? segment : segment.slice(0, params);
+    })
+    .join('/')
+    .replace(/\/{2,}/g, '/')
+    .toLowerCase();
   if (/(^|\/)\.\.?(\/|$)/.test(matchPath) || matchPath.includes('\\') || matchPath.includes('\0')) return undefined;
   return { forwardPath: url.pathname + url.search, matchPath };
 }
@@ -45,7 +57,7 @@ export class MethodPolicy {
 
   constructor(cfg: Pick<AppConfig, 'methods' | 'defaultMethods'>) {
     // Longest first: the first match is the most specific.
-    this.rules = cfg.methods.map((r) => ({ path: r.path, allow: new Set(r.allow) })).sort((a, b) => b.path.length - a.path.length);
+    this.rules = cfg.methods.map((r) => ({ path: r.path.toLowerCase(), allow: new Set(r.allow) })).sort((a, b) => b.path.length - a.path.length);
     this.fallback = new Set(cfg.defaultMethods);
   }
 

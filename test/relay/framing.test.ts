@@ -8,7 +8,7 @@
 import t, { type Test as Tap } from 'tap';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { startPythonHttpServer } from './real-servers.js';
+import { startPythonHttpServer } from '../helpers/real-servers.js';
 import { keyholeFor } from './pair.js';
 
 const SIZE = 1536 * 1024;

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { startNginx } from './real-servers.js';
+import { startNginx } from '../helpers/real-servers.js';
 import { keyholeFor } from './pair.js';
 
 t.test("nginx's 416: status and Content-Range relayed, its error page is not", async (t) => {

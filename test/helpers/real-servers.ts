@@ -104,3 +104,17 @@ export async function startPythonHttpServer(t: Test, files: Record<string, strin
   await listening(port, child, 'python3 -m http.server');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
+
+/**
+ * Debian's gunicorn (its sync worker: `Connection: close` on every answer) running the WSGI
+ * application `app` (Python source defining `application`), as Django and Flask apps run.
+ */
+export async function startGunicorn(t: Test, app: string): Promise<RealServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-gunicorn-'));
+  writeFileSync(join(dir, 'wsgi_app.py'), app);
+  const port = await freePort();
+  const child = spawn('/usr/bin/python3', ['-m', 'gunicorn', '--bind', `127.0.0.1:${port}`, '--workers', '1', '--chdir', dir, 'wsgi_app:application'], { cwd: dir, stdio: 'ignore' });
+  stopWith(t, child);
+  await listening(port, child, 'gunicorn');
+  return { origin: `http://127.0.0.1:${port}`, dir };
+}
