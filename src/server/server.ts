@@ -139,7 +139,7 @@ export class KeyholeServer {
         return sendError(res, 400, 'bad_request', randomUUID());
       }
       let done: Promise<void>;
-      if (path === '/v1/session') done = handleSession(rt, req, res);
+      if (path === '/v1/session') done = handleSession(rt, req, res, (host) => this.ownOrigin(host));
       else if (path === '/v1/presign') done = handlePresign(rt, req, res);
       else {
         const app = appProxyFor(rt);
@@ -170,12 +170,32 @@ export class KeyholeServer {
     else res.destroy();
   }
 
-  private redirectToHttps(req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * This server's own https origin as a client named it: `server.publicUrl` when set (the
+   * client's Host is then irrelevant); otherwise `https://<Host>` only when the served
+   * certificate is valid for that host, so a Host the client made up (or a rebound DNS name)
+   * never becomes a redirect target or a trusted Origin. Undefined when there is none.
+   */
+  ownOrigin(hostHeader: string | undefined): string | undefined {
     const cfg = this.runtime.config.server;
-    const fallbackHost = (req.headers.host ?? 'localhost').replace(/:\d+$/, '');
-    const host = /^[a-zA-Z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/.test(fallbackHost) ? fallbackHost : 'localhost';
+    if (cfg.publicUrl) return new URL(cfg.publicUrl).origin;
+    if (!hostHeader || !this.tls) return undefined;
+    let url: URL;
+    try {
+      url = new URL(`https://${hostHeader}`);
+    } catch {
+      return undefined;
+    }
+    if (url.host !== hostHeader.toLowerCase() || url.username || url.pathname !== '/') return undefined;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if (!this.tls.names(host)) return undefined;
     const port = (this.data.address() as AddressInfo | null)?.port ?? cfg.listen.port;
-    const origin = cfg.publicUrl ? new URL(cfg.publicUrl).origin : `https://${host}${port === 443 ? '' : `:${port}`}`;
+    return `https://${url.hostname}${port === 443 ? '' : `:${port}`}`;
+  }
+
+  private redirectToHttps(req: IncomingMessage, res: ServerResponse): void {
+    const origin = this.ownOrigin(req.headers.host?.replace(/:\d+$/, ''));
+    if (origin === undefined) return sendError(res, 400, 'bad_request', randomUUID()); // no server.publicUrl, and a Host the certificate does not name
     const path = req.url?.startsWith('/') ? req.url : '/';
     res.writeHead(308, { location: origin + path, 'content-length': 0, 'cache-control': 'no-store' });
     res.end();

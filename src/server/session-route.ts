@@ -7,16 +7,25 @@ import { sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { authenticate } from './authenticate.js';
 
-/** A cross-site page must not plant or clear a session: Origin must be ours or listed. */
-function originAllowed(rt: Runtime, req: IncomingMessage): boolean {
+/**
+ * A cross-site page must not plant or clear a session: Origin must be listed in cors, or be
+ * Keyhole's own origin (`ownOrigin`: server.publicUrl, else a Host the certificate names,
+ * never just whatever Host the request carries).
+ */
+function originAllowed(rt: Runtime, req: IncomingMessage, ownOrigin: (host: string | undefined) => string | undefined): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return true; // not a browser cross-origin request
   if (rt.cors.allowed(origin)) return true;
-  const host = req.headers.host;
-  return host !== undefined && (origin === `https://${host}` || (rt.config.server.insecurePlainHttp && origin === `http://${host}`));
+  if (rt.config.server.insecurePlainHttp) {
+    // Behind a mesh that terminates TLS: the public URL, when set, is the only own origin.
+    const pub = rt.config.server.publicUrl;
+    return pub !== undefined && origin === new URL(pub).origin;
+  }
+  const own = ownOrigin(req.headers.host?.replace(/:\d+$/, ''));
+  return own !== undefined && origin === own;
 }
 
-export async function handleSession(rt: Runtime, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleSession(rt: Runtime, req: IncomingMessage, res: ServerResponse, ownOrigin: (host: string | undefined) => string | undefined): Promise<void> {
   const id = randomUUID();
   res.setHeader('x-request-id', id);
   const { name, sameSite } = rt.config.auth.cookie;
@@ -26,7 +35,7 @@ export async function handleSession(rt: Runtime, req: IncomingMessage, res: Serv
   }
   rt.cors.decorate(req, res);
   if (req.method !== 'POST' && req.method !== 'DELETE') return sendError(res, 405, 'method_not_allowed', id, { allow: 'POST, DELETE, OPTIONS' });
-  if (!originAllowed(rt, req)) return sendError(res, 403, 'cors_origin', id);
+  if (!originAllowed(rt, req, ownOrigin)) return sendError(res, 403, 'cors_origin', id);
 
   if (req.method === 'DELETE') {
     res.statusCode = 204;

@@ -2,6 +2,7 @@
 // uses them (a half-written rotation must never reach a handshake), and a watcher that
 // notices when ops or Kubernetes replace the files on disk.
 import { createPrivateKey, createHash, X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 
@@ -21,6 +22,8 @@ export interface ServerTlsMaterial {
   validTo: string;
   /** identifies the exact cert+key pair, to skip a swap when nothing changed */
   digest: string;
+  /** whether the certificate is valid for `host` (a DNS name or an IP address) */
+  names(host: string): boolean;
 }
 
 /** Reads both files and checks that they parse and belong together; throws a readable Error. */
@@ -41,7 +44,8 @@ export function readServerTls(files: ServerTlsFiles): ServerTlsMaterial {
   }
   if (!x509.checkPrivateKey(privateKey)) throw new Error('server.tls: the key does not belong to the certificate');
   const digest = createHash('sha256').update(cert).update('\0').update(key).digest('hex');
-  return { cert, key, minVersion: files.minVersion, fingerprint: x509.fingerprint256, serial: x509.serialNumber, validTo: x509.validTo, digest };
+  const names = (host: string): boolean => (isIP(host) ? x509.checkIP(host) : x509.checkHost(host, { subject: 'never' })) !== undefined;
+  return { cert, key, minVersion: files.minVersion, fingerprint: x509.fingerprint256, serial: x509.serialNumber, validTo: x509.validTo, digest, names };
 }
 
 /**

@@ -1,9 +1,11 @@
 // POST /v1/session turns a token into the __Host- cookie (Secure, HttpOnly, SameSite from
 // config); the cookie then authenticates data requests; DELETE clears it.
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { testCerts } from '../helpers/certs.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-session-'));
@@ -64,6 +66,21 @@ t.test('session route refusals', async (t) => {
   t.equal(listed.headers['access-control-allow-origin'], 'https://app.example');
   const same = await k.get('/v1/session', { authorization: `Bearer ${token}`, origin: k.base }, 'POST');
   t.equal(same.status, 204, 'same origin');
+  const port = new URL(k.base).port;
+  // A made-up Host (DNS rebinding, a raw client) with an Origin to match: TLS to localhost.
+  const rebound = await new Promise<{ status: number; cookie: unknown }>((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(testCerts().caCert), method: 'POST', path: '/v1/session', headers: { authorization: `Bearer ${token}`, origin: `https://evil.example:${port}`, host: `evil.example:${port}` } },
+      (res) => {
+        res.resume();
+        resolve({ status: res.statusCode!, cookie: res.headers['set-cookie'] });
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(rebound.status, 403, 'Origin equal to a made-up Host is not our origin (the certificate does not name it)');
+  t.equal(rebound.cookie, undefined);
   const get = await k.get('/v1/session');
   t.equal(get.status, 405);
   t.equal(get.headers.allow, 'POST, DELETE, OPTIONS');

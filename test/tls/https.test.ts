@@ -80,7 +80,14 @@ t.test('the redirect listener answers 308 to HTTPS and serves nothing', async (t
   t.equal(r.location, `https://localhost:${dataPort}/v1/data?uri=local%3A%2F%2Ffiles%2Fa&x=1`);
   t.equal(r.hsts, undefined, 'no HSTS over plain HTTP');
   const evil = await get('/x', 'evil.example"><script>');
-  t.equal(evil.location, `https://localhost:${dataPort}/x`, 'a malformed Host is not reflected');
+  t.equal(evil.status, 400, 'a malformed Host is refused');
+  t.equal(evil.location, undefined, 'and never reflected');
+  for (const host of ['evil.example', 'evil.example:443', 'localhost.evil.example', '10.0.0.1']) {
+    const open = await get('/x', host);
+    t.same([open.status, open.location], [400, undefined], `Host ${host}: the certificate does not name it, no redirect (not an open redirect)`);
+  }
+  const ip = await get('/x', '127.0.0.1:80');
+  t.equal(ip.location, `https://127.0.0.1:${dataPort}/x`, 'an address the certificate names');
 });
 
 t.test('publicUrl is the redirect target', async (t) => {
