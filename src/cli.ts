@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { ConfigError, formatProblem, loadConfigFile } from './config/load.js';
+import { configWarnings, formatWarning } from './config/warnings.js';
 import { defaultConfig, ensureDevMaterial } from './config/default.js';
 import { signDevToken } from './auth/sign.js';
 import { DEFAULT_HOSTS } from './tls/devca.js';
@@ -49,6 +50,7 @@ async function main(argv: string[]): Promise<void> {
       try {
         const cfg = loadConfigFile(file);
         process.stdout.write(`${file}: OK (${cfg.providers.length} provider(s): ${cfg.providers.map((p) => `${p.name}/${p.kind}`).join(', ')})\n`);
+        for (const w of configWarnings(cfg)) process.stderr.write(`${file}: ${formatWarning(w)}\n`);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         process.stdout.write(`${file}: ${err.problems.length} problem(s)\n${err.problems.map((p) => `${formatProblem(p)}\n`).join('')}`);

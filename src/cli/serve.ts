@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, formatProblem, loadConfigFile, parseConfig } from '../config/load.js';
 import { defaultConfig, SAMPLES_DIR } from '../config/default.js';
+import { configWarnings } from '../config/warnings.js';
 import type { Config } from '../config/schema.js';
 import { signDevToken } from '../auth/sign.js';
 import { createServeLogger, drainThenExit, KeyholeInstance } from '../server/instance.js';
@@ -49,6 +50,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const workers = workerCount(config.workers);
   const clustered = workers > 1 && opts.config !== undefined && yaml !== undefined;
   const logger = createServeLogger(config.log.level, { shared: clustered });
+  // The embedded default is for a quick look on loopback: its warnings would only be noise.
+  if (opts.config) for (const w of configWarnings(config)) logger.warn({ path: w.path }, w.message);
   if (config.server.insecurePlainHttp) {
     logger.warn('server.insecurePlainHttp is on: data routes are served WITHOUT TLS; only behind a mesh that terminates mTLS');
   }

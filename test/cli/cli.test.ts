@@ -127,6 +127,12 @@ t.test('config.example.yaml passes check-config', async (t) => {
   const r = run(['check-config', join(dir, 'config.example.yaml')], env);
   t.equal(r.code, 0, r.stdout + r.stderr);
   t.match(r.stdout, /OK/);
+  t.notMatch(r.stderr, /warning/, 'the example sets publicUrl and nests no roots: nothing to warn about');
+  const unset = join(dir, 'no-public-url.yaml');
+  writeFileSync(unset, readFileSync(join(dir, 'config.example.yaml'), 'utf8').replace(/^\s*publicUrl:.*$/m, ''));
+  const warned = run(['check-config', unset], env);
+  t.equal(warned.code, 0, 'a warning is not a problem');
+  t.match(warned.stderr, /no-public-url\.yaml: warning: server\.publicUrl: not set/);
   // Every env reference in the example is one the test set: none missing.
   const refs = [...readFileSync(join(dir, 'config.example.yaml'), 'utf8').matchAll(/^[^#\n]*\$\{env:([A-Z0-9_]+)\}/gm)].map((m) => m[1]);
   t.same([...new Set(refs)].sort(), Object.keys(env).sort());
