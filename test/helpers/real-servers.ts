@@ -118,3 +118,63 @@ export async function startGunicorn(t: Test, app: string): Promise<RealServer> {
   await listening(port, child, 'gunicorn');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
+
+/** Debian's uvicorn running the ASGI application `app` (Python source defining `app`). */
+export async function startUvicorn(t: Test, app: string): Promise<RealServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-uvicorn-'));
+  writeFileSync(join(dir, 'asgi_app.py'), app);
+  const port = await freePort();
+  const child = spawn('/usr/bin/python3', ['-m', 'uvicorn', '--host', '127.0.0.1', '--port', String(port), '--app-dir', dir, '--no-access-log', '--log-level', 'warning', 'asgi_app:app'], { cwd: dir, stdio: 'ignore' });
+  stopWith(t, child);
+  await listening(port, child, 'uvicorn');
+  return { origin: `http://127.0.0.1:${port}`, dir };
+}
+
+/** Debian's Caddy serving `files` with its file_server (admin API off: several may run). */
+export async function startCaddy(t: Test, files: Record<string, string | Buffer>): Promise<RealServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-caddy-'));
+  const root = join(dir, 'www');
+  mkdirSync(root);
+  for (const [name, body] of Object.entries(files)) writeFileSync(join(root, name), body);
+  const port = await freePort();
+  // Any Host (the app front forwards the browser's), bound to loopback only.
+  writeFileSync(join(dir, 'Caddyfile'), `{\n  admin off\n  auto_https off\n}\nhttp://:${port} {\n  bind 127.0.0.1\n  root * ${root}\n  file_server\n}\n`);
+  const child = spawn('/usr/bin/caddy', ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], { cwd: dir, stdio: 'ignore', env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } });
+  stopWith(t, child);
+  await listening(port, child, 'caddy');
+  return { origin: `http://127.0.0.1:${port}`, dir: root };
+}
+
+/** Debian's Apache httpd in the foreground (-X: one process), serving `files`. */
+export async function startApache(t: Test, files: Record<string, string | Buffer>): Promise<RealServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-apache-'));
+  chmodSync(dir, 0o755);
+  const root = join(dir, 'www');
+  mkdirSync(root);
+  for (const [name, body] of Object.entries(files)) writeFileSync(join(root, name), body);
+  const port = await freePort();
+  const mods = '/usr/lib/apache2/modules';
+  writeFileSync(
+    join(dir, 'httpd.conf'),
+    `ServerRoot ${dir}
+LoadModule mpm_prefork_module ${mods}/mod_mpm_prefork.so
+LoadModule authz_core_module ${mods}/mod_authz_core.so
+LoadModule mime_module ${mods}/mod_mime.so
+User www-data
+Group www-data
+ServerName 127.0.0.1
+Listen 127.0.0.1:${port}
+PidFile ${dir}/httpd.pid
+ErrorLog ${dir}/error.log
+TypesConfig /etc/mime.types
+DocumentRoot ${root}
+<Directory ${root}>
+  Require all granted
+</Directory>
+`,
+  );
+  const child = spawn('/usr/sbin/apache2', ['-X', '-f', join(dir, 'httpd.conf')], { cwd: dir, stdio: 'ignore' });
+  stopWith(t, child);
+  await listening(port, child, 'apache2');
+  return { origin: `http://127.0.0.1:${port}`, dir: root };
+}
