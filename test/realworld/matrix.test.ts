@@ -12,6 +12,7 @@ import { baseYaml, type Running, startKeyhole } from '../helpers/keyhole.js';
 import { testCerts } from '../helpers/certs.js';
 import { startApache, startCaddy, startGunicorn, startNginx, startPythonHttpServer, startUvicorn, type RealServer } from '../helpers/real-servers.js';
 import { rawRequest, sha256, type RawAnswer } from './support/client.js';
+import { asgiFiles, wsgiFiles } from './support/apps.js';
 import { startQuirkServer, type Quirk } from './support/quirk-servers.js';
 
 t.setTimeout(600_000);
@@ -19,46 +20,6 @@ t.setTimeout(600_000);
 const FILES: Record<string, Buffer> = { small: randomBytes(1024), medium: randomBytes(1 << 20), large: randomBytes(50 << 20) };
 const HASH = Object.fromEntries(Object.entries(FILES).map(([k, v]) => [k, sha256(v)]));
 const ca = readFileSync(testCerts().caCert);
-
-// A WSGI file server as a Django/Flask view would be: Content-Length, HEAD without a body.
-const wsgiFiles = (dir: string) => `
-import os
-ROOT = ${JSON.stringify(dir)}
-def application(environ, start_response):
-    path = os.path.join(ROOT, environ['PATH_INFO'].lstrip('/'))
-    if not os.path.isfile(path):
-        start_response('404 Not Found', [('Content-Length', '0')])
-        return [b'']
-    size = os.path.getsize(path)
-    start_response('200 OK', [('Content-Type', 'application/octet-stream'), ('Content-Length', str(size))])
-    if environ['REQUEST_METHOD'] == 'HEAD':
-        return [b'']
-    return environ['wsgi.file_wrapper'](open(path, 'rb'), 65536)
-`;
-
-// An ASGI file server, streamed in 64 KiB messages as Starlette's FileResponse does.
-const asgiFiles = (dir: string) => `
-import os
-ROOT = ${JSON.stringify(dir)}
-async def app(scope, receive, send):
-    path = os.path.join(ROOT, scope['path'].lstrip('/'))
-    if not os.path.isfile(path):
-        await send({'type': 'http.response.start', 'status': 404, 'headers': [(b'content-length', b'0')]})
-        await send({'type': 'http.response.body', 'body': b''})
-        return
-    size = os.path.getsize(path)
-    await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'content-type', b'application/octet-stream'), (b'content-length', str(size).encode())]})
-    if scope['method'] == 'HEAD':
-        await send({'type': 'http.response.body', 'body': b''})
-        return
-    with open(path, 'rb') as f:
-        while True:
-            chunk = f.read(65536)
-            more = len(chunk) == 65536
-            await send({'type': 'http.response.body', 'body': chunk, 'more_body': more})
-            if not more:
-                break
-`;
 
 interface Upstream {
   name: string;

@@ -1,5 +1,5 @@
-// `workers: 2` in front of Python's http.server (HTTP/1.0: it closes the connection after
-// every body) with slow readers: with undici 7 each download whose read was paused killed
+// `workers: 2` in front of gunicorn (a WSGI file view, as a Django app serves one; gunicorn's
+// sync worker closes the connection after every body) with slow readers: with undici 7 each download whose read was paused killed
 // its worker (an uncatchable assertion in undici's parser, #5360), losing audit events. Now:
 // exact bytes for every download, one audit event each, no worker died.
 import t from 'tap';
@@ -8,15 +8,17 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testCerts } from '../helpers/certs.js';
-import { startPythonHttpServer } from '../helpers/real-servers.js';
+import { startGunicorn, startPythonHttpServer } from '../helpers/real-servers.js';
+import { wsgiFiles } from './support/apps.js';
 import { dataPath, opsYaml, spawnKeyhole } from '../ops/spawn.js';
 import { rawRequest, sha256 } from './support/client.js';
 
 t.setTimeout(300_000);
 
-t.test('two workers, four slow downloads from an HTTP/1.0 upstream: all whole, all audited, no worker lost', async (t) => {
-  const body = randomBytes(4 << 20);
-  const py = await startPythonHttpServer(t, { big: body });
+t.test('two workers, four slow downloads from a closing upstream: all whole, all audited, no worker lost', async (t) => {
+  const body = randomBytes(16 << 20);
+  const files = await startPythonHttpServer(t, { big: body }); // a folder holding the file
+  const py = await startGunicorn(t, wsgiFiles(files.dir));
   const root = mkdtempSync(join(tmpdir(), 'keyhole-workers-'));
   const yaml =
     'workers: 2\n' +
