@@ -1,5 +1,8 @@
-// Prometheus metrics. One registry per Keyhole instance (tests run several in a process).
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+// Keyhole's metrics (docs/metrics.md). One registry per Keyhole instance (tests run several in
+// a process). Written as the Prometheus text format by ./exposition.ts, with no client library:
+// docs/metrics.md says why.
+import { Counter, Gauge, Registry } from './instruments.js';
+import { processMetrics } from './process-metrics.js';
 import { flushTallies, ProviderTally, TalliedHistogram } from './tally.js';
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60];
@@ -15,13 +18,12 @@ export class Metrics {
     name: 'keyhole_requests_total',
     help: 'Data requests by provider, HTTP status and decision (allow, deny, error)',
     labelNames: ['provider', 'status', 'decision'] as const,
-    registers: [this.registry],
+    registry: this.registry,
     collect: () => this.flush(),
   });
   readonly duration = new TalliedHistogram(
     'keyhole_request_duration_seconds',
     'Data request duration until the response ended or was aborted',
-    DURATION_BUCKETS,
     () => this.tallies.values(),
     this.registry,
   );
@@ -29,40 +31,41 @@ export class Metrics {
     name: 'keyhole_bytes_sent_total',
     help: 'Body bytes relayed to clients',
     labelNames: ['provider'] as const,
-    registers: [this.registry],
+    registry: this.registry,
     collect: () => this.flush(),
   });
   readonly upstreamErrors = new Counter({
     name: 'keyhole_upstream_errors_total',
     help: 'Upstream failures by provider and reason code',
     labelNames: ['provider', 'reason'] as const,
-    registers: [this.registry],
+    registry: this.registry,
   });
   readonly tokenFailures = new Counter({
     name: 'keyhole_token_failures_total',
     help: 'Refused tokens by reason code',
     labelNames: ['reason'] as const,
-    registers: [this.registry],
+    registry: this.registry,
   });
   readonly tokenCache = new Counter({
     name: 'keyhole_token_cache_total',
     help: 'Verified-token cache lookups (hit: no signature check needed)',
     labelNames: ['result'] as const,
-    registers: [this.registry],
+    registry: this.registry,
   });
   /** set by the runtime: is the revocation store answering? read at scrape time */
   revocationProbe: () => boolean = () => true;
   readonly revocationUp: Gauge = new Gauge({
     name: 'keyhole_revocation_store_up',
     help: '1 when the revocation store answers, 0 when Keyhole fails closed',
-    registers: [this.registry],
+    registry: this.registry,
+    aggregator: 'min', // over a cluster: the worst process
     collect: (): void => this.revocationUp.set(this.revocationProbe() ? 1 : 0),
   });
   readonly aborted = new Counter({
     name: 'keyhole_aborted_responses_total',
     help: 'Data responses that ended before completion (client left or upstream died)',
     labelNames: ['provider'] as const,
-    registers: [this.registry],
+    registry: this.registry,
     collect: () => this.flush(),
   });
 
@@ -71,38 +74,40 @@ export class Metrics {
     name: 'keyhole_revocation_lookups_total',
     help: 'Revocation checks by result: hit (answered from the replica cache), miss (asked Redis)',
     labelNames: ['result'] as const,
-    registers: [this.registry],
+    registry: this.registry,
   });
   readonly revocationUnavailable = new Counter({
     name: 'keyhole_revocation_unavailable_total',
     help: 'Revocation checks Redis could not answer, by action: denied (fail closed, 503) or allowed (onRedisError: allow)',
     labelNames: ['action'] as const,
-    registers: [this.registry],
+    registry: this.registry,
   });
   readonly revocationInvalidations = new Counter({
     name: 'keyhole_revocation_invalidations_total',
     help: 'Revocations received over Redis pub/sub from any replica',
-    registers: [this.registry],
+    registry: this.registry,
   });
   /** set by the Redis revocation store: are its connections (commands + pub/sub) up? */
   redisProbe: (() => boolean) | undefined;
   readonly redisUp: Gauge = new Gauge({
     name: 'keyhole_redis_up',
     help: '1 while the Redis connections for revocation are up, 0 while they are not (absent without Redis)',
-    registers: [this.registry],
+    registry: this.registry,
+    aggregator: 'min',
     collect: (): void => {
       if (this.redisProbe) this.redisUp.set(this.redisProbe() ? 1 : 0);
+      else this.redisUp.clear();
     },
   });
   readonly auditStreamWritten = new Counter({
     name: 'keyhole_audit_stream_written_total',
     help: 'Audit events written to the Redis stream',
-    registers: [this.registry],
+    registry: this.registry,
   });
   readonly auditStreamDropped = new Counter({
     name: 'keyhole_audit_stream_dropped_total',
     help: 'Audit events dropped because the in-process buffer for the Redis stream was full',
-    registers: [this.registry],
+    registry: this.registry,
   });
 
   /** Everything one finished (or aborted) data request counts. */
@@ -123,7 +128,7 @@ export class Metrics {
   private readonly cacheMiss = this.tokenCache.labels('miss');
 
   constructor(defaultMetrics = true) {
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'keyhole_' });
+    if (defaultMetrics) this.registry.register(processMetrics('keyhole_'));
   }
 
   countCache(hit: boolean): void {

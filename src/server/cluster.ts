@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import { aggregate, render, PROMETHEUS_CONTENT_TYPE, type MetricFamily } from '../observe/exposition.js';
 import type { Logger } from 'pino';
 import { MemoryRevocationStore, RevocationUnavailable } from '../auth/revocation.js';
 import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
@@ -24,7 +24,7 @@ import { sendError } from './respond.js';
 import { createRuntime, type Runtime } from './runtime.js';
 import { readServerTls } from './tls-material.js';
 
-type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+type MetricsJson = MetricFamily[];
 
 /** Primary → worker. */
 export type ToWorker =
@@ -373,10 +373,8 @@ class Primary {
     const own = await this.runtime.metrics.registry.getMetricsAsJSON();
     // The primary contributes what only it knows: the revocation store it relays through.
     parts.push(own.filter((m) => HEALTH_GAUGES.has(m.name)));
-    // Health gauges combine as the worst of all, not as a sum.
-    for (const part of parts) for (const m of part as (MetricsJson[number] & { aggregator?: string })[]) if (HEALTH_GAUGES.has(m.name)) m.aggregator = 'min';
-    const registry = AggregatorRegistry.aggregate(parts);
-    return { contentType: registry.contentType, body: await registry.metrics() };
+    // Health gauges combine as the worst of all (their aggregator is 'min'), the rest as a sum.
+    return { contentType: PROMETHEUS_CONTENT_TYPE, body: render(aggregate(parts)) };
   }
 
   async stop(signal: string): Promise<void> {
