@@ -20,6 +20,7 @@ export function appProxyFor(rt: Runtime): AppProxy | undefined {
     proxy = new AppProxy(cfg, {
       sessionCookie: rt.config.auth.cookie.name,
       proto: rt.config.server.tls ? 'https' : 'http',
+      publicHost: rt.config.server.publicUrl ? new URL(rt.config.server.publicUrl).host : undefined,
       logger: rt.logger.child({ component: 'app' }),
     });
     proxies.set(rt.config, proxy);

@@ -1,7 +1,7 @@
 // Headers across the app proxy. Hop-by-hop headers (RFC 9110 §7.6.1), and every header a
 // Connection header names, stop at Keyhole in both directions. X-Forwarded-For/-Proto/-Host
 // say who the client is; they are trusted only from configured proxies. Headers that claim
-// the client's address, method or original URL never pass (CLIENT_SPOOFABLE).
+// the client's address, scheme, identity, method or original URL never pass (spoofable()).
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { cookieValue } from '../auth/extract.js';
@@ -25,18 +25,47 @@ const REQUEST_DROPPED = new Set(['expect', 'content-length']);
 /** Who the client is and how it came: believed only from a trusted proxy, set by Keyhole otherwise. */
 const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip']);
 /**
- * Headers that frameworks and middleboxes read as the client's address, the request's scheme
- * or prefix, its "real" method or its "original" URL: a client sends them to step around the
- * app's own checks (an IP allowlist, a method rule, a path rule). No client sets them for
- * real, so they never reach the app, whoever sends them; nor does any other X-Forwarded-*.
+ * Headers that frameworks, CDNs and middleboxes read as the client's address, the request's
+ * scheme, host or prefix, the user an authenticating proxy vouched for, its "real" method or
+ * its "original" URL: a client sends them to step around the app's own checks (an IP
+ * allowlist, a method rule, a path rule, a login). No browser sets them, so they never reach
+ * the app, whoever sends them.
  */
 const CLIENT_SPOOFABLE = new Set([
+  // the client's address
   'x-client-ip',
+  'client-ip',
   'true-client-ip',
   'cf-connecting-ip',
+  'cf-pseudo-ipv4',
   'fastly-client-ip',
   'x-cluster-client-ip',
   'x-original-forwarded-for',
+  'forwarded-for',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+  'x-proxyuser-ip',
+  'x-appengine-user-ip',
+  'x-azure-clientip',
+  'x-azure-socketip',
+  // the scheme, host or mount point
+  'cf-visitor',
+  'front-end-https',
+  'x-url-scheme',
+  'x-scheme',
+  'x-host',
+  'x-original-host',
+  'x-http-host-override',
+  'x-script-name',
+  // the user or client certificate an authenticating proxy vouched for
+  'remote-user',
+  'x-remote-user',
+  'x-webauth-user',
+  'x-client-cert',
+  'x-client-verify',
+  'x-arr-clientcert',
+  // the method or URL
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
@@ -44,13 +73,37 @@ const CLIENT_SPOOFABLE = new Set([
   'x-original-url',
   'x-original-uri',
   'x-rewrite-url',
+  // a framework's own internal marks (Next.js: CVE-2025-29927, CVE-2024-46982)
+  'x-middleware-subrequest',
+  'x-now-route-matches',
 ]);
+/**
+ * Whole families: every X-Forwarded* but the ones Keyhole sets, Envoy's control headers (a
+ * mesh sidecar before the app obeys them), and the identity headers of ALB, IAP, App
+ * Service, oauth2-proxy and TLS-terminating proxies. All start with x- or ssl-.
+ */
+const SPOOFABLE_FAMILY = /^(?:x-forwarded|x-envoy-|x-amzn-oidc-|x-goog-authenticated-user-|x-goog-iap-|x-ms-client-principal|x-ms-token-|x-auth-request-|x-ssl-client-|ssl-client-)/;
 
-/** A client header the app must never get as the client sent it. */
+/**
+ * A name with more than letters, digits and `-`: a CGI-style gateway (gunicorn, uWSGI,
+ * mod_wsgi, PHP-FPM) maps `_` onto `-` (HTTP_X_FORWARDED_FOR either way; gunicorn 20 even
+ * takes a `SCRIPT_NAME` header as the mount point), so such a name can stand for any header
+ * above. nginx and Apache httpd drop them by default; so does Keyhole.
+ */
+function foldableName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45)) return true;
+  }
+  return false;
+}
+
+/** A client header the app must never get as the client sent it (names arrive lower-cased). */
 function spoofable(name: string, trusted: boolean): boolean {
-  if (CLIENT_SPOOFABLE.has(name)) return true;
   if (FORWARDING.has(name)) return !trusted;
-  return name.startsWith('x-forwarded-');
+  if (CLIENT_SPOOFABLE.has(name) || foldableName(name)) return true;
+  const first = name.charCodeAt(0); // every family starts with x or s
+  return (first === 120 || first === 115) && SPOOFABLE_FAMILY.test(name);
 }
 
 /** Names listed in Connection: (`Connection: close, X-Secret`) are hop-by-hop too. */
@@ -97,6 +150,8 @@ export interface ForwardContext {
   proto: 'https' | 'http';
   /** Keyhole's session cookie: a data credential the app never needs to see */
   sessionCookie: string;
+  /** server.publicUrl's host[:port]: when set, the only Host the app is told about */
+  publicHost: string | undefined;
 }
 
 function withoutCookie(header: string, name: string): string | undefined {
@@ -117,6 +172,10 @@ export function appRequestHeaders(client: IncomingHttpHeaders, ctx: ForwardConte
     if (spoofable(name, ctx.trusted)) continue;
     out[name] = value;
   }
+  // The client picks Host freely (TLS names one host, the head may name another): an app
+  // that builds links from it (password-reset mail) must get the operator's host instead.
+  const host = ctx.publicHost ?? client.host;
+  if (ctx.publicHost) out.host = ctx.publicHost;
   if (typeof out.cookie === 'string') {
     const cookie = withoutCookie(out.cookie, ctx.sessionCookie);
     if (cookie === undefined) delete out.cookie;
@@ -127,7 +186,7 @@ export function appRequestHeaders(client: IncomingHttpHeaders, ctx: ForwardConte
   if (peer) out['x-forwarded-for'] = priorFor ? `${priorFor}, ${peer}` : peer;
   else if (priorFor) out['x-forwarded-for'] = priorFor;
   if (!(ctx.trusted && client['x-forwarded-proto'])) out['x-forwarded-proto'] = ctx.proto;
-  if (!(ctx.trusted && client['x-forwarded-host']) && client.host) out['x-forwarded-host'] = client.host;
+  if (!(ctx.trusted && client['x-forwarded-host']) && host) out['x-forwarded-host'] = host;
   return out;
 }
 

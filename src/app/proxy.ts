@@ -28,6 +28,8 @@ export interface AppProxyOptions {
   sessionCookie: string;
   /** the scheme browsers use to reach Keyhole (X-Forwarded-Proto) */
   proto: 'https' | 'http';
+  /** server.publicUrl's host[:port], when set: the app's Host and X-Forwarded-Host */
+  publicHost?: string | undefined;
   logger: Logger;
 }
 
@@ -265,8 +267,8 @@ export class AppProxy {
       sendError(res, 400, 'bad_request', id);
       return Promise.resolve();
     }
-    if (!this.policy.allows(method, target.matchPath)) {
-      sendError(res, 405, 'app_method_denied', id, { allow: [...this.policy.allowedFor(target.matchPath)].join(', ') });
+    if (!this.policy.allows(method, target)) {
+      sendError(res, 405, 'app_method_denied', id, { allow: this.policy.allowedFor(target.readings).join(', ') });
       return Promise.resolve();
     }
     if (framing.length !== undefined && framing.length > this.cfg.maxBodyBytes) {
@@ -280,6 +282,7 @@ export class AppProxy {
       trusted: this.trusted.has(req.socket.remoteAddress),
       proto: this.opts.proto,
       sessionCookie: this.opts.sessionCookie,
+      publicHost: this.opts.publicHost,
     });
     if (framing.length !== undefined) headers['content-length'] = String(framing.length);
     const hasBody = framing.chunked || (framing.length ?? 0) > 0;
@@ -300,12 +303,13 @@ export class AppProxy {
     if (!this.cfg.websockets || !wantsWebsocket) return refuseSocket(socket, 400, 'bad_request', id);
     if (!framing.ok || framing.chunked || (framing.length ?? 0) > 0) return refuseSocket(socket, 400, 'request_framing', id);
     if (!target) return refuseSocket(socket, 400, 'bad_request', id);
-    if (req.method !== 'GET' || !this.policy.allows('GET', target.matchPath)) return refuseSocket(socket, 405, 'app_method_denied', id);
+    if (req.method !== 'GET' || !this.policy.allows('GET', target)) return refuseSocket(socket, 405, 'app_method_denied', id);
     const headers = appRequestHeaders(req.headers, {
       peer: req.socket.remoteAddress,
       trusted: this.trusted.has(req.socket.remoteAddress),
       proto: this.opts.proto,
       sessionCookie: this.opts.sessionCookie,
+      publicHost: this.opts.publicHost,
     });
     this.pool.dispatch({ path: target.forwardPath, method: 'GET', headers, upgrade: 'websocket' }, new AppUpgrade(socket, head, this, id));
   }

@@ -50,11 +50,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const workers = workerCount(config.workers);
   const clustered = workers > 1 && opts.config !== undefined && yaml !== undefined;
   const logger = createServeLogger(config.log.level, { shared: clustered });
-  // The embedded default is for a quick look on loopback: its warnings would only be noise.
-  if (opts.config) for (const w of configWarnings(config)) logger.warn({ path: w.path }, w.message);
-  if (config.server.insecurePlainHttp) {
-    logger.warn('server.insecurePlainHttp is on: data routes are served WITHOUT TLS; only behind a mesh that terminates mTLS');
-  }
+  // The same list check-config prints (server.insecurePlainHttp among them). The embedded
+  // default is for a quick look on loopback: its warnings would only be noise.
+  if (opts.config) for (const w of configWarnings(config)) logger.warn({ path: w.path }, `${w.path}: ${w.message}`);
   if (clustered) return runPrimary(opts.config!, yaml!, config, logger, workers);
   if (workers > 1) logger.warn('workers > 1 needs --config FILE; the embedded default runs in one process');
 

@@ -2,6 +2,9 @@
 // run): headers a client sends to pass for another address, scheme, prefix, method or URL
 // never reach the app, and the ones the app may believe are Keyhole's own.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { testCerts } from '../helpers/certs.js';
 import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
 import { startGunicorn } from '../helpers/real-servers.js';
 
@@ -12,6 +15,7 @@ def application(environ, start_response):
     seen = {k: v for k, v in environ.items() if k.startswith('HTTP_')}
     seen['REQUEST_METHOD'] = environ['REQUEST_METHOD']
     seen['PATH_INFO'] = environ['PATH_INFO']
+    seen['SCRIPT_NAME'] = environ.get('SCRIPT_NAME', '')
     body = json.dumps(seen).encode()
     start_response('200 OK', [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))])
     return [body]
@@ -41,6 +45,43 @@ const SPOOFED: Record<string, string> = {
   'X-Original-URL': '/admin/users/1',
   'X-Original-URI': '/admin/users/1',
   'X-Rewrite-URL': '/admin/users/1',
+  // the same claims under other names frameworks and CDNs read
+  'Client-IP': '6.6.6.6',
+  'X-Forwarded': 'for=6.6.6.6',
+  'Forwarded-For': '6.6.6.6',
+  'X-Originating-IP': '6.6.6.6',
+  'X-Remote-IP': '6.6.6.6',
+  'X-Remote-Addr': '6.6.6.6',
+  'X-ProxyUser-IP': '6.6.6.6',
+  'X-AppEngine-User-IP': '6.6.6.6',
+  'X-Azure-ClientIP': '6.6.6.6',
+  'CF-Visitor': '{"scheme":"evil.example"}',
+  'Front-End-Https': 'evil.example',
+  'X-Url-Scheme': 'evil.example',
+  'X-Scheme': 'evil.example',
+  'X-Host': 'evil.example',
+  'X-Original-Host': 'evil.example',
+  'X-Script-Name': '/admin',
+  'X-Envoy-Original-Path': '/admin/users/1',
+  'X-Envoy-Retry-On': '5xx',
+  'X-Middleware-Subrequest': 'middleware:middleware:middleware:middleware:middleware',
+  'X-Now-Route-Matches': 'evil.example',
+  // who the client is, as an authenticating proxy would assert it
+  'Remote-User': 'admin',
+  'X-Remote-User': 'admin',
+  'X-Forwarded-User': 'admin',
+  'X-Forwarded-Email': 'admin@evil.example',
+  'X-Auth-Request-User': 'admin',
+  'X-Auth-Request-Email': 'admin@evil.example',
+  'X-Amzn-Oidc-Identity': 'admin',
+  'X-Goog-Authenticated-User-Email': 'accounts.google.com:admin@evil.example',
+  'X-MS-Client-Principal-Name': 'admin@evil.example',
+  'X-WebAuth-User': 'admin',
+  'X-SSL-Client-Verify': 'SUCCESS',
+  'SSL-Client-Cert': 'evil.example',
+  'X-Client-Cert': 'evil.example',
+  'X-ARR-ClientCert': 'evil.example',
+  'X-Forwarded-Client-Cert': 'By=spiffe://evil.example',
 };
 
 const providers = `providers:
@@ -66,7 +107,7 @@ t.test('no client-sent address, scheme, prefix, method or URL claim reaches a re
   t.equal(seen.PATH_INFO, '/api/readonly/items');
   for (const [header, value] of Object.entries(SPOOFED)) {
     const got = seen[wsgiName(header)];
-    const claims = got !== undefined && (got === value || /6\.6\.6\.6|evil\.example|DELETE|\/admin/.test(got));
+    const claims = got !== undefined && (got === value || /6\.6\.6\.6|evil\.example|DELETE|\/admin|SUCCESS|5xx|middleware/.test(got));
     t.notOk(claims, `${header}: the client's value does not arrive (got ${got ?? 'nothing'})`);
   }
   t.equal(seen.HTTP_X_FORWARDED_FOR, '127.0.0.1', 'X-Forwarded-For is the real peer');
@@ -88,7 +129,80 @@ t.test('a trusted proxy keeps X-Forwarded-For/-Proto/-Host, and still cannot cla
   const seen = JSON.parse(res.body.toString()) as Record<string, string>;
   t.equal(seen.HTTP_X_FORWARDED_FOR, '6.6.6.6, 127.0.0.1', 'the chain is extended');
   t.equal(seen.HTTP_X_FORWARDED_HOST, 'evil.example', 'the proxy names the host');
-  for (const header of ['X-Forwarded-Prefix', 'X-Forwarded-Uri', 'X-Client-IP', 'True-Client-IP', 'X-HTTP-Method-Override', 'X-Original-URL', 'X-Rewrite-URL']) {
+  for (const header of ['X-Forwarded-Prefix', 'X-Forwarded-Uri', 'X-Forwarded-User', 'X-Forwarded-Client-Cert', 'X-Client-IP', 'True-Client-IP', 'X-HTTP-Method-Override', 'X-Original-URL', 'X-Rewrite-URL', 'Remote-User', 'X-Auth-Request-User', 'X-Envoy-Retry-On']) {
     t.equal(seen[wsgiName(header)], undefined, `${header}: never, even from a trusted proxy`);
   }
+});
+
+// A CGI-style gateway turns a header name into HTTP_<NAME> with `-` → `_` (gunicorn, uWSGI,
+// mod_wsgi, PHP-FPM): `X_Forwarded_For` becomes the same variable as `X-Forwarded-For`, and
+// gunicorn 20 reads a header named SCRIPT_NAME as the WSGI SCRIPT_NAME. nginx (by default)
+// and Apache httpd drop such names; so must the app front.
+const FOLDED: Record<string, string> = {
+  X_Forwarded_For: '6.6.6.6',
+  X_Forwarded_Host: 'evil.example',
+  X_Forwarded_Proto: 'evil.example',
+  X_Forwarded_Prefix: '/admin',
+  X_Real_IP: '6.6.6.6',
+  'X-Client_IP': '6.6.6.6',
+  X_HTTP_Method_Override: 'DELETE',
+  X_Original_URL: '/admin/users/1',
+  Remote_User: 'admin',
+  'X.Forwarded.For': '6.6.6.6',
+};
+
+t.test('header names a CGI-style gateway folds onto another name (underscores, dots) never reach a real WSGI app', async (t) => {
+  const app = await startGunicorn(t, ECHO_APP);
+  const k = await startKeyhole(baseYaml(`${providers}app:\n  upstream: ${app.origin}\n`));
+  t.teardown(() => k.close());
+  const res = await k.get('/x', FOLDED);
+  t.equal(res.status, 200);
+  const seen = JSON.parse(res.body.toString()) as Record<string, string>;
+  t.equal(seen.HTTP_X_FORWARDED_FOR, '127.0.0.1', 'X-Forwarded-For is the real peer, nothing joined to it');
+  t.equal(seen.HTTP_X_FORWARDED_PROTO, 'https');
+  t.equal(seen.HTTP_X_FORWARDED_HOST, new URL(k.base).host);
+  for (const [header, value] of Object.entries(FOLDED)) {
+    const hit = Object.entries(seen).find(([, v]) => typeof v === 'string' && v.includes(value));
+    t.equal(hit, undefined, `${header}: the client's value reaches the app under no name`);
+  }
+});
+
+t.test('a header named SCRIPT_NAME cannot move the path the app routes past an app.methods rule', async (t) => {
+  const app = await startGunicorn(t, ECHO_APP);
+  const k = await startKeyhole(
+    baseYaml(`${providers}app:
+  upstream: ${app.origin}
+  methods:
+    - { path: /api/users/, allow: [GET, HEAD] }
+`),
+  );
+  t.teardown(() => k.close());
+  t.equal((await k.get('/api/users/1', {}, 'DELETE')).status, 405, 'the rule holds on its own path');
+  const res = await k.get('/public/api/users/1', { SCRIPT_NAME: '/public' }, 'DELETE');
+  const seen = res.status === 200 ? (JSON.parse(res.body.toString()) as Record<string, string>) : {};
+  t.equal(seen.SCRIPT_NAME, '', 'the app gets no SCRIPT_NAME from the client');
+  t.equal(seen.PATH_INFO, '/public/api/users/1', 'the app routes the path Keyhole checked, not /api/users/1');
+});
+
+t.test('with server.publicUrl set, a made-up Host never reaches the app: Host and X-Forwarded-Host are the public host', async (t) => {
+  const app = await startGunicorn(t, ECHO_APP);
+  const k = await startKeyhole(baseYaml(`${providers}app:\n  upstream: ${app.origin}\n`).replace('server:\n', 'server:\n  publicUrl: https://data.example.org\n'));
+  t.teardown(() => k.close());
+  // TLS to localhost (the certificate's name), and a head naming another host: a raw client,
+  // or a password-reset request crafted to make the app mail a link to evil.example.
+  const port = Number(new URL(k.base).port);
+  const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(testCerts().caCert), path: '/accounts/password/reset/', headers: { host: 'evil.example' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(res.status, 200);
+  const seen = JSON.parse(res.body) as Record<string, string>;
+  t.equal(seen.HTTP_HOST, 'data.example.org');
+  t.equal(seen.HTTP_X_FORWARDED_HOST, 'data.example.org');
+  t.notMatch(JSON.stringify(seen), /evil\.example/);
 });

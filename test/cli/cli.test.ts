@@ -163,6 +163,39 @@ t.test('serve refuses a bad config before it listens', async (t) => {
   t.notOk(r.stdout.includes('listening'), 'never listened');
 });
 
+t.test('serve --config logs each check-config warning once, as a warn line with its key, then listens', async (t) => {
+  const file = goodConfig(tmp('serve-warn'));
+  const risky = readFileSync(file, 'utf8').replace('auth:\n', 'cors: { origins: ["http://labeling.example.org"] }\nauth:\n');
+  writeFileSync(file, risky);
+  const checked = run(['check-config', file], { CLI_SECRET: SECRET });
+  t.equal(checked.code, 0, 'warnings are not problems');
+  t.match(checked.stdout, /OK/);
+  const printed = checked.stderr.split('\n').filter((l) => l.includes('warning: '));
+  t.same(printed.map((l) => /warning: ([^:]+):/.exec(l)![1]), ['server.publicUrl', 'cors.origins'], checked.stderr);
+
+  const child = spawn(process.execPath, [...CLI, 'serve', '--config', file], { env: { ...process.env, CLI_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let stdout = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      stdout += d.toString();
+      if (stdout.includes('keyhole listening')) resolve();
+    });
+    child.on('exit', () => reject(new Error(`serve exited: ${stdout}`)));
+  });
+  const lines = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number | string; path?: string; msg: string });
+  const warned = lines.filter((l) => l.path !== undefined);
+  t.same(warned.map((l) => l.path), ['server.publicUrl', 'cors.origins'], 'the same warnings, once each');
+  for (const l of warned) t.ok(l.level === 40 || l.level === 'warn', `${l.path}: logged at warn`);
+  t.match(warned[0]!.msg, /^server\.publicUrl: not set: the HTTP redirect and POST \/v1\/session's Origin check/);
+  t.ok(lines.findIndex((l) => l.msg === 'keyhole listening') > lines.indexOf(warned[1]!), 'before it listens');
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
+});
+
 t.test('serve on the embedded default: the printed URL serves a sample', async (t) => {
   const certDir = tmp('serve-default');
   const child = spawn(process.execPath, [...CLI, 'serve', '--cert-dir', certDir], {
