@@ -24,11 +24,11 @@ app:
   t.teardown(() => k.close());
   const port = Number(new URL(k.base).port);
   const ca = readFileSync(testCerts().caCert);
-  const answers = await Promise.all([0, 300, 0, 600].map((pauseMs) => rawRequest({ port, ca, path: '/bundle.js', pauseMs })));
+  const answers = await Promise.all([0, 300, 0, 600].map((pauseMs) => rawRequest({ port, ca, path: '/bundle.js', pace: { stallMs: pauseMs } })));
   for (const [i, a] of answers.entries()) {
     t.equal(a.status, 200, `bundle ${i}`);
     t.ok(a.complete, `bundle ${i}: complete`);
-    t.equal(sha256(a.body), sha256(bundle), `bundle ${i}: exact bytes`);
+    t.equal(a.sha256, sha256(bundle), `bundle ${i}: exact bytes`);
   }
   const page = await rawRequest({ port, ca, path: '/page.html' });
   t.equal(page.body.toString(), '<!doctype html><p>ok</p>', 'Keyhole is alive and serving the app');

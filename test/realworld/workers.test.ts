@@ -36,12 +36,12 @@ t.test('two workers, four slow downloads from a closing upstream: all whole, all
   const auth = { authorization: `Bearer ${await k.token({ scope: ['https://py.test/'] })}` };
   const ca = readFileSync(testCerts().caCert);
   const answers = await Promise.all(
-    [700, 500, 300, 600].map((pauseMs) => rawRequest({ port: k.dataPort, ca, path: dataPath('https://py.test/big'), headers: auth, pauseMs })),
+    [700, 500, 300, 600].map((pauseMs) => rawRequest({ port: k.dataPort, ca, path: dataPath('https://py.test/big'), headers: auth, pace: { stallMs: pauseMs } })),
   );
   for (const [i, a] of answers.entries()) {
     t.equal(a.status, 200, `download ${i}`);
     t.ok(a.complete, `download ${i}: complete`);
-    t.equal(sha256(a.body), sha256(body), `download ${i}: exact bytes`);
+    t.equal(a.sha256, sha256(body), `download ${i}: exact bytes`);
   }
   const ids = answers.map((a) => a.headers['x-request-id']);
   await k.waitForLog(() => ids.every((id) => k.logs.some((l) => l.kind === 'audit' && (l.audit as { id?: string }).id === id)), 10_000, 'every download audited');

@@ -39,3 +39,15 @@ async def app(scope, receive, send):
             if not more:
                 break
 `;
+
+// A CGI script for `python3 -m http.server --cgi` sending a file as its output: the server is
+// HTTP/1.0 and the script names no length, so the body is framed by the closing of the
+// connection (the output goes straight to the socket, as CGI servers do).
+export const cgiFile = (path: string) => `#!/usr/bin/python3
+import shutil, sys
+sys.stdout.write("Content-Type: application/octet-stream\\r\\n\\r\\n")
+sys.stdout.flush()
+with open(${JSON.stringify(path)}, 'rb') as f:
+    shutil.copyfileobj(f, sys.stdout.buffer, 65536)
+sys.stdout.buffer.flush()
+`;
