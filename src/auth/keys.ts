@@ -31,19 +31,17 @@ export async function loadKey(cfg: KeyConfig): Promise<VerifyKey> {
     const key = await importJWK(jwk, alg);
     return { kind: 'static', kid: cfg.kid ?? jwk.kid, algorithms: cfg.algorithms, key };
   }
-  const undici = cfg.tls ? fullUndici() : undefined;
-  const dispatcher = undici && cfg.tls ? new undici.Agent({ connect: tlsConnectOptions(cfg.tls) }) : undefined;
+  // jose would fetch with the global fetch, which is Node's bundled undici (7.x on Node 24:
+  // the line with the close-after-body crash, #5360). The JWKS comes through the undici 8
+  // package instead, with the JWKS host's TLS material when it has some.
+  const undici = fullUndici();
+  const dispatcher = cfg.tls ? new undici.Agent({ connect: tlsConnectOptions(cfg.tls) }) : undefined;
   const resolve = createRemoteJWKSet(new URL(cfg.jwksUrl), {
     cacheMaxAge: cfg.cacheMaxAge,
     cooldownDuration: cfg.cooldown,
     timeoutDuration: cfg.timeout,
-    ...(dispatcher
-      ? {
-          // jose fetches with the global fetch; this one carries the JWKS host's TLS material.
-          [customFetch]: ((url: string, options: Parameters<typeof UndiciFetch>[1]) =>
-            undici!.fetch(url, { ...options, dispatcher })) as unknown as typeof fetch,
-        }
-      : {}),
+    [customFetch]: ((url: string, options: Parameters<typeof UndiciFetch>[1]) =>
+      undici.fetch(url, dispatcher ? { ...options, dispatcher } : options)) as unknown as typeof fetch,
   });
   return { kind: 'jwks', algorithms: cfg.algorithms, resolve, url: cfg.jwksUrl };
 }
