@@ -4,7 +4,8 @@
 // nodejs/undici#5360, fixed in undici 8 by #5474). Four ways real upstreams close after a
 // body, read by slow clients through the data route and the app front: exact bytes, one
 // audit event per data request, and Keyhole still serving afterwards.
-// On undici 7.30.2 every test here dies on that assertion (checked).
+// On undici 7.30.2 this file kills Keyhole with that assertion (checked 2026-12-03: at the
+// gunicorn cells; the python ones passed that run, the crash depends on when the FIN lands).
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
