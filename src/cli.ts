@@ -1,8 +1,10 @@
 #!/usr/bin/env -S node --single-threaded-gc
-// keyhole serve | check-config | certs | token — contracts for ops, tests and scripts.
+// keyhole serve | check-config | certs | token | presign | tasks — contracts for ops, tests and scripts.
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { ConfigError, formatProblem, loadConfigFile } from './config/load.js';
+import { loadSigningAuth } from './cli/config-part.js';
+import { fail, failConfig } from './cli/exit.js';
 import { configWarnings, formatWarning } from './config/warnings.js';
 import { defaultConfig, ensureDevMaterial } from './config/default.js';
 import { signDevToken } from './auth/sign.js';
@@ -16,15 +18,14 @@ const USAGE = `usage: keyhole <command> [options]
                                    make a dev CA, server and client certificates
   token [--config FILE] --sub S [--scope PREFIX]… [--uri URI] [--org O] [--project P]
         [--ttl SECONDS] [--kid KID]
-                                   print a signed session token (HS keys only)
+                                   print a signed session token (HS keys only); of FILE's
+                                   secrets only auth.keys' need to be set
   presign --config FILE [--at ISO-TIME] [--ttl SECONDS] URI
                                    print the presigned URL for URI (s3, gcs, azure), signed at --at
+  tasks rewrite --config FILE [--to keyhole|storage] [--base URL] [--input F] [--output F]
+                                   rewrite a Label Studio task export's storage URIs into
+                                   Keyhole URLs, or back (keyhole tasks --help)
 `;
-
-function fail(message: string, code = 2): never {
-  process.stderr.write(`keyhole: ${message}\n`);
-  process.exit(code);
-}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -86,7 +87,14 @@ async function main(argv: string[]): Promise<void> {
       if (!values.scope && !values.uri) fail('token needs --scope PREFIX (repeatable) or --uri URI');
       const ttl = Number(values.ttl);
       if (!Number.isInteger(ttl) || ttl <= 0) fail('--ttl must be a positive number of seconds');
-      const config = values.config ? loadConfigFile(values.config) : await defaultConfig({ certDir: values['cert-dir'] });
+      let config;
+      try {
+        // Only what signing needs: a provider credential unset where this runs is no matter.
+        config = values.config ? loadSigningAuth(values.config) : await defaultConfig({ certDir: values['cert-dir'] });
+      } catch (err) {
+        if (err instanceof ConfigError && values.config) failConfig(values.config, err);
+        throw err;
+      }
       const token = await signDevToken(config, { sub: values.sub, scope: values.scope, uri: values.uri, org: values.org, project: values.project, ttlSeconds: ttl, kid: values.kid });
       process.stdout.write(`${token}\n`);
       return;
@@ -101,6 +109,11 @@ async function main(argv: string[]): Promise<void> {
       if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) fail('--ttl must be a positive number of seconds');
       const { presignUri } = await import('./providers/cloud/presign-cli.js');
       process.stdout.write(`${await presignUri(loadConfigFile(values.config), positionals[0]!, { at, ttlSeconds: ttl })}\n`);
+      return;
+    }
+    case 'tasks': {
+      const { tasksCommand } = await import('./cli/tasks.js');
+      await tasksCommand(rest);
       return;
     }
     case undefined:

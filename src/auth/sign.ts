@@ -17,7 +17,8 @@ export interface TokenRequest {
   jti?: string;
 }
 
-export async function signDevToken(config: Config, req: TokenRequest): Promise<string> {
+/** Reads only auth.issuer, auth.audience and auth.keys: `keyhole token` loads no more of the file. */
+export async function signDevToken(config: { auth: Pick<Config['auth'], 'issuer' | 'audience' | 'keys'> }, req: TokenRequest): Promise<string> {
   const key = config.auth.keys.find((k) => 'secret' in k && (req.kid === undefined || k.kid === req.kid));
   if (!key || !('secret' in key)) throw new Error(req.kid ? `no HS key with kid ${req.kid}` : 'the config has no HS key to sign with');
   const first = (v: string | string[]) => (Array.isArray(v) ? v[0]! : v);

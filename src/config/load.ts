@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { MIN_HMAC_BYTES } from '../auth/keys.js';
+import type { KeyConfig } from '../auth/schema.js';
 import { configSchema, type Config } from './schema.js';
 import { resolveReferences } from './secret.js';
 import { parseContext } from './types.js';
@@ -42,40 +43,77 @@ export interface LoadOptions {
 }
 
 export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
+  return validateConfig(readConfigTree(file), { baseDir: dirname(resolve(file)), ...opts });
+}
+
+export function parseConfig(yamlText: string, opts: LoadOptions = {}): Config {
+  return validateConfig(parseYaml(yamlText), opts);
+}
+
+export function validateConfig(tree: unknown, opts: LoadOptions = {}): Config {
+  const { parsed, problems } = checkTree(tree, opts, () => true);
+  if (parsed.success && problems.length === 0) problems.push(...checkFiles(parsed.data));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return parsed.data!;
+}
+
+/**
+ * For commands that read one part of the file (`keyhole token`: auth.keys; `keyhole tasks`:
+ * the providers' prefixes). The whole file is checked as check-config checks it, except
+ * that a `${env:…}`/`${file:…}` reference that cannot be read is a problem only under one
+ * of `needed` (paths such as 'auth.keys'): anywhere else it is a credential the command
+ * never uses, and so are the checks that need the disk (left out). Returns the tree with
+ * its references resolved, for the command to read its part with that section's schema.
+ */
+export function loadConfigFileStructure(file: string, needed: readonly string[], opts: LoadOptions = {}): Record<string, unknown> {
+  const tree = readConfigTree(file);
+  const { value, problems } = checkTree(tree, { baseDir: dirname(resolve(file)), ...opts }, (path) => needed.some((n) => isUnder(path, n)));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+}
+
+function readConfigTree(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError([{ path: '', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
   }
-  return parseConfig(text, { baseDir: dirname(resolve(file)), ...opts });
+  return parseYaml(text);
 }
 
-export function parseConfig(yamlText: string, opts: LoadOptions = {}): Config {
-  const doc = parseDocument(yamlText, { prettyErrors: true, uniqueKeys: true });
+function parseYaml(text: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0]}` })));
   }
-  return validateConfig(doc.toJS(), opts);
+  return doc.toJS();
 }
 
-export function validateConfig(tree: unknown, opts: LoadOptions = {}): Config {
+/** `path` is `prefix` or lies below it: auth.keys[0].secret is under auth.keys. */
+function isUnder(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(`${prefix}.`) || path.startsWith(`${prefix}[`);
+}
+
+/** References resolved, then the schema; `needs(path)` says whether an unreadable reference there is a problem. */
+function checkTree(tree: unknown, opts: LoadOptions, needs: (path: string) => boolean) {
   const baseDir = opts.baseDir ?? process.cwd();
   const { value, problems: refProblems } = resolveReferences(tree ?? {}, baseDir, (p) => readFileSync(p, 'utf8'), opts.env ?? process.env);
-  const problems: Problem[] = refProblems.map((p) => ({ path: formatPath(p.path), message: p.message }));
-  // A reference that could not be read is reported once, by what it could not read.
-  const refPaths = new Set(problems.map((p) => p.path));
+  const unreadable: Problem[] = refProblems.map((p) => ({ path: formatPath(p.path), message: p.message }));
+  const problems = unreadable.filter((p) => needs(p.path));
+  // A reference that could not be read is reported once, by what it could not read; one
+  // that is not needed silences what the schema says of its empty stand-in too.
+  const reported = new Set(problems.map((p) => p.path));
+  const unused = unreadable.filter((p) => !needs(p.path)).map((p) => p.path);
 
   parseContext.baseDir = baseDir;
   const parsed = configSchema.safeParse(value);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      for (const p of issueProblems(issue)) if (!refPaths.has(p.path)) problems.push(p);
+      for (const p of issueProblems(issue)) if (!reported.has(p.path) && !unused.some((u) => isUnder(p.path, u))) problems.push(p);
     }
   }
-  if (parsed.success && problems.length === 0) problems.push(...checkFiles(parsed.data));
-  if (problems.length > 0) throw new ConfigError(problems);
-  return parsed.data!;
+  return { value, parsed, problems };
 }
 
 function issueProblems(issue: z.core.$ZodIssue): Problem[] {
@@ -88,6 +126,24 @@ function issueProblems(issue: z.core.$ZodIssue): Problem[] {
     return issue.keys.map((k) => ({ path: formatPath([...issue.path, k]), message: 'unknown key' }));
   }
   return [{ path: formatPath(issue.path), message: issue.message }];
+}
+
+/** The auth keys' own checks: HMAC secrets long enough, public key files that parse. */
+export function checkAuthKeys(keys: readonly KeyConfig[]): Problem[] {
+  const problems: Problem[] = [];
+  keys.forEach((k, i) => {
+    if ('secret' in k && Buffer.byteLength(k.secret.reveal()) < MIN_HMAC_BYTES) {
+      problems.push({ path: `auth.keys[${i}].secret`, message: `HMAC secret must be at least ${MIN_HMAC_BYTES} bytes` });
+    }
+    if ('publicKey' in k) {
+      try {
+        createPublicKey(readFileSync(k.publicKey));
+      } catch (err) {
+        problems.push({ path: `auth.keys[${i}].publicKey`, message: (err as Error).message.split('\n')[0] ?? String(err) });
+      }
+    }
+  });
+  return problems;
 }
 
 /** Checks that need the disk: certificates parse, keys parse, folders exist. */
@@ -105,12 +161,7 @@ function checkFiles(cfg: Config): Problem[] {
     attempt('server.tls.cert', () => new X509Certificate(readFileSync(tls.cert)));
     attempt('server.tls.key', () => createPrivateKey(readFileSync(tls.key)));
   }
-  cfg.auth.keys.forEach((k, i) => {
-    if ('secret' in k && Buffer.byteLength(k.secret.reveal()) < MIN_HMAC_BYTES) {
-      problems.push({ path: `auth.keys[${i}].secret`, message: `HMAC secret must be at least ${MIN_HMAC_BYTES} bytes` });
-    }
-    if ('publicKey' in k) attempt(`auth.keys[${i}].publicKey`, () => createPublicKey(readFileSync(k.publicKey)));
-  });
+  problems.push(...checkAuthKeys(cfg.auth.keys));
   const names = new Map<string, number>();
   const matches = new Map<string, number>();
   cfg.providers.forEach((p, i) => {

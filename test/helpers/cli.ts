@@ -1,0 +1,28 @@
+// Runs the real CLI (src/cli.ts through tsx) as a child process, as ops and scripts do.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const CLI = ['--import', 'tsx', join(process.cwd(), 'src', 'cli.ts')];
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `env` is added to this process's; a name set to undefined is taken out. */
+export function runCli(args: string[], opts: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string } = {}): CliResult {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  const r = spawnSync(process.execPath, [...CLI, ...args], { cwd: opts.cwd ?? process.cwd(), env, input: opts.input ?? '', encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function tmpDir(name: string): string {
+  return mkdtempSync(join(tmpdir(), `keyhole-cli-${name}-`));
+}
