@@ -48,6 +48,7 @@ export const REASONS = {
   app_method_denied: 'this HTTP method is not allowed on this app path (app.methods / app.defaultMethods)',
   introspect_denied: 'no Keyhole token, and the app did not recognise the forwarded credentials (auth.introspect)',
   introspect_unavailable: 'the app introspection endpoint failed or timed out, so Keyhole fails closed',
+  session_logged_out: 'the app session cookie was logged out through Keyhole (auth.introspect.logout): introspection is not asked for it again',
   introspect_provider: 'a session authorized by app introspection may only read the providers listed in auth.introspect.providers',
   internal: 'an unexpected error; see the request id in the logs',
 } as const;

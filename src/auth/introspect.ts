@@ -5,6 +5,9 @@
 // for it, with no per-URI scope: a weaker guarantee than a token, documented as such.
 // Answers are cached briefly, keyed by a SHA-256 of the forwarded credentials (never the
 // raw value); failures are not cached and fail closed.
+// What introspection cannot see by itself, Keyhole adds: a session cookie logged out through
+// its app front (auth.introspect.logout) is refused without asking, and the session's
+// subject is checked against subject revocations like a token's (authenticate.ts).
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
@@ -20,7 +23,24 @@ const HEADER_NAME = z
   .regex(/^[A-Za-z0-9-]{1,64}$/, 'a header name, e.g. cookie or authorization')
   .transform((h) => h.toLowerCase());
 
-export const introspectSchema = z.strictObject({
+/** A cookie name as RFC 6265 allows it (a token), e.g. Django's `sessionid`. */
+const COOKIE_NAME = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_|~-]{1,128}$/, 'a cookie name, e.g. sessionid');
+
+/** `14d` as `336h`: session lifetimes are counted in days. */
+const days = (v: unknown): unknown => (typeof v === 'string' && /^\d+d$/.test(v) ? `${Number.parseInt(v, 10) * 24}h` : v);
+
+const logoutSchema = z.strictObject({
+  /** app paths (absolute prefixes) whose requests end the session, any method, e.g. /user/logout */
+  paths: z.array(z.string().regex(/^\/[^\s?#]*$/, 'an absolute path such as /user/logout, without query')).min(1),
+  /** the app's session cookie: its value, hashed, is what a logout marks dead */
+  sessionCookie: COOKIE_NAME,
+  /** how long a logged-out cookie is remembered (days too: 14d): the app's session lifetime (Django SESSION_COOKIE_AGE) */
+  remember: z.preprocess(days, duration(14 * 86_400_000)),
+});
+
+const introspectFields = z.strictObject({
+  /** off: introspection is never asked (a migration step); providers may then be empty */
+  enabled: z.boolean().default(true),
   /** the app endpoint that answers 2xx for a logged-in user, 401/403 otherwise */
   url: text().pipe(z.url({ protocol: /^https?$/ })),
   /** request headers carrying the user's app credentials, sent as they are */
@@ -31,12 +51,52 @@ export const introspectSchema = z.strictObject({
   cacheMax: z.number().int().min(1).max(1_000_000).default(10_000),
   timeout: duration(5_000),
   /** providers (by name) an introspected session may read; nothing else */
-  providers: z.array(z.string().min(1)).min(1),
-  /** field of the JSON answer used as the subject in audit events */
+  providers: z.array(z.string().min(1)).default([]),
+  /** field of the JSON answer used as the subject (audit events, subject revocation) */
   subjectField: z.string().min(1).default('id'),
+  /** put before that field's value: the same string the app puts in its tokens' sub, so a subject revocation covers both */
+  subjectPrefix: z.string().max(64).default(''),
+  /** requests through the app front that end an app session: Keyhole stops honouring its cookie at once */
+  logout: logoutSchema.optional(),
   tls: clientTls().optional(),
 });
+
+export const introspectSchema = introspectFields.superRefine((cfg, ctx) => {
+  if (cfg.enabled && cfg.providers.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['providers'], message: 'list at least one provider, or set enabled: false' });
+  }
+});
 export type IntrospectConfig = z.infer<typeof introspectSchema>;
+export type LogoutConfig = NonNullable<IntrospectConfig['logout']>;
+
+/**
+ * A browser sends one value of a cookie (two when a path or domain differs): a request with
+ * more is refused rather than looked up value by value.
+ */
+export const MAX_SESSION_VALUES = 16;
+
+/**
+ * The SHA-256 (hex) of every value of the app's session cookie in these headers: what the
+ * revocation store keeps for a logged-out session, never the value itself. Every value,
+ * not the first: apps differ on which duplicate they read (Django takes the last).
+ */
+export function sessionCookieHashes(headers: IncomingHttpHeaders, name: string): string[] {
+  const raw = headers.cookie;
+  if (!raw) return [];
+  const hashes: string[] = [];
+  for (const pair of raw.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
+    let value = pair.slice(eq + 1).trim();
+    // RFC 6265 lets a value be quoted; apps compare the inside.
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    if (value === '') continue;
+    hashes.push(createHash('sha256').update(value).digest('hex'));
+    // One past the limit is enough for the caller to tell "too many".
+    if (hashes.length > MAX_SESSION_VALUES) break;
+  }
+  return hashes;
+}
 
 export type Introspection =
   | { ok: true; sub: string; providers: ReadonlySet<string>; expiresAt: number }
@@ -68,7 +128,8 @@ export class Introspector {
     });
   }
 
-  async check(headers: IncomingHttpHeaders): Promise<Introspection> {
+  /** The forwarded credentials and their cache key; undefined when the request carries none. */
+  private credentials(headers: IncomingHttpHeaders): { forwarded: Record<string, string>; key: string } | undefined {
     const forwarded: Record<string, string> = {};
     const hash = createHash('sha256');
     for (const name of this.cfg.forward) {
@@ -78,8 +139,20 @@ export class Introspector {
       forwarded[name] = value;
       hash.update(name).update('\0').update(value).update('\0');
     }
-    if (Object.keys(forwarded).length === 0) return { ok: false, status: 401, reason: 'token_missing' };
-    const key = hash.digest('base64url');
+    if (Object.keys(forwarded).length === 0) return undefined;
+    return { forwarded, key: hash.digest('base64url') };
+  }
+
+  /** Drops the cached answer for these credentials (a logout): the next request asks again. */
+  forget(headers: IncomingHttpHeaders): void {
+    const found = this.credentials(headers);
+    if (found) this.cache.delete(found.key);
+  }
+
+  async check(headers: IncomingHttpHeaders): Promise<Introspection> {
+    const found = this.credentials(headers);
+    if (!found) return { ok: false, status: 401, reason: 'token_missing' };
+    const { forwarded, key } = found;
     let answer = this.cache.get(key);
     if (!answer) {
       // Many media requests of one page arrive at once: one question to the app for all.
@@ -133,11 +206,11 @@ export class Introspector {
     try {
       const parsed = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
       const v = parsed[this.cfg.subjectField];
-      if ((typeof v === 'string' && v !== '') || typeof v === 'number') return `app:${String(v).slice(0, 256)}`;
+      if ((typeof v === 'string' && v !== '') || typeof v === 'number') return `${this.cfg.subjectPrefix}${String(v).slice(0, 256)}`;
     } catch {
       // not JSON: the user is known, only unnamed
     }
-    return 'app:unknown';
+    return `${this.cfg.subjectPrefix}unknown`;
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,8 @@
 // Keys: `<prefix>revoked:jti:<jti>` (value: until when it holds — the caller's expiry, never
 // less than `subjectTtlSeconds` from the revocation — expiring then) and
 // `<prefix>revoked:sub:<sub>` (value: the not-before second; expiring once every token
-// issued before it is past the longest token lifetime). A revocation is written and
+// issued before it is past the longest token lifetime), and `<prefix>revoked:session:<sha256>`
+// (an app session cookie logged out through Keyhole; value: until when, expiring then). A revocation is written and
 // published on `<prefix>revocations` in one Lua call; every replica subscribes and updates
 // its cache at once, so a revocation made through one replica holds on all of them within
 // a pub/sub hop.
@@ -39,9 +40,12 @@ redis.call('PUBLISH', ARGV[3], ARGV[4] .. value)
 return value
 `;
 
-/** What a replica learns from the channel: `j <id> <exp>` or `s <id> <notBefore>` (id JSON-encoded). */
+/**
+ * What a replica learns from the channel: `j <id> <exp>`, `s <id> <notBefore>` or
+ * `l <sha256> <until>` (a logged-out app session; id JSON-encoded).
+ */
 export interface Invalidation {
-  kind: 'jti' | 'sub';
+  kind: 'jti' | 'sub' | 'session';
   id: string;
   value: number;
 }
@@ -67,6 +71,8 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
   private readonly sub: RedisClient;
   private readonly jtis: LRUCache<string, true | false>;
   private readonly subjects: LRUCache<string, number>;
+  /** logged-out app sessions: true, or false for "not logged out" (what Redis said) */
+  private readonly sessions: LRUCache<string, boolean>;
   private readonly prefix: string;
   private readonly channel: string;
   private readonly allowOnError: boolean;
@@ -99,6 +105,7 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     const ttl = Math.max(1, settings.cacheTtl);
     this.jtis = new LRUCache({ max: Math.max(1, settings.cacheMax), ttl, ttlAutopurge: false });
     this.subjects = new LRUCache({ max: Math.max(1, settings.cacheMax), ttl, ttlAutopurge: false });
+    this.sessions = new LRUCache({ max: Math.max(1, settings.cacheMax), ttl, ttlAutopurge: false });
     this.cmd = createRedisClient(connection, { name: 'keyhole-revocation' });
     // Subscriptions are made by hand on every `ready` (autoResubscribe off) so the store knows
     // exactly when invalidations flow again, and clears its cache at that moment.
@@ -155,6 +162,7 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     // Anything published while we were not subscribed is lost: forget what we cached.
     this.jtis.clear();
     this.subjects.clear();
+    this.sessions.clear();
     this.epoch++;
     this.subscribed = true;
     this.noteState();
@@ -180,7 +188,7 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
   }
 
   private receive(message: string): void {
-    const m = /^([js]) (.+) (\d+)$/.exec(message);
+    const m = /^([jsl]) (.+) (\d+)$/.exec(message);
     if (!m) return;
     let id: unknown;
     try {
@@ -193,8 +201,9 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     this.epoch++;
     this.opts.metrics.revocationInvalidations.inc();
     if (m[1] === 'j') this.jtis.set(id, true);
+    else if (m[1] === 'l') this.sessions.set(id, true);
     else this.subjects.set(id, Math.max(value, this.subjects.get(id) ?? NONE));
-    this.emit('invalidation', { kind: m[1] === 'j' ? 'jti' : 'sub', id, value } satisfies Invalidation);
+    this.emit('invalidation', { kind: m[1] === 'j' ? 'jti' : m[1] === 'l' ? 'session' : 'sub', id, value } satisfies Invalidation);
   }
 
   /** Both connections up and the channel subscribed: answers are current. */
@@ -257,6 +266,33 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     return jtiRevoked || revokedBySubject(claims, notBefore === NONE ? undefined : notBefore);
   }
 
+  isSessionRevoked(hash: string): boolean | Promise<boolean> {
+    if (!this.connected()) return this.unavailable();
+    const known = this.sessions.get(hash);
+    if (known !== undefined) {
+      this.hits.inc();
+      return known;
+    }
+    this.misses.inc();
+    return this.lookupSession(hash);
+  }
+
+  private async lookupSession(hash: string): Promise<boolean> {
+    const epoch = this.epoch;
+    let revoked: boolean;
+    try {
+      revoked = (await this.cmd.exists(this.sessionKey(hash))) > 0;
+    } catch (err) {
+      return this.unavailable(err);
+    }
+    if (epoch === this.epoch && this.subscribed) this.sessions.set(hash, revoked);
+    return revoked;
+  }
+
+  private sessionKey(hash: string): string {
+    return `${this.prefix}revoked:session:${hash}`;
+  }
+
   private jtiKey(jti: string): string {
     return `${this.prefix}revoked:jti:${jti}`;
   }
@@ -265,7 +301,7 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     return `${this.prefix}revoked:sub:${sub}`;
   }
 
-  private async revoke(key: string, tag: 'j' | 's', id: string, value: number, ttlSeconds: number): Promise<number> {
+  private async revoke(key: string, tag: 'j' | 's' | 'l', id: string, value: number, ttlSeconds: number): Promise<number> {
     if (!isUp(this.cmd)) throw new RevocationUnavailable('redis is not connected');
     try {
       const stored = await this.cmd.eval(REVOKE_LUA, 1, key, String(value), String(Math.max(1, ttlSeconds)), this.channel, `${tag} ${JSON.stringify(id)} `);
@@ -291,6 +327,14 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     const stored = await this.revoke(this.subKey(sub), 's', sub, Math.floor(at), Math.floor(at) + this.opts.subjectTtlSeconds - now);
     this.epoch++;
     this.subjects.set(sub, Math.max(stored, this.subjects.get(sub) ?? NONE));
+  }
+
+  async revokeSession(hash: string, until: number): Promise<void> {
+    const now = Math.floor(Date.now() / 1000);
+    const value = Math.ceil(until);
+    await this.revoke(this.sessionKey(hash), 'l', hash, value, value - now);
+    this.epoch++;
+    this.sessions.set(hash, true);
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,9 @@
 //   right after it, on a clock in step with ours, passes only once its iat is past that);
 // - a jti revocation is kept until no token accepted now can still be accepted: at least
 //   now + maxTokenLifetime + 2 × clockTolerance, whatever exp the caller gives.
+// A third kind serves introspection (auth.introspect.logout): an app session cookie logged
+// out through Keyhole, kept by the SHA-256 of its value (never the value) until a given
+// second, the app's own session lifetime.
 import type { SessionClaims } from './claims.js';
 
 export class RevocationUnavailable extends Error {}
@@ -55,6 +58,13 @@ export interface RevocationStore {
   revokeToken(jti: string, expiresAt: number): Promise<void>;
   /** revokes every token of `sub` issued at or before `at` (seconds since epoch) */
   revokeSubject(sub: string, at: number): Promise<void>;
+  /**
+   * marks an app session (the SHA-256 hex of its cookie value) logged out until `until`
+   * (seconds since epoch); a later mark of the same session is kept
+   */
+  revokeSession(hash: string, until: number): Promise<void>;
+  /** true when that session was logged out; throws RevocationUnavailable like isRevoked */
+  isSessionRevoked(hash: string): boolean | Promise<boolean>;
   /** false while the store cannot answer: readiness reports it */
   ready(): boolean;
   close(): Promise<void>;
@@ -73,6 +83,12 @@ export function revokedBySubject(claims: SessionClaims, notBefore: number | unde
 export class MemoryRevocationStore implements RevocationStore {
   protected readonly tokens = new Map<string, number>();
   protected readonly subjects = new Map<string, number>();
+  protected readonly sessions = new Map<string, number>();
+  /**
+   * a cluster worker in memory mode: shares its logouts with the group (the primary relays
+   * them to every worker) and resolves once all of them hold it
+   */
+  shareSession: ((hash: string, until: number) => Promise<void>) | undefined;
   private readonly sweeper: NodeJS.Timeout;
 
   /**
@@ -97,12 +113,28 @@ export class MemoryRevocationStore implements RevocationStore {
     this.subjects.set(sub, Math.max(at, this.subjects.get(sub) ?? 0));
   }
 
+  async revokeSession(hash: string, until: number): Promise<void> {
+    this.holdSession(hash, until);
+    await this.shareSession?.(hash, this.sessions.get(hash)!);
+  }
+
+  /** Applies a logout here only (what a relayed one does). */
+  holdSession(hash: string, until: number): void {
+    this.sessions.set(hash, Math.max(Math.ceil(until), this.sessions.get(hash) ?? 0));
+  }
+
+  isSessionRevoked(hash: string, now = Date.now() / 1000): boolean {
+    const until = this.sessions.get(hash);
+    return until !== undefined && until >= now;
+  }
+
   ready(): boolean {
     return true;
   }
 
   sweep(now = Date.now() / 1000): void {
     for (const [jti, exp] of this.tokens) if (exp < now) this.tokens.delete(jti);
+    for (const [hash, until] of this.sessions) if (until < now) this.sessions.delete(hash);
     for (const [sub, at] of this.subjects) if (at + this.horizonSeconds < now) this.subjects.delete(sub);
   }
 

@@ -2,42 +2,88 @@
 // A token seen before (the verified-token cache) against the in-memory revocation store is
 // answered without waiting for anything: no promise on the data path's common case.
 import type { IncomingHttpHeaders } from 'node:http';
+import { decodeJwt } from 'jose';
 import type { SessionClaims } from '../auth/claims.js';
 import { extractToken, type Extracted, type TokenSource } from '../auth/extract.js';
-import { introspectorFor } from '../auth/introspect.js';
+import { introspectorFor, MAX_SESSION_VALUES, sessionCookieHashes, type IntrospectConfig } from '../auth/introspect.js';
 import { RevocationUnavailable } from '../auth/revocation.js';
 import { TokenError } from '../auth/verify.js';
 import type { Reason } from '../reasons.js';
 import type { Runtime } from './runtime.js';
 
+/**
+ * What a refused request's token says about itself, read without trusting it (the signature
+ * may not verify): for auditors, marked unverified. Never the token itself.
+ */
+export interface Unverified {
+  sub?: string;
+  jti?: string;
+}
+
 export type Authenticated =
   | { ok: true; claims: SessionClaims; source: TokenSource; token: string }
-  | { ok: false; status: number; reason: Reason; source: TokenSource | undefined };
+  | { ok: false; status: number; reason: Reason; source: TokenSource | undefined; unverified?: Unverified };
+
+/** Longest claim value copied into `unverified`: the rest is the token holder's to pad. */
+const MAX_CLAIM = 256;
+
+/** sub and jti as the token states them, when it decodes at all; nothing else. */
+export function unverifiedClaims(token: string): Unverified | undefined {
+  let payload: Record<string, unknown>;
+  try {
+    payload = decodeJwt(token);
+  } catch {
+    return undefined;
+  }
+  const read = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v.slice(0, MAX_CLAIM) : undefined);
+  const sub = read(payload.sub);
+  const jti = read(payload.jti);
+  if (sub === undefined && jti === undefined) return undefined;
+  return { ...(sub !== undefined ? { sub } : {}), ...(jti !== undefined ? { jti } : {}) };
+}
 
 export function authenticate(rt: Runtime, headers: IncomingHttpHeaders, queryToken: string | null): Authenticated | Promise<Authenticated> {
   const found = extractToken(headers, rt.config.auth.queryToken ? queryToken : null, rt.config.auth.cookie.name);
   if (!found) return fail(rt, 401, 'token_missing', undefined);
+  return authenticateFound(rt, found);
+}
+
+function authenticateFound(rt: Runtime, found: Extracted): Authenticated | Promise<Authenticated> {
   const cached = rt.verifier.cached(found.token);
   if (cached !== undefined) return unrevoked(rt, cached, found);
   return rt.verifier.verify(found.token).then(
     (claims) => unrevoked(rt, claims, found),
-    (err: unknown) => fail(rt, 401, err instanceof TokenError ? err.reason : 'token_invalid', found.source),
+    (err: unknown) => fail(rt, 401, err instanceof TokenError ? err.reason : 'token_invalid', found.source, unverifiedClaims(found.token)),
   );
 }
 
 function unrevoked(rt: Runtime, claims: SessionClaims, found: Extracted): Authenticated | Promise<Authenticated> {
-  const ok = (revoked: boolean): Authenticated => (revoked ? fail(rt, 401, 'token_revoked', found.source) : { ok: true, claims, source: found.source, token: found.token });
-  const unavailable = (err: unknown): Authenticated => {
+  // Verified: a refusal names whose token it was.
+  const who = { sub: claims.sub, ...(claims.jti !== undefined ? { jti: claims.jti } : {}) };
+  const decide = (revoked: Lookup): Authenticated =>
+    revoked === 'unavailable'
+      ? fail(rt, 503, 'revocation_unavailable', found.source, who)
+      : revoked
+        ? fail(rt, 401, 'token_revoked', found.source, who)
+        : { ok: true, claims, source: found.source, token: found.token };
+  const revoked = storeSays(rt, () => rt.revocation.isRevoked(claims));
+  return revoked instanceof Promise ? revoked.then(decide) : decide(revoked);
+}
+
+/** A revocation store's answer; 'unavailable' when it cannot tell (the caller fails closed). */
+type Lookup = boolean | 'unavailable';
+
+function storeSays(rt: Runtime, lookup: () => boolean | Promise<boolean>): Lookup | Promise<Lookup> {
+  const unavailable = (err: unknown): 'unavailable' => {
     if (!(err instanceof RevocationUnavailable)) rt.logger.error({ err }, 'revocation check failed');
-    return fail(rt, 503, 'revocation_unavailable', found.source);
+    return 'unavailable';
   };
-  let revoked: boolean | Promise<boolean>;
   try {
-    revoked = rt.revocation.isRevoked(claims);
+    const revoked = lookup();
+    return typeof revoked === 'boolean' ? revoked : revoked.catch(unavailable);
   } catch (err) {
     return unavailable(err);
   }
-  return typeof revoked === 'boolean' ? ok(revoked) : revoked.then(ok, unavailable);
 }
 
 /** A data request with no Keyhole token, authorized by asking the app (auth.introspect). */
@@ -49,24 +95,57 @@ export interface Introspected {
   providers: ReadonlySet<string>;
 }
 
-/** The data route's authentication: a Keyhole token, else (when configured) the app's word. */
+/**
+ * The data route's authentication: a Keyhole token, else (when configured and enabled) the
+ * app's word. A Bearer JWT from another issuer (the app's own access tokens) is not a Keyhole
+ * token at all: it goes to the app too. A token that claims Keyhole's issuer and fails
+ * verification is refused as it is; nothing from the cookie or ?token= ever falls back.
+ */
 export function authenticateData(rt: Runtime, headers: IncomingHttpHeaders, queryToken: string | null): Authenticated | Introspected | Promise<Authenticated | Introspected> {
-  const auth = authenticate(rt, headers, queryToken);
   const introspect = rt.config.auth.introspect;
-  if (!introspect) return auth;
-  const decide = async (a: Authenticated): Promise<Authenticated | Introspected> => {
-    if (a.ok || a.reason !== 'token_missing') return a;
-    const answer = await introspectorFor(introspect).check(headers);
-    if (!answer.ok) return fail(rt, answer.status, answer.reason, undefined);
-    const exp = Math.floor(answer.expiresAt / 1000);
-    const claims: SessionClaims = { sub: answer.sub, exp, iat: undefined, jti: undefined, org: undefined, project: undefined, scope: [], uri: undefined };
-    return { ok: true, claims, source: 'introspect', providers: answer.providers };
-  };
-  if (auth instanceof Promise) return auth.then(decide);
-  return auth.ok || auth.reason !== 'token_missing' ? auth : decide(auth);
+  const enabled = introspect?.enabled ? introspect : undefined;
+  const found = extractToken(headers, rt.config.auth.queryToken ? queryToken : null, rt.config.auth.cookie.name);
+  if (!found) return enabled ? introspected(rt, enabled, headers) : fail(rt, 401, 'token_missing', undefined);
+  if (enabled && found.source === 'header' && foreignIssuer(found.token, rt.config.auth.issuer)) return introspected(rt, enabled, headers);
+  return authenticateFound(rt, found);
 }
 
-function fail(rt: Runtime, status: number, reason: Reason, source: TokenSource | undefined): Authenticated {
+/** A JWT whose (unverified) iss is none of Keyhole's; not a JWT at all is not foreign: it is broken. */
+function foreignIssuer(token: string, issuer: string | string[]): boolean {
+  let iss: unknown;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch {
+    return false;
+  }
+  return typeof issuer === 'string' ? iss !== issuer : !issuer.includes(iss as string);
+}
+
+async function introspected(rt: Runtime, cfg: IntrospectConfig, headers: IncomingHttpHeaders): Promise<Authenticated | Introspected> {
+  // A session cookie logged out through Keyhole's app front stays out, whatever the app
+  // still says about it (a signed-cookie session outlives the app's own logout).
+  if (cfg.logout) {
+    const hashes = sessionCookieHashes(headers, cfg.logout.sessionCookie);
+    if (hashes.length > MAX_SESSION_VALUES) return fail(rt, 401, 'introspect_denied', undefined);
+    for (const hash of hashes) {
+      const out = await storeSays(rt, () => rt.revocation.isSessionRevoked(hash));
+      if (out === 'unavailable') return fail(rt, 503, 'revocation_unavailable', undefined);
+      if (out) return fail(rt, 401, 'session_logged_out', undefined);
+    }
+  }
+  const answer = await introspectorFor(cfg).check(headers);
+  if (!answer.ok) return fail(rt, answer.status, answer.reason, undefined);
+  const exp = Math.floor(answer.expiresAt / 1000);
+  // No iat: like a token without one, a subject revoked within the revocation horizon stays
+  // refused here too, however it comes (a token revoked, DELETE /v1/session, the app cookie).
+  const claims: SessionClaims = { sub: answer.sub, exp, iat: undefined, jti: undefined, org: undefined, project: undefined, scope: [], uri: undefined };
+  const revoked = await storeSays(rt, () => rt.revocation.isRevoked(claims));
+  if (revoked === 'unavailable') return fail(rt, 503, 'revocation_unavailable', undefined, { sub: answer.sub });
+  if (revoked) return fail(rt, 401, 'token_revoked', undefined, { sub: answer.sub });
+  return { ok: true, claims, source: 'introspect', providers: answer.providers };
+}
+
+function fail(rt: Runtime, status: number, reason: Reason, source: Authenticated['source'], unverified?: Unverified): Authenticated {
   rt.metrics.tokenFailures.labels(reason).inc();
-  return { ok: false, status, reason, source };
+  return unverified ? { ok: false, status, reason, source, unverified } : { ok: false, status, reason, source };
 }

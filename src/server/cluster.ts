@@ -28,9 +28,12 @@ type MetricsJson = MetricFamily[];
 
 /** Primary → worker. */
 export type ToWorker =
-  | { kh: 'start'; yaml: string; tokens: [string, number][]; subjects: [string, number][] }
+  | { kh: 'start'; yaml: string; tokens: [string, number][]; subjects: [string, number][]; sessions: [string, number][] }
   | { kh: 'revoke'; seq: number; jti: string; until: number }
   | { kh: 'revoke'; seq: number; sub: string; at: number }
+  | { kh: 'revoke'; seq: number; session: string; until: number }
+  /** the answer to a worker's `logout`: every live worker holds it (or why not) */
+  | { kh: 'logged-out'; seq: number; error?: string }
   | { kh: 'reload'; seq: number; yaml: string }
   | { kh: 'metrics'; seq: number }
   | { kh: 'drain' };
@@ -40,7 +43,9 @@ export type FromWorker =
   | { kh: 'hello' }
   | { kh: 'listening'; data: AddressInfo; redirect?: AddressInfo }
   | { kh: 'ack'; seq: number; result?: ReloadResult; metrics?: MetricsJson; error?: string }
-  | { kh: 'fatal'; problems: string[] };
+  | { kh: 'fatal'; problems: string[] }
+  /** memory mode: an app session logged out through this worker, for the whole group */
+  | { kh: 'logout'; seq: number; hash: string; until: number };
 
 const isFromWorker = (m: unknown): m is FromWorker => typeof m === 'object' && m !== null && typeof (m as { kh?: unknown }).kh === 'string';
 
@@ -55,7 +60,7 @@ const isFromWorker = (m: unknown): m is FromWorker => typeof m === 'object' && m
 export class RelayedRevocationStore extends MemoryRevocationStore {
   constructor(
     subjectTtlSeconds: number,
-    private readonly relay: (m: { jti: string; until: number } | { sub: string; at: number }) => Promise<void>,
+    private readonly relay: (m: Relayed) => Promise<void>,
   ) {
     super(subjectTtlSeconds);
   }
@@ -71,11 +76,19 @@ export class RelayedRevocationStore extends MemoryRevocationStore {
     await this.relay({ sub, at: this.subjects.get(sub)! });
   }
 
-  snapshot(): { tokens: [string, number][]; subjects: [string, number][] } {
+  override async revokeSession(hash: string, until: number): Promise<void> {
+    this.holdSession(hash, until);
+    await this.relay({ session: hash, until: this.sessions.get(hash)! });
+  }
+
+  snapshot(): { tokens: [string, number][]; subjects: [string, number][]; sessions: [string, number][] } {
     this.sweep();
-    return { tokens: [...this.tokens], subjects: [...this.subjects] };
+    return { tokens: [...this.tokens], subjects: [...this.subjects], sessions: [...this.sessions] };
   }
 }
+
+/** One revocation as the primary relays it to every worker. */
+type Relayed = { jti: string; until: number } | { sub: string; at: number } | { session: string; until: number };
 
 // ---------------------------------------------------------------------------------------
 // Primary
@@ -208,7 +221,7 @@ class Primary {
         member.hello = true;
         // The config the primary checked last, not the file now: a typo saved but not yet
         // reloaded must not stop a replacement worker from starting.
-        const snapshot = this.relay?.snapshot() ?? { tokens: [], subjects: [] };
+        const snapshot = this.relay?.snapshot() ?? { tokens: [], subjects: [], sessions: [] };
         this.send(member, { kh: 'start', yaml: this.yaml, ...snapshot });
         return;
       }
@@ -232,6 +245,16 @@ class Primary {
       }
       case 'fatal': {
         this.logger.error({ worker: member.worker.id, problems: m.problems }, 'worker cannot start');
+        return;
+      }
+      case 'logout': {
+        // Memory mode only (with Redis a worker writes it there itself).
+        const done = (error?: string) => this.send(member, { kh: 'logged-out', seq: m.seq, ...(error ? { error } : {}) });
+        if (!this.relay) return void done('no relayed revocation store');
+        this.relay.revokeSession(m.hash, m.until).then(
+          () => done(),
+          (err: unknown) => done((err as Error).message),
+        );
         return;
       }
     }
@@ -286,7 +309,7 @@ class Primary {
   }
 
   /** Memory mode: a revocation is done when every live worker applied it. */
-  async relayRevocation(r: { jti: string; until: number } | { sub: string; at: number }): Promise<void> {
+  async relayRevocation(r: Relayed): Promise<void> {
     const { acks, missing } = await this.broadcast((seq) => ({ kh: 'revoke', seq, ...r }), 5_000);
     const failed = acks.filter((a) => a.ack.error);
     if (missing.length > 0 || failed.length > 0) {
@@ -480,6 +503,27 @@ export async function runWorker(file: string): Promise<void> {
   });
   send({ kh: 'hello' });
   const start = await started;
+  // Logouts this worker asked the primary to relay, by seq; the primary answers each.
+  const logouts = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  let logoutSeq = 0;
+  const askPrimary = (m: Extract<FromWorker, { kh: 'logout' }>): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        logouts.delete(m.seq);
+        reject(new RevocationUnavailable('the primary did not confirm the logout'));
+      }, 10_000);
+      logouts.set(m.seq, {
+        resolve: () => (clearTimeout(timer), resolve()),
+        reject: (err) => (clearTimeout(timer), reject(err)),
+      });
+      if (!process.connected || !process.send) {
+        logouts.delete(m.seq);
+        clearTimeout(timer);
+        reject(new RevocationUnavailable('the primary is gone'));
+        return;
+      }
+      process.send(m);
+    });
 
   const baseDir = dirname(resolve(file));
   let yaml = start.yaml;
@@ -495,6 +539,12 @@ export async function runWorker(file: string): Promise<void> {
   const instance = await KeyholeInstance.create(config, { configFile: file, loadConfig: () => parseConfig(yaml, { baseDir }), logger, cluster: true });
   for (const [jti, until] of start.tokens) await instance.runtime.revocation.revokeToken(jti, until);
   for (const [sub, at] of start.subjects) await instance.runtime.revocation.revokeSubject(sub, at);
+  const own = instance.runtime.revocation;
+  if (own instanceof MemoryRevocationStore) {
+    for (const [hash, until] of start.sessions) own.holdSession(hash, until);
+    // A logout through this worker holds on every worker before the app sees it.
+    own.shareSession = (hash, until) => askPrimary({ kh: 'logout', seq: ++logoutSeq, hash, until });
+  }
 
   let stopping = false;
   const stop = (why: string) => {
@@ -507,10 +557,21 @@ export async function runWorker(file: string): Promise<void> {
   const onMessage = async (m: ToWorker): Promise<void> => {
     const store = instance.runtime.revocation;
     switch (m.kh) {
+      case 'logged-out': {
+        const waiting = logouts.get(m.seq);
+        logouts.delete(m.seq);
+        if (m.error) waiting?.reject(new RevocationUnavailable(m.error));
+        else waiting?.resolve();
+        return;
+      }
       case 'revoke':
         try {
           if ('jti' in m) await store.revokeToken(m.jti, m.until);
-          else await store.revokeSubject(m.sub, m.at);
+          else if ('session' in m) {
+            // Held here only: sharing it again would loop through the primary.
+            if (store instanceof MemoryRevocationStore) store.holdSession(m.session, m.until);
+            else await store.revokeSession(m.session, m.until);
+          } else await store.revokeSubject(m.sub, m.at);
           send({ kh: 'ack', seq: m.seq });
         } catch (err) {
           send({ kh: 'ack', seq: m.seq, error: (err as Error).message });

@@ -80,7 +80,7 @@ t.test('the app vouches for the user: listed providers only', async (t) => {
   t.equal(orgOnly.status, 403, 'a provider restricted to orgs is refused even when listed: no org claim to show');
 
   const audit = k.audits().find((a) => a.id === res.headers['x-request-id']);
-  t.match(audit, { sub: 'app:42', tokenSource: 'introspect', decision: 'allow' }, 'the audit names the app user and the source');
+  t.match(audit, { sub: '42', tokenSource: 'introspect', decision: 'allow' }, 'the audit names the app user (subjectPrefix + id) and the source');
   t.notOk(k.rawLogs().includes('good-session'), 'the forwarded credential never appears in logs');
 });
 
@@ -147,5 +147,9 @@ t.test('config: introspect needs a URL and at least one provider', async (t) => 
   );
   const paths = (err?.problems ?? []).map((p) => p.path);
   t.ok(paths.some((p) => p.startsWith('auth.introspect.url')), `url problem reported (${paths.join(', ')})`);
-  t.ok(paths.some((p) => p.startsWith('auth.introspect.providers')), 'providers problem reported');
+  const noProviders = await startKeyhole(yaml.replace('"not a url"', 'https://app.example/whoami')).then(
+    () => undefined,
+    (e: unknown) => e as { problems?: { path: string }[] },
+  );
+  t.ok((noProviders?.problems ?? []).some((p) => p.path.startsWith('auth.introspect.providers')), 'providers problem reported');
 });

@@ -5,6 +5,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { authenticate } from '../../src/server/authenticate.js';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-auth-'));
 for (const d of ['public', 'private', 'tenant']) mkdirSync(join(root, d));
@@ -102,4 +103,29 @@ t.test('org and project limits on providers', async (t) => {
   t.equal((await get('local://project/t.txt', { org: 'acme', project: 'p1' })).status, 200);
   t.equal(errorOf((await get('local://project/t.txt', { org: 'acme', project: 'p2' })).body), 'org_denied');
   t.equal(errorOf((await get('local://project/t.txt', { org: 'acme' })).body), 'org_denied', 'no project claim');
+});
+
+t.test('a refused token carries what it claims, unverified: sub and jti, capped, never the token', async (t) => {
+  const k = await startKeyhole(yaml());
+  t.teardown(() => k.close());
+  const rt = k.server.current;
+  const good = await k.token({ sub: 'mallory', jti: 'j-1', scope: ['local://files/public/'] });
+  const [head, body] = good.split('.');
+  const forged = `${head}.${body}.${'A'.repeat(43)}`;
+  const bad = await authenticate(rt, { authorization: `Bearer ${forged}` }, null);
+  t.match(bad, { ok: false, reason: 'token_invalid', unverified: { sub: 'mallory', jti: 'j-1' } });
+  t.notOk(JSON.stringify(bad).includes(forged), 'the token itself is not in the result');
+
+  const long = await k.token({ sub: 'x'.repeat(1000), scope: ['local://files/public/'] });
+  const tampered = `${long.split('.').slice(0, 2).join('.')}.${'B'.repeat(43)}`;
+  const capped = await authenticate(rt, { authorization: `Bearer ${tampered}` }, null);
+  t.equal(!capped.ok && capped.unverified?.sub?.length, 256, 'a long sub is capped at 256 characters');
+
+  const garbage = await authenticate(rt, { authorization: 'Bearer not-a-jwt' }, null);
+  t.match(garbage, { ok: false, reason: 'token_malformed' });
+  t.equal(!garbage.ok && garbage.unverified, undefined, 'nothing readable, nothing claimed');
+
+  const revokedToken = await k.token({ sub: 'bob', jti: 'j-2', scope: ['local://files/public/'] });
+  await rt.revocation.revokeToken('j-2', Math.floor(Date.now() / 1000) + 600);
+  t.match(await authenticate(rt, { authorization: `Bearer ${revokedToken}` }, null), { ok: false, reason: 'token_revoked', unverified: { sub: 'bob', jti: 'j-2' } });
 });

@@ -38,7 +38,7 @@ t.test('the relayed revocation store answers only once every worker applied it',
   fail = true;
   await t.rejects(store.revokeToken('j2', far), /did not answer/, 'a relay failure is the caller’s failure (503)');
   store.sweep(far + 86_400);
-  t.same(store.snapshot(), { tokens: [], subjects: [] }, 'expired entries are swept');
+  t.same(store.snapshot(), { tokens: [], subjects: [], sessions: [] }, 'expired entries are swept');
 });
 
 /** Workers that served the audited requests since `from`. */

@@ -25,6 +25,13 @@ class BrokenStore implements RevocationStore {
   async revokeSubject(): Promise<void> {
     if (!this.up) throw new RevocationUnavailable('store unreachable');
   }
+  async revokeSession(): Promise<void> {
+    if (!this.up) throw new RevocationUnavailable('store unreachable');
+  }
+  isSessionRevoked(): boolean {
+    if (this.up) return false;
+    throw new RevocationUnavailable('store unreachable');
+  }
   ready(): boolean {
     return this.up;
   }

@@ -1,0 +1,60 @@
+// auth.introspect.logout: the app's logout, seen through Keyhole's own front, ends the
+// session's data access too. An app whose sessions are signed cookies (Label Studio, Django's
+// signed_cookies backend) cannot forget a cookie it issued: after its logout the old value
+// still passes whoami until it expires. So before the logout request reaches the app, the
+// SHA-256 of its session cookie is marked logged out in the revocation store (shared by the
+// replicas), and the data route refuses that cookie from then on without asking the app.
+import type { IncomingHttpHeaders } from 'node:http';
+import { introspectorFor, MAX_SESSION_VALUES, sessionCookieHashes, type IntrospectConfig, type LogoutConfig } from '../auth/introspect.js';
+import type { RevocationStore } from '../auth/revocation.js';
+import { fold, type Target } from './methods.js';
+
+/**
+ * Called for every request the app front forwards: undefined when it is not a logout (the
+ * common case costs no promise), else a promise that settles once the logout is recorded.
+ * It rejects when the store cannot record it: the logout is then refused, not forwarded.
+ */
+export type LogoutHook = (target: Pick<Target, 'readings'>, headers: IncomingHttpHeaders) => Promise<void> | undefined;
+
+/** Whether `prefix` covers `path` the way app.methods paths do: itself, or a path below it. */
+function covers(prefix: string, path: string): boolean {
+  if (prefix.endsWith('/')) return path.startsWith(prefix) || path === prefix.slice(0, -1);
+  return path === prefix || path.startsWith(`${prefix}/`);
+}
+
+/**
+ * Logout paths match any reading of the path, case-folded: the opposite of a method rule's
+ * "every reading". A false match only logs the sender's own cookie out; a miss would leave
+ * a logged-out cookie readable.
+ */
+export function isLogoutPath(paths: readonly string[], readings: readonly string[]): boolean {
+  for (const r of readings) {
+    const folded = fold(r);
+    for (const p of paths) if (covers(fold(p), folded)) return true;
+  }
+  return false;
+}
+
+export function logoutHook(introspect: IntrospectConfig | undefined, store: RevocationStore): LogoutHook | undefined {
+  const logout = introspect?.enabled ? introspect.logout : undefined;
+  if (!introspect || !logout) return undefined;
+  return (target, headers) => {
+    if (!isLogoutPath(logout.paths, target.readings)) return undefined;
+    const hashes = sessionCookieHashes(headers, logout.sessionCookie).slice(0, MAX_SESSION_VALUES);
+    if (hashes.length === 0) return undefined;
+    return markLoggedOut(introspect, logout, store, headers, hashes);
+  };
+}
+
+async function markLoggedOut(introspect: IntrospectConfig, logout: LogoutConfig, store: RevocationStore, headers: IncomingHttpHeaders, hashes: string[]): Promise<void> {
+  // Bounded by sessions the app knows: anyone may post junk cookies to the logout path, and
+  // each mark is kept for the session lifetime. A cookie already marked, or one the app
+  // refuses (it grants nothing), needs no mark; the app being down is no reason to skip one.
+  for (const hash of hashes) if (await store.isSessionRevoked(hash)) return;
+  const introspector = introspectorFor(introspect);
+  const answer = await introspector.check(headers);
+  if (!answer.ok && answer.reason === 'introspect_denied') return;
+  const until = Math.ceil((Date.now() + logout.remember) / 1000);
+  for (const hash of hashes) await store.revokeSession(hash, until);
+  introspector.forget(headers);
+}
