@@ -8,6 +8,8 @@ import type { Config } from '../config/schema.js';
 import type { Runtime } from '../server/runtime.js';
 import { closeIntrospector } from '../auth/introspect.js';
 import { AppProxy } from './proxy.js';
+import { logoutHook } from './logout.js';
+import { logRefusal } from '../server/respond.js';
 
 const proxies = new WeakMap<Config, AppProxy>();
 
@@ -22,6 +24,7 @@ export function appProxyFor(rt: Runtime): AppProxy | undefined {
       proto: rt.config.server.tls ? 'https' : 'http',
       publicHost: rt.config.server.publicUrl ? new URL(rt.config.server.publicUrl).host : undefined,
       logger: rt.logger.child({ component: 'app' }),
+      logout: logoutHook(rt.config.auth.introspect, rt.revocation),
     });
     proxies.set(rt.config, proxy);
   }
@@ -44,7 +47,9 @@ export function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex,
   const app = appProxyFor(rt);
   if (app && path !== '/v1/data' && path !== '/v1/session' && path !== '/v1/presign') return app.upgrade(req, socket, head);
   socket.on('error', () => socket.destroy());
-  const body = JSON.stringify({ error: 'bad_request', message: REASONS.bad_request, requestId: randomUUID() });
+  const id = randomUUID();
+  logRefusal(rt.logger, req, id, 400, 'bad_request', { route: 'router', fields: { upgrade: req.headers.upgrade, why: app ? "no upgrade on Keyhole's own routes" : 'no app behind Keyhole' } });
+  const body = JSON.stringify({ error: 'bad_request', message: REASONS.bad_request, requestId: id });
   socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   socket.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref());
 }

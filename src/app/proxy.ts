@@ -16,12 +16,13 @@ import type { Dispatcher, Pool } from 'undici';
 import { errors } from '../relay/undici.js';
 import { createPool } from '../relay/pool.js';
 import { REASONS, type Reason } from '../reasons.js';
-import { sendError } from '../server/respond.js';
+import { logRefusal, refuse, sendError } from '../server/respond.js';
 import { CookieHardener } from './cookies.js';
 import { markRefused, requestFraming, wasRefused } from './framing.js';
 import { appRequestHeaders, appResponseHeaders, TrustedProxies } from './headers.js';
 import { MethodPolicy, normaliseTarget } from './methods.js';
 import type { AppConfig } from './schema.js';
+import type { LogoutHook } from './logout.js';
 
 export interface AppProxyOptions {
   /** Keyhole's session cookie name: stripped from requests, never set by the app */
@@ -31,6 +32,8 @@ export interface AppProxyOptions {
   /** server.publicUrl's host[:port], when set: the app's Host and X-Forwarded-Host */
   publicHost?: string | undefined;
   logger: Logger;
+  /** auth.introspect.logout: records a logout before the app sees it (logout.ts) */
+  logout?: LogoutHook | undefined;
 }
 
 class BodyTooLarge extends Error {}
@@ -65,6 +68,8 @@ class AppResponse implements Dispatcher.DispatchHandler {
     private readonly res: ServerResponse,
     private readonly cookies: CookieHardener,
     private readonly id: string,
+    /** logs a failure this side answers (413, 502, 504) as a refusal of the request */
+    private readonly refused: (status: number, reason: Reason, fields: Record<string, unknown>) => void,
     private readonly logger: Logger,
     private readonly done: () => void,
   ) {
@@ -110,10 +115,12 @@ class AppResponse implements Dispatcher.DispatchHandler {
       return;
     }
     const { status, reason } = failureFor(err);
-    if (res.headersSent) res.destroy(err);
-    else {
+    if (res.headersSent) {
+      this.logger.warn({ requestId: this.id, reason, err: err.message }, 'app answer cut: the app failed mid-answer');
+      res.destroy(err);
+    } else {
       if (status === 413) res.shouldKeepAlive = false; // the rest of the body is never read
-      if (status !== 413) this.logger.warn({ requestId: this.id, reason, err: err.message }, 'app request failed');
+      this.refused(status, reason, status === 413 ? {} : { err: err.message });
       sendError(res, status, reason, this.id);
     }
     this.done();
@@ -162,6 +169,8 @@ class AppUpgrade implements Dispatcher.DispatchHandler {
     private readonly head: Buffer,
     private readonly proxy: AppProxy,
     private readonly id: string,
+    /** logs the app failing the handshake as a refusal of the upgrade */
+    private readonly refused: (status: number, reason: Reason, fields: Record<string, unknown>) => void,
   ) {
     client.once('close', this.onClientGone);
   }
@@ -211,7 +220,7 @@ class AppUpgrade implements Dispatcher.DispatchHandler {
       return;
     }
     const { status, reason } = failureFor(err);
-    this.proxy.logger.warn({ requestId: this.id, reason, err: err.message }, 'app websocket upgrade failed');
+    this.refused(status, reason, { err: err.message });
     refuseSocket(this.client, status, reason, this.id);
   }
 }
@@ -248,34 +257,33 @@ export class AppProxy {
   handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const id = randomUUID();
     const method = req.method ?? 'GET';
+    const logger = this.opts.logger;
+    const client = req.socket.remoteAddress;
+    const refused = (status: number, reason: Reason, fields: Record<string, unknown> = {}, extra?: Record<string, string>): Promise<void> => {
+      refuse(logger, req, res, status, reason, id, { route: 'app', client, fields, level: status >= 500 ? 'warn' : 'info' }, extra);
+      return Promise.resolve();
+    };
     if (wasRefused(req.socket)) {
       // Pipelined behind a request we refused: its framing cannot be trusted. Never forwarded.
       res.shouldKeepAlive = false;
-      sendError(res, 400, 'request_framing', id);
-      return Promise.resolve();
+      return refused(400, 'request_framing', { why: 'pipelined behind a refused request' });
     }
     const framing = requestFraming(req);
     if (!framing.ok) {
-      this.opts.logger.warn({ requestId: id, client: req.socket.remoteAddress, why: framing.why }, 'ambiguous request framing refused');
       res.shouldKeepAlive = false;
       markRefused(req.socket);
-      sendError(res, 400, 'request_framing', id);
-      return Promise.resolve();
+      return refused(400, 'request_framing', { why: framing.why });
     }
     const target = normaliseTarget(req.url ?? '/');
-    if (!target) {
-      sendError(res, 400, 'bad_request', id);
-      return Promise.resolve();
-    }
+    if (!target) return refused(400, 'bad_request', { why: 'the request target cannot be parsed, or smuggles a dot segment' });
     if (!this.policy.allows(method, target)) {
-      sendError(res, 405, 'app_method_denied', id, { allow: this.policy.allowedFor(target.readings).join(', ') });
-      return Promise.resolve();
+      const allow = this.policy.allowedFor(target.readings).join(', ');
+      return refused(405, 'app_method_denied', { allow }, { allow });
     }
     if (framing.length !== undefined && framing.length > this.cfg.maxBodyBytes) {
       res.shouldKeepAlive = false;
       markRefused(req.socket);
-      sendError(res, 413, 'body_too_large', id);
-      return Promise.resolve();
+      return refused(413, 'body_too_large', { length: framing.length });
     }
     const headers = appRequestHeaders(req.headers, {
       peer: req.socket.remoteAddress,
@@ -287,23 +295,34 @@ export class AppProxy {
     if (framing.length !== undefined) headers['content-length'] = String(framing.length);
     const hasBody = framing.chunked || (framing.length ?? 0) > 0;
     const body = hasBody ? Readable.from(limited(req, this.cfg.maxBodyBytes), { objectMode: false }) : null;
-    return new Promise((resolve) => {
-      const handler = new AppResponse(res, this.cookies, id, this.opts.logger, resolve);
-      this.pool.dispatch({ path: target.forwardPath, method: method as Dispatcher.HttpMethod, headers, body, blocking: true, reset: false }, handler);
-    });
+    const forward = () =>
+      new Promise<void>((resolve) => {
+        const handler = new AppResponse(res, this.cookies, id, (status, reason, fields) => logRefusal(logger, req, id, status, reason, { route: 'app', client, fields, level: 'warn' }), logger, resolve);
+        this.pool.dispatch({ path: target.forwardPath, method: method as Dispatcher.HttpMethod, headers, body, blocking: true, reset: false }, handler);
+      });
+    // A logout is recorded before the app sees it; one that cannot be recorded is not forwarded.
+    const logout = this.opts.logout?.(target, req.headers);
+    return logout ? logout.then(forward, () => refused(503, 'revocation_unavailable')) : forward();
   }
 
   /** A request with Upgrade: only websockets to the app pass; everything else is refused. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const id = randomUUID();
+    const client = req.socket.remoteAddress;
+    const refused = (status: number, reason: Reason, fields: Record<string, unknown>, level: 'info' | 'warn' = 'info'): void =>
+      logRefusal(this.opts.logger, req, id, status, reason, { route: 'app', client, fields: { upgrade: req.headers.upgrade, ...fields }, level });
+    const refuseUpgrade = (status: number, reason: Reason, why: string): void => {
+      refused(status, reason, { why });
+      refuseSocket(socket, status, reason, id);
+    };
     socket.on('error', () => socket.destroy());
     const framing = requestFraming(req);
     const target = normaliseTarget(req.url ?? '/');
     const wantsWebsocket = String(req.headers.upgrade ?? '').trim().toLowerCase() === 'websocket';
-    if (!this.cfg.websockets || !wantsWebsocket) return refuseSocket(socket, 400, 'bad_request', id);
-    if (!framing.ok || framing.chunked || (framing.length ?? 0) > 0) return refuseSocket(socket, 400, 'request_framing', id);
-    if (!target) return refuseSocket(socket, 400, 'bad_request', id);
-    if (req.method !== 'GET' || !this.policy.allows('GET', target)) return refuseSocket(socket, 405, 'app_method_denied', id);
+    if (!this.cfg.websockets || !wantsWebsocket) return refuseUpgrade(400, 'bad_request', this.cfg.websockets ? 'only websocket upgrades pass' : 'app.websockets is off');
+    if (!framing.ok || framing.chunked || (framing.length ?? 0) > 0) return refuseUpgrade(400, 'request_framing', 'an upgrade request carries no body');
+    if (!target) return refuseUpgrade(400, 'bad_request', 'the request target cannot be parsed, or smuggles a dot segment');
+    if (req.method !== 'GET' || !this.policy.allows('GET', target)) return refuseUpgrade(405, 'app_method_denied', 'websockets are GET, and GET must be allowed on the path');
     const headers = appRequestHeaders(req.headers, {
       peer: req.socket.remoteAddress,
       trusted: this.trusted.has(req.socket.remoteAddress),
@@ -311,7 +330,7 @@ export class AppProxy {
       sessionCookie: this.opts.sessionCookie,
       publicHost: this.opts.publicHost,
     });
-    this.pool.dispatch({ path: target.forwardPath, method: 'GET', headers, upgrade: 'websocket' }, new AppUpgrade(socket, head, this, id));
+    this.pool.dispatch({ path: target.forwardPath, method: 'GET', headers, upgrade: 'websocket' }, new AppUpgrade(socket, head, this, id, (status, reason, fields) => refused(status, reason, fields, 'warn')));
   }
 
   /** Pipes an upgraded client socket and app socket; either side ending ends both. */

@@ -1,14 +1,32 @@
-// One audit event per data request, written when the response is over (finished or
-// aborted): who asked for what, what Keyhole decided and why, and what it cost.
+// One audit event per data request (written when the response is over, finished or
+// aborted), per URI of a presign batch, and per request head refused before any route: who
+// asked for what, what Keyhole decided and why, and what it cost.
 import pino, { type Logger } from 'pino';
 import type { Reason } from '../reasons.js';
 import { redactUrl } from './logger.js';
 
 export type Decision = 'allow' | 'deny' | 'error';
 
+/**
+ * What the event records: `data`, a read through /v1/data (bytes are what was sent);
+ * `presign`, one URI of a /v1/presign batch (a URL issued, or refused: never a download);
+ * `head`, a request head refused before any route read it (too large, unparsable).
+ */
+export type AuditKind = 'data' | 'presign' | 'head';
+
 export interface AuditEvent {
   id: string;
+  kind: AuditKind;
+  /** the token's subject; read from a refused token when `unverified` is set */
   sub: string | undefined;
+  /** the token's id (jti), to revoke it or find its other uses; same provenance as `sub` */
+  jti: string | undefined;
+  /**
+   * true when `sub` and `jti` come from a token that was refused (bad signature, expired,
+   * revoked, wrong claims): read without trusting it, so it names who the token claims to
+   * be, not who asked. Absent when they come from a verified token (or there are none).
+   */
+  unverified?: true | undefined;
   org: string | undefined;
   provider: string | undefined;
   /**
@@ -23,10 +41,13 @@ export interface AuditEvent {
   /** true when the response was cut before completion */
   aborted: boolean;
   ms: number;
+  /** the peer's address, read when the request began (a reset connection no longer has one) */
   client: string | undefined;
   tokenSource: string | undefined;
   /** the provider's detail (never a credential or an upstream URL) */
   detail?: string | undefined;
+  /** presign: when the issued URL stops working (ISO 8601) */
+  expiresAt?: string | undefined;
 }
 
 export function decisionFor(reason: Reason, status: number): Decision {
@@ -102,10 +123,11 @@ function num(value: number): string {
  */
 export function auditJson(e: AuditEvent): string {
   return (
-    '{"id":' + str(e.id) + opt('sub', e.sub) + opt('org', e.org) + opt('provider', e.provider) + opt('uri', e.uri) +
+    '{"id":' + str(e.id) + ',"kind":' + str(e.kind) + opt('sub', e.sub) + opt('jti', e.jti) + (e.unverified === true ? ',"unverified":true' : '') +
+    opt('org', e.org) + opt('provider', e.provider) + opt('uri', e.uri) +
     ',"decision":' + str(e.decision) + ',"reason":' + str(e.reason) + ',"status":' + num(e.status) + ',"bytes":' + num(e.bytes) +
     ',"aborted":' + (e.aborted ? 'true' : 'false') + ',"ms":' + num(e.ms) + opt('client', e.client) + opt('tokenSource', e.tokenSource) +
-    opt('detail', e.detail) + '}'
+    opt('detail', e.detail) + opt('expiresAt', e.expiresAt) + '}'
   );
 }
 

@@ -4,7 +4,8 @@ import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { subjectCutoff, tokenRevokedUntil } from '../auth/revocation.js';
 import { BodyError, readJson } from './body.js';
-import { sendError, sendJson } from './respond.js';
+import type { Reason } from '../reasons.js';
+import { refuse as refuseWith, sendJson, type RefusalContext } from './respond.js';
 import type { Runtime } from './runtime.js';
 
 export interface AdminHooks {
@@ -29,6 +30,8 @@ function adminAuthorized(rt: Runtime, req: IncomingMessage): boolean {
 export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   const id = randomUUID();
+  const refuse = (status: number, reason: Reason, ctx: Omit<RefusalContext, 'route'> = {}, extra?: Record<string, string>): void =>
+    refuseWith(rt.logger, req, res, status, reason, id, { route: 'admin', ...ctx }, extra);
   if (req.method === 'GET' || req.method === 'HEAD') {
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
@@ -49,25 +52,22 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
       return;
     }
   }
-  if (!path?.startsWith('/admin/')) return sendError(res, 404, 'route_not_found', id);
-  if (req.method !== 'POST') return sendError(res, 405, 'method_not_allowed', id, { allow: 'POST' });
-  if (!adminAuthorized(rt, req)) {
-    rt.logger.warn({ requestId: id, path, client: req.socket.remoteAddress }, 'admin request refused');
-    return sendError(res, 401, 'admin_unauthorized', id);
-  }
+  if (!path?.startsWith('/admin/')) return refuse(404, 'route_not_found');
+  if (req.method !== 'POST') return refuse(405, 'method_not_allowed', {}, { allow: 'POST' });
+  if (!adminAuthorized(rt, req)) return refuse(401, 'admin_unauthorized', { level: 'warn' });
 
   if (path === '/admin/revoke') {
     let body: { jti?: unknown; sub?: unknown; exp?: unknown };
     try {
       body = ((await readJson(req, 4096)) ?? {}) as typeof body;
     } catch (err) {
-      return sendError(res, err instanceof BodyError ? err.status : 400, 'bad_request', id);
+      return refuse(err instanceof BodyError ? err.status : 400, 'bad_request');
     }
     const now = Math.floor(Date.now() / 1000);
     const { jti, sub, exp } = body;
     const valid = (v: unknown) => typeof v === 'string' && v.length > 0 && v.length <= 512;
     if ((jti === undefined) === (sub === undefined) || (jti !== undefined && !valid(jti)) || (sub !== undefined && !valid(sub))) {
-      return sendError(res, 400, 'bad_request', id);
+      return refuse(400, 'bad_request', { fields: { why: 'give exactly one of jti and sub, each a string of 1 to 512 characters' } });
     }
     // The issuer's clock may run clockTolerance ahead of ours (auth/revocation.ts says why):
     // a jti is kept until no token accepted now can be accepted again, whatever `exp` says;
@@ -78,8 +78,7 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
       if (typeof jti === 'string') await rt.revocation.revokeToken(jti, tokenRevokedUntil(now, exp, times));
       else await rt.revocation.revokeSubject(sub as string, cutoff);
     } catch (err) {
-      rt.logger.error({ err, requestId: id }, 'revocation failed');
-      return sendError(res, 503, 'revocation_unavailable', id);
+      return refuse(503, 'revocation_unavailable', { level: 'error', fields: { err } });
     }
     rt.logger.info({ requestId: id, revoked: typeof jti === 'string' ? { jti } : { sub, before: cutoff } }, 'revoked');
     return sendJson(res, 200, typeof jti === 'string' ? { revoked: { jti } } : { revoked: { sub, issuedAtOrBefore: cutoff } });
@@ -88,5 +87,5 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
     const result = await hooks.reload();
     return sendJson(res, result.ok ? 200 : 400, result);
   }
-  return sendError(res, 404, 'route_not_found', id);
+  return refuse(404, 'route_not_found');
 }

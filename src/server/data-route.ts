@@ -22,6 +22,19 @@ import { sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { authenticateData, type Authenticated, type Introspected } from './authenticate.js';
 
+/** A refused authentication, with what the refused token claims (read without trusting it), when there was one. */
+type Refused = Extract<Authenticated, { ok: false }> & { unverified?: { sub?: string | undefined; jti?: string | undefined } | undefined };
+
+/**
+ * Who a refused token claims to be (sub, jti), marked `unverified`; all undefined when no
+ * token was read or nothing could be read from it.
+ */
+export function claimedBy(auth: Refused): { sub: string | undefined; jti: string | undefined; unverified: true | undefined } {
+  const claimed = auth.unverified;
+  if (claimed?.sub === undefined && claimed?.jti === undefined) return { sub: undefined, jti: undefined, unverified: undefined };
+  return { sub: claimed.sub, jti: claimed.jti, unverified: true };
+}
+
 export const DATA_METHODS = 'GET, HEAD, OPTIONS';
 
 export interface DataQuery {
@@ -113,11 +126,19 @@ class DataExchange {
   /** header fields of every answer: security headers, request id, CORS */
   readonly head: string[];
   private sub: string | undefined;
+  private jti: string | undefined;
+  /** sub and jti come from a refused token */
+  private unverified: true | undefined;
   private org: string | undefined;
   private providerName: string | undefined;
   private uriText: string | undefined;
   private tokenSource: string | undefined;
   private dataReq: DataRequest | undefined;
+  /**
+   * Read now: a connection the client resets has no peer address any more by the time the
+   * response closes (getpeername fails), and the audit event must still say who it was.
+   */
+  private readonly client: string | undefined;
 
   constructor(
     private readonly rt: Runtime,
@@ -126,6 +147,7 @@ class DataExchange {
     private readonly inflight: InFlight<Runtime>,
   ) {
     inflight.add(rt);
+    this.client = req.socket.remoteAddress;
     this.head = rt.cors.fields(req.headers.origin, [...rt.securityHeaders, 'x-request-id', this.id]);
     // A shared listener, not a closure per request (see UpstreamExchange for why it matters).
     (res as ExchangeResponse)[exchangeOf] = this;
@@ -148,7 +170,10 @@ class DataExchange {
     }
     rt.audit.write({
       id: this.id,
+      kind: 'data',
       sub: this.sub,
+      jti: this.jti,
+      unverified: this.unverified,
       org: this.org,
       provider: this.providerName,
       uri: this.uriText,
@@ -158,10 +183,24 @@ class DataExchange {
       bytes: outcome.bytes,
       aborted,
       ms: Math.round(seconds * 1e4) / 10,
-      client: this.req.socket.remoteAddress,
+      client: this.client,
       tokenSource: this.tokenSource,
       detail: outcome.detail || undefined,
     });
+  }
+
+  /**
+   * The URI a refused request asked for, for its audit event only: canonical when it parses,
+   * else as given (cut short). The audit log redacts credentials in either (observe/audit.ts).
+   */
+  private noteUri(raw: string | null): void {
+    if (raw === null) return;
+    const max = this.rt.config.server.maxUriLength;
+    try {
+      this.uriText = parseDataUri(raw, max).canonical;
+    } catch {
+      this.uriText = raw.slice(0, max);
+    }
   }
 
   private refuse(status: number, reason: Reason, extra?: Record<string, string>): void {
@@ -177,10 +216,16 @@ class DataExchange {
       if (!this.rt.cors.preflight(req, res, DATA_METHODS)) this.refuse(403, 'cors_origin');
       return;
     }
-    if (method !== 'GET' && method !== 'HEAD') return this.refuse(405, 'method_not_allowed', { allow: DATA_METHODS });
+    if (method !== 'GET' && method !== 'HEAD') {
+      this.noteUri(dataQuery(req.url ?? '').uri);
+      return this.refuse(405, 'method_not_allowed', { allow: DATA_METHODS });
+    }
 
     const query = dataQuery(req.url ?? '');
-    if (query.ambiguous) return this.refuse(400, 'bad_request');
+    if (query.ambiguous) {
+      this.noteUri(query.uri);
+      return this.refuse(400, 'bad_request');
+    }
     const auth = authenticateData(this.rt, req.headers, query.token);
     return auth instanceof Promise ? auth.then((a) => this.authenticated(a, method, query.uri)) : this.authenticated(auth, method, query.uri);
   }
@@ -189,9 +234,13 @@ class DataExchange {
     const { rt } = this;
     this.tokenSource = auth.source;
     if (!auth.ok) {
+      // Who the refused token claims to be, and what was asked: nothing is served from either.
+      ({ sub: this.sub, jti: this.jti, unverified: this.unverified } = claimedBy(auth));
+      this.noteUri(rawUri);
       return this.refuse(auth.status, auth.reason, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="keyhole"' } : undefined);
     }
     this.sub = auth.claims.sub;
+    this.jti = auth.claims.jti;
     this.org = auth.claims.org;
 
     if (rawUri === null) return this.refuse(400, 'uri_missing');

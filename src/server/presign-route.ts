@@ -10,15 +10,44 @@ import { BodyError, readJson } from './body.js';
 import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { authenticate } from './authenticate.js';
+import { claimedBy } from './data-route.js';
 
 type Answer = { uri: string; url: string; expiresAt: string } | { uri: string; error: Reason };
 
+/** Who an event names: a verified token's claims, or what a refused one claims (marked unverified). */
+interface Asker {
+  sub: string | undefined;
+  jti: string | undefined;
+  unverified: true | undefined;
+  org: string | undefined;
+  tokenSource: string | undefined;
+}
+
+const NOBODY: Asker = { sub: undefined, jti: undefined, unverified: undefined, org: undefined, tokenSource: undefined };
+
 export async function handlePresign(rt: Runtime, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const id = randomUUID();
+  const started = performance.now();
+  // Read now: a reset connection has no peer address any more.
+  const client = req.socket.remoteAddress;
+  /** One event per URI of the batch (`kind: presign`): an issued URL is not a download, so no bytes. */
+  const audit = (who: Asker, decision: 'allow' | 'deny' | 'error', reason: Reason, status: number, provider?: string, uri?: string, expiresAt?: string): void =>
+    rt.audit.write({
+      id, kind: 'presign', sub: who.sub, jti: who.jti, unverified: who.unverified, org: who.org, provider, uri, decision, reason, status,
+      bytes: 0, aborted: false, ms: Math.round((performance.now() - started) * 10) / 10, client, tokenSource: who.tokenSource, expiresAt,
+    });
+  /** The whole batch refused: its audit event is the log line that the answer's request id finds. */
+  const refuse = (who: Asker, status: number, reason: Reason, extra?: Record<string, string>): void => {
+    audit(who, 'deny', reason, status);
+    sendError(res, status, reason, id, extra);
+  };
   res.setHeader('x-request-id', id);
-  if (req.method !== 'POST') return sendError(res, 405, 'method_not_allowed', id, { allow: 'POST' });
+  if (req.method !== 'POST') return refuse(NOBODY, 405, 'method_not_allowed', { allow: 'POST' });
   const auth = await authenticate(rt, req.headers, null);
-  if (!auth.ok) return sendError(res, auth.status, auth.reason, id);
+  if (!auth.ok) {
+    return refuse({ ...NOBODY, ...claimedBy(auth), tokenSource: auth.source }, auth.status, auth.reason);
+  }
+  const who: Asker = { sub: auth.claims.sub, jti: auth.claims.jti, unverified: undefined, org: auth.claims.org, tokenSource: auth.source };
 
   const { maxBatch } = rt.config.presign;
   let uris: string[];
@@ -27,15 +56,15 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
     const body = await readJson(req, maxBatch * (rt.config.server.maxUriLength + 16) + 1024);
     const list = (body as { uris?: unknown } | null)?.uris;
     if (!Array.isArray(list) || list.length === 0 || list.length > maxBatch || list.some((u) => typeof u !== 'string')) {
-      return sendError(res, 400, 'bad_request', id);
+      return refuse(who, 400, 'bad_request');
     }
     uris = list as string[];
     // Optional lifetime for every URL of the batch; each provider caps it at its ttl.max.
     const ttl = (body as { ttl?: unknown }).ttl;
-    if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1)) return sendError(res, 400, 'bad_request', id);
+    if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1)) return refuse(who, 400, 'bad_request');
     ttlSeconds = ttl;
   } catch (err) {
-    return sendError(res, err instanceof BodyError ? err.status : 400, 'bad_request', id);
+    return refuse(who, err instanceof BodyError ? err.status : 400, 'bad_request');
   }
 
   const answers = await Promise.all(
@@ -57,7 +86,7 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
           if (reason === 'ok' && !resolved.provider.presign) reason = 'no_provider';
           if (reason === 'ok') {
             const signed = await resolved.provider.presign!(uri, resolved.rest, ttlSeconds !== undefined ? { ttlSeconds } : {});
-            rt.audit.write({ id, sub: auth.claims.sub, org: auth.claims.org, provider, uri: uri.canonical, decision: 'allow', reason, status: 200, bytes: 0, aborted: false, ms: 0, client: req.socket.remoteAddress, tokenSource: auth.source });
+            audit(who, 'allow', reason, 200, provider, uri.canonical, signed.expiresAt);
             return { uri: raw, ...signed };
           }
         }
@@ -65,7 +94,7 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
         reason = err instanceof UriError || err instanceof CloudRefusal ? err.reason : 'internal';
         if (reason === 'internal') rt.logger.error({ err, requestId: id }, 'presign failed');
       }
-      rt.audit.write({ id, sub: auth.claims.sub, org: auth.claims.org, provider, uri: audited, decision: 'deny', reason, status: 200, bytes: 0, aborted: false, ms: 0, client: req.socket.remoteAddress, tokenSource: auth.source });
+      audit(who, reason === 'internal' ? 'error' : 'deny', reason, 200, provider, audited);
       return { uri: raw, error: reason };
     }),
   );

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { handleAdmin, type AdminHooks } from './admin.js';
 import { handleData } from './data-route.js';
 import { handlePresign } from './presign-route.js';
-import { answerClientError, sendError } from './respond.js';
+import { answerClientError, logRefusal, refuse, sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { handleSession } from './session-route.js';
 import { appProxyFor, handleUpgrade } from '../app/front.js';
@@ -88,7 +88,7 @@ export class KeyholeServer {
     this.data.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(this.runtime, req, socket, head));
     this.admin = createHttpServer({ ...common }, (req, res) => {
       this.inflight.enter(this.runtime, res);
-      handleAdmin(this.runtime, { accepting: () => !this.draining, ...this.hooks }, req, res).catch((err) => this.crash(err, res));
+      handleAdmin(this.runtime, { accepting: () => !this.draining, ...this.hooks }, req, res).catch((err) => this.crash(err, req, res));
     });
     this.redirect = cfg.redirectHttp ? createHttpServer(common, (req, res) => this.redirectToHttps(req, res)) : undefined;
   }
@@ -126,7 +126,7 @@ export class KeyholeServer {
     try {
       // The data route sends its own header fields with each answer, in one writeHead.
       if (path === '/v1/data' && !refused) {
-        handleData(rt, req, res, this.inflight)?.catch((err: unknown) => this.crash(err, res));
+        handleData(rt, req, res, this.inflight)?.catch((err: unknown) => this.crash(err, req, res));
         return;
       }
       this.inflight.enter(rt, res);
@@ -136,19 +136,19 @@ export class KeyholeServer {
       if (refused) {
         res.shouldKeepAlive = false;
         refusedSockets.add(req.socket);
-        return sendError(res, 400, 'bad_request', randomUUID());
+        return refuse(rt.logger, req, res, 400, 'bad_request', randomUUID(), { route: 'router', level: 'warn', fields: { why: 'request head or framing refused' } });
       }
       let done: Promise<void>;
       if (path === '/v1/session') done = handleSession(rt, req, res, (host) => this.ownOrigin(host));
       else if (path === '/v1/presign') done = handlePresign(rt, req, res);
       else {
         const app = appProxyFor(rt);
-        if (!app) return sendError(res, 404, 'route_not_found', randomUUID());
+        if (!app) return refuse(rt.logger, req, res, 404, 'route_not_found', randomUUID(), { route: 'router' });
         done = app.handle(req, res);
       }
-      done.catch((err: unknown) => this.crash(err, res));
+      done.catch((err: unknown) => this.crash(err, req, res));
     } catch (err) {
-      this.crash(err, res);
+      this.crash(err, req, res);
     }
   }
 
@@ -159,15 +159,20 @@ export class KeyholeServer {
     const { status, reason, id } = answered;
     this.runtime.metrics.requests.labels('-', String(status), 'deny').inc();
     this.runtime.audit.write({
-      id, sub: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason, status,
+      id, kind: 'head', sub: undefined, jti: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason, status,
       bytes: 0, aborted: false, ms: 0, client: (socket as Socket).remoteAddress, tokenSource: undefined,
     });
   }
 
-  private crash(err: unknown, res: ServerResponse): void {
-    this.runtime.logger.error({ err }, 'request handler failed');
-    if (!res.headersSent) sendError(res, 500, 'internal', randomUUID());
-    else res.destroy();
+  private crash(err: unknown, req: IncomingMessage, res: ServerResponse): void {
+    if (res.headersSent) {
+      this.runtime.logger.error({ err, method: req.method }, 'request handler failed');
+      res.destroy();
+      return;
+    }
+    const id = randomUUID();
+    logRefusal(this.runtime.logger, req, id, 500, 'internal', { route: 'router', level: 'error', fields: { err } });
+    sendError(res, 500, 'internal', id);
   }
 
   /**
@@ -195,7 +200,8 @@ export class KeyholeServer {
 
   private redirectToHttps(req: IncomingMessage, res: ServerResponse): void {
     const origin = this.ownOrigin(req.headers.host?.replace(/:\d+$/, ''));
-    if (origin === undefined) return sendError(res, 400, 'bad_request', randomUUID()); // no server.publicUrl, and a Host the certificate does not name
+    // No server.publicUrl, and a Host the certificate does not name.
+    if (origin === undefined) return refuse(this.runtime.logger, req, res, 400, 'bad_request', randomUUID(), { route: 'redirect', fields: { why: 'Host not named by the certificate' } });
     const path = req.url?.startsWith('/') ? req.url : '/';
     res.writeHead(308, { location: origin + path, 'content-length': 0, 'cache-control': 'no-store' });
     res.end();

@@ -3,9 +3,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { readJson, BodyError } from './body.js';
-import { sendError } from './respond.js';
+import type { Reason } from '../reasons.js';
+import { refuse as refuseWith } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { authenticate } from './authenticate.js';
+import { claimedBy } from './data-route.js';
 
 /**
  * A cross-site page must not plant or clear a session: Origin must be listed in cors, or be
@@ -28,14 +30,16 @@ function originAllowed(rt: Runtime, req: IncomingMessage, ownOrigin: (host: stri
 export async function handleSession(rt: Runtime, req: IncomingMessage, res: ServerResponse, ownOrigin: (host: string | undefined) => string | undefined): Promise<void> {
   const id = randomUUID();
   res.setHeader('x-request-id', id);
+  const refuse = (status: number, reason: Reason, fields?: Record<string, unknown>, extra?: Record<string, string>): void =>
+    refuseWith(rt.logger, req, res, status, reason, id, { route: 'session', fields: { origin: req.headers.origin, ...fields } }, extra);
   const { name, sameSite } = rt.config.auth.cookie;
   if (req.method === 'OPTIONS') {
-    if (!rt.cors.preflight(req, res, 'POST, DELETE, OPTIONS')) sendError(res, 403, 'cors_origin', id);
+    if (!rt.cors.preflight(req, res, 'POST, DELETE, OPTIONS')) refuse(403, 'cors_origin');
     return;
   }
   rt.cors.decorate(req, res);
-  if (req.method !== 'POST' && req.method !== 'DELETE') return sendError(res, 405, 'method_not_allowed', id, { allow: 'POST, DELETE, OPTIONS' });
-  if (!originAllowed(rt, req, ownOrigin)) return sendError(res, 403, 'cors_origin', id);
+  if (req.method !== 'POST' && req.method !== 'DELETE') return refuse(405, 'method_not_allowed', undefined, { allow: 'POST, DELETE, OPTIONS' });
+  if (!originAllowed(rt, req, ownOrigin)) return refuse(403, 'cors_origin');
 
   if (req.method === 'DELETE') {
     res.statusCode = 204;
@@ -53,11 +57,11 @@ export async function handleSession(rt: Runtime, req: IncomingMessage, res: Serv
       const token = (body as { token?: unknown } | null)?.token;
       if (typeof token === 'string') headers.authorization = `Bearer ${token}`;
     } catch (err) {
-      return sendError(res, err instanceof BodyError ? err.status : 400, 'bad_request', id);
+      return refuse(err instanceof BodyError ? err.status : 400, 'bad_request');
     }
   }
   const auth = await authenticate(rt, headers, null);
-  if (!auth.ok) return sendError(res, auth.status, auth.reason, id);
+  if (!auth.ok) return refuse(auth.status, auth.reason, { ...claimedBy(auth), tokenSource: auth.source });
   const maxAge = Math.max(0, auth.claims.exp - Math.floor(Date.now() / 1000));
   res.statusCode = 204;
   res.setHeader('set-cookie', `${name}=${auth.token}; Path=/; Secure; HttpOnly; SameSite=${sameSite}; Max-Age=${maxAge}`);

@@ -119,3 +119,14 @@ export async function auditFor(k: Running, requestId: string, timeoutMs = 2000):
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Waits for the lines a request id leads to: its `refused` log lines and its audit events. */
+export async function linesFor(k: Running, requestId: string, timeoutMs = 2000): Promise<LogLine[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const hits = k.logs.filter((l) => l.requestId === requestId || l.audit?.id === requestId);
+    if (hits.length > 0) return hits;
+    if (Date.now() > until) throw new Error(`no log line for ${requestId}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { Writable } from 'node:stream';
 import { isDeepStrictEqual } from 'node:util';
-import { AuditLog, auditJson, type AuditEvent, type AuditSink, type Decision } from '../../src/observe/audit.js';
+import { AuditLog, auditJson, type AuditEvent, type AuditKind, type AuditSink, type Decision } from '../../src/observe/audit.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { REASONS, type Reason } from '../../src/reasons.js';
 
@@ -35,14 +35,24 @@ const num = fc.oneof(
 const decision = fc.oneof(fc.constantFrom<Decision>('allow', 'deny', 'error'), text.map((s) => s as Decision));
 const reason = fc.oneof(fc.constantFrom(...(Object.keys(REASONS) as Reason[])), text.map((s) => s as Reason));
 
+const kind = fc.oneof(fc.constantFrom<AuditKind>('data', 'presign', 'head'), text.map((s) => s as AuditKind));
+
 /** An event with its fields in AuditEvent's order (JSON.stringify follows insertion order). */
 const event: fc.Arbitrary<AuditEvent> = fc
-  .tuple(text, optText, optText, optText, optText, decision, reason, num, num, fc.boolean(), num, optText, optText, optText, fc.boolean())
-  .map(([id, sub, org, provider, uri, decision, reason, status, bytes, aborted, ms, client, tokenSource, detail, withDetail]) => {
-    const e: AuditEvent = { id, sub, org, provider, uri, decision, reason, status, bytes, aborted, ms, client, tokenSource };
-    // detail is optional: absent and present-but-undefined must both be left out.
+  .record({
+    head: fc.tuple(text, kind, optText, optText, fc.constantFrom('absent', 'undefined', 'true')),
+    rest: fc.tuple(optText, optText, optText, decision, reason, num, num, fc.boolean(), num, optText, optText),
+    tail: fc.tuple(optText, fc.boolean(), optText, fc.boolean()),
+  })
+  .map(({ head: [id, kind, sub, jti, unverified], rest: [org, provider, uri, decision, reason, status, bytes, aborted, ms, client, tokenSource], tail: [detail, withDetail, expiresAt, withExpiry] }) => {
+    const e: Partial<AuditEvent> = { id, kind, sub, jti };
+    // unverified is optional: absent, present-but-undefined and true.
+    if (unverified !== 'absent') e.unverified = unverified === 'true' ? true : undefined;
+    Object.assign(e, { org, provider, uri, decision, reason, status, bytes, aborted, ms, client, tokenSource });
+    // detail and expiresAt are optional: absent and present-but-undefined must both be left out.
     if (withDetail) e.detail = detail;
-    return e;
+    if (withExpiry) e.expiresAt = expiresAt;
+    return e as AuditEvent;
   });
 
 /** What JSON.parse must give back: undefined fields gone, non-finite numbers null, -0 as 0 (lone surrogates survive as \u escapes). */
@@ -61,11 +71,11 @@ t.test('auditJson is JSON.stringify, byte for byte, for any event', async (t) =>
 });
 
 t.test('auditJson: explicit events', async (t) => {
-  const full: AuditEvent = { id: 'r1', sub: 'alice', org: 'acme', provider: 'files', uri: 'local://files/a.txt', decision: 'allow', reason: 'ok', status: 200, bytes: 11, aborted: false, ms: 1.25, client: '127.0.0.1', tokenSource: 'header', detail: 'x' };
+  const full: AuditEvent = { id: 'r1', kind: 'data', sub: 'alice', jti: 'j1', unverified: true, org: 'acme', provider: 'files', uri: 'local://files/a.txt', decision: 'allow', reason: 'ok', status: 200, bytes: 11, aborted: false, ms: 1.25, client: '127.0.0.1', tokenSource: 'header', detail: 'x', expiresAt: '2030-01-01T00:00:00.000Z' };
   t.equal(auditJson(full), JSON.stringify(full));
-  t.equal(auditJson(full), '{"id":"r1","sub":"alice","org":"acme","provider":"files","uri":"local://files/a.txt","decision":"allow","reason":"ok","status":200,"bytes":11,"aborted":false,"ms":1.25,"client":"127.0.0.1","tokenSource":"header","detail":"x"}');
-  const bare: AuditEvent = { id: 'r2', sub: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason: 'token_missing', status: 401, bytes: 0, aborted: true, ms: NaN, client: undefined, tokenSource: undefined, detail: undefined };
-  t.equal(auditJson(bare), '{"id":"r2","decision":"deny","reason":"token_missing","status":401,"bytes":0,"aborted":true,"ms":null}', 'undefined fields are left out, NaN is null');
+  t.equal(auditJson(full), '{"id":"r1","kind":"data","sub":"alice","jti":"j1","unverified":true,"org":"acme","provider":"files","uri":"local://files/a.txt","decision":"allow","reason":"ok","status":200,"bytes":11,"aborted":false,"ms":1.25,"client":"127.0.0.1","tokenSource":"header","detail":"x","expiresAt":"2030-01-01T00:00:00.000Z"}');
+  const bare: AuditEvent = { id: 'r2', kind: 'head', sub: undefined, jti: undefined, unverified: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason: 'token_missing', status: 401, bytes: 0, aborted: true, ms: NaN, client: undefined, tokenSource: undefined, detail: undefined, expiresAt: undefined };
+  t.equal(auditJson(bare), '{"id":"r2","kind":"head","decision":"deny","reason":"token_missing","status":401,"bytes":0,"aborted":true,"ms":null}', 'undefined fields are left out, NaN is null');
   t.equal(auditJson(bare), JSON.stringify(bare));
   const nasty: AuditEvent = { ...full, uri: 's3://b/"quoted"\\back\u0000\n\u2028\ud800', detail: '\udfff漢😀', ms: Infinity, bytes: -0 };
   t.equal(auditJson(nasty), JSON.stringify(nasty));
@@ -84,9 +94,9 @@ function sink(): { stream: Writable; lines: () => string[] } {
 }
 
 const EVENTS: AuditEvent[] = [
-  { id: 'a', sub: 'alice', org: 'acme', provider: 'files', uri: 'local://files/a.txt', decision: 'allow', reason: 'ok', status: 200, bytes: 11, aborted: false, ms: 0.5, client: '127.0.0.1', tokenSource: 'header' },
-  { id: 'b', sub: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason: 'token_missing', status: 401, bytes: 0, aborted: false, ms: 0.01, client: '::1', tokenSource: undefined },
-  { id: 'c', sub: 'bob "the" \\ builder\n', org: 'é', provider: 's3', uri: 's3://b/漢/😀', decision: 'error', reason: 'upstream_error', status: 200, bytes: 1e6, aborted: true, ms: NaN, client: undefined, tokenSource: 'cookie', detail: 'reset\u0000' },
+  { id: 'a', kind: 'data', sub: 'alice', jti: 'j-a', org: 'acme', provider: 'files', uri: 'local://files/a.txt', decision: 'allow', reason: 'ok', status: 200, bytes: 11, aborted: false, ms: 0.5, client: '127.0.0.1', tokenSource: 'header' },
+  { id: 'b', kind: 'presign', sub: 'mallory', jti: undefined, unverified: true, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason: 'token_missing', status: 401, bytes: 0, aborted: false, ms: 0.01, client: '::1', tokenSource: undefined },
+  { id: 'c', kind: 'head', sub: 'bob "the" \\ builder\n', jti: '\u2028', org: 'é', provider: 's3', uri: 's3://b/漢/😀', decision: 'error', reason: 'upstream_error', status: 200, bytes: 1e6, aborted: true, ms: NaN, client: undefined, tokenSource: 'cookie', detail: 'reset\u0000' },
 ];
 
 /** The line pino writes for the same event through the same logger, with `time` set to `time`. */

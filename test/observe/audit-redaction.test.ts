@@ -71,7 +71,7 @@ t.test('AuditLog.write redacts for every sink; a URI with nothing to redact is h
   const pushed: AuditEvent[] = [];
   const sink: AuditSink = { push: (e) => pushed.push(e), close: () => Promise.resolve() };
   const log = new AuditLog(undefined, sink);
-  const base: AuditEvent = { id: 'r', sub: 'alice', org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason: 'uri_query', status: 400, bytes: 0, aborted: false, ms: 0, client: undefined, tokenSource: 'header' };
+  const base: AuditEvent = { id: 'r', kind: 'data', sub: 'alice', jti: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason: 'uri_query', status: 400, bytes: 0, aborted: false, ms: 0, client: undefined, tokenSource: 'header' };
   const hostile = { ...base, uri: HOSTILE[0]![0] };
   log.write(hostile);
   t.equal(pushed[0]!.uri, 'https://bucket.s3.example/a.jpg?X-Amz-Signature=[redacted]&X-Amz-Credential=[redacted]', 'the stream gets the redacted URI');

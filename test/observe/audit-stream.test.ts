@@ -18,7 +18,7 @@ import { auditStreamSchema, redisConnectionSchema } from '../../src/state/config
 const c = testCerts();
 
 function event(i: number): AuditEvent {
-  return { id: `req-${i}`, sub: 'alice', org: undefined, provider: 'files', uri: 'local://files/a.txt', decision: 'allow', reason: 'ok', status: 200, bytes: 5, aborted: false, ms: 1.5, client: '127.0.0.1', tokenSource: 'header' };
+  return { id: `req-${i}`, kind: 'data', sub: 'alice', jti: 'j-1', org: undefined, provider: 'files', uri: 'local://files/a.txt', decision: 'allow', reason: 'ok', status: 200, bytes: 5, aborted: false, ms: 1.5, client: '127.0.0.1', tokenSource: 'header' };
 }
 
 const metricValue = async (m: Metrics, name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await m.registry.metrics())?.[1] ?? 'NaN');
@@ -27,7 +27,7 @@ t.test('fields are flat strings; absent values are left out', async (t) => {
   const f = streamFields(event(1));
   t.equal(f[0], 'ts');
   const map = Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]]));
-  t.match(map, { id: 'req-1', sub: 'alice', status: '200', aborted: 'false', ms: '1.5', reason: 'ok' });
+  t.match(map, { id: 'req-1', kind: 'data', sub: 'alice', jti: 'j-1', status: '200', aborted: 'false', ms: '1.5', reason: 'ok' });
   t.notOk('org' in map);
 });
 

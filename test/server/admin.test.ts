@@ -62,7 +62,7 @@ t.test('revoke by jti: the next request is refused, even from the verify cache',
   const refused = await read(k, token);
   t.equal(refused.status, 401);
   t.equal(JSON.parse(refused.body.toString()).error, 'token_revoked');
-  t.match(await auditFor(k, refused.headers['x-request-id'] as string), { decision: 'deny', reason: 'token_revoked', sub: undefined });
+  t.match(await auditFor(k, refused.headers['x-request-id'] as string), { decision: 'deny', reason: 'token_revoked', sub: 'alice', unverified: true }, 'a refused token still names its subject, marked unverified');
   t.equal((await read(k, other)).status, 200, 'another jti is untouched');
   t.notOk(k.rawLogs().includes(ADMIN_TOKEN), 'the admin credential never appears in logs');
 });
