@@ -1,7 +1,7 @@
-// Every YAML example in the README and docs/ parses and validates against the config schema,
-// so an example cannot rot. A block is merged over a small valid base (examples show one
-// section at a time); the only problems tolerated are files that exist on the reader's
-// machine, not this one (certificates, secret files, local roots).
+// Every YAML example in the README, docs/ and examples/*/README.md parses and validates
+// against the config schema, so an example cannot rot. A block is merged over a small
+// valid base (examples show one section at a time); the only problems tolerated are files
+// that exist on the reader's machine, not this one (certificates, secret files, local roots).
 import t from 'tap';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,7 +34,12 @@ function yamlBlocks(file: string): Block[] {
   return blocks;
 }
 
-const markdown = [join(ROOT, 'README.md'), ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join(ROOT, 'docs', f))];
+const markdown = [
+  join(ROOT, 'README.md'),
+  ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join(ROOT, 'docs', f)),
+  // the integration kits' walkthroughs (examples/*/README.md)
+  ...readdirSync(join(ROOT, 'examples'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('README.md')).map((f) => join(ROOT, 'examples', f)),
+];
 const blocks = markdown.flatMap(yamlBlocks);
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -59,6 +64,7 @@ const topLevel = new Set(Object.keys(configSchema.shape));
 
 t.test('the docs have YAML examples to check', async (t) => {
   t.ok(blocks.length >= 15, `${blocks.length} blocks found`);
+  t.ok(blocks.some((b) => b.file.startsWith('examples/')), 'the examples’ READMEs among them');
 });
 
 for (const block of blocks) {
