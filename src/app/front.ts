@@ -46,9 +46,14 @@ export function handleUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex,
   const path = (req.url ?? '/').split('?')[0];
   const app = appProxyFor(rt);
   if (app && path !== '/v1/data' && path !== '/v1/session' && path !== '/v1/presign') return app.upgrade(req, socket, head);
+  refuseUpgrade(rt, req, socket, app ? "no upgrade on Keyhole's own routes" : 'no app behind Keyhole');
+}
+
+/** 400 to an upgrade request, on the raw socket (no response object exists for it), logged. */
+export function refuseUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex, why: string): void {
   socket.on('error', () => socket.destroy());
   const id = randomUUID();
-  logRefusal(rt.logger, req, id, 400, 'bad_request', { route: 'router', fields: { upgrade: req.headers.upgrade, why: app ? "no upgrade on Keyhole's own routes" : 'no app behind Keyhole' } });
+  logRefusal(rt.logger, req, id, 400, 'bad_request', { route: 'router', fields: { upgrade: req.headers.upgrade, why } });
   const body = JSON.stringify({ error: 'bad_request', message: REASONS.bad_request, requestId: id });
   socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   socket.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref());

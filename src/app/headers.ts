@@ -49,6 +49,12 @@ const CLIENT_SPOOFABLE = new Set([
   'x-appengine-user-ip',
   'x-azure-clientip',
   'x-azure-socketip',
+  'proxy-client-ip',
+  'wl-proxy-client-ip',
+  'fly-client-ip',
+  'x-real-client-ip',
+  'x-original-remote-addr',
+  'x-custom-ip-authorization',
   // the scheme, host or mount point
   'cf-visitor',
   'front-end-https',
@@ -59,9 +65,12 @@ const CLIENT_SPOOFABLE = new Set([
   'x-http-host-override',
   'x-script-name',
   // the user or client certificate an authenticating proxy vouched for
-  'remote-user',
-  'x-remote-user',
   'x-webauth-user',
+  'x-authenticated-user',
+  'x-authenticated-groups',
+  'x-auth-user',
+  'x-user',
+  'x-email',
   'x-client-cert',
   'x-client-verify',
   'x-arr-clientcert',
@@ -79,10 +88,12 @@ const CLIENT_SPOOFABLE = new Set([
 ]);
 /**
  * Whole families: every X-Forwarded* but the ones Keyhole sets, Envoy's control headers (a
- * mesh sidecar before the app obeys them), and the identity headers of ALB, IAP, App
- * Service, oauth2-proxy and TLS-terminating proxies. All start with x- or ssl-.
+ * mesh sidecar before the app obeys them), and the identity headers of authenticating
+ * proxies: ALB, IAP, App Service, oauth2-proxy, Authelia (Remote-*), authentik, Cloudflare
+ * Access, Tailscale, Pomerium, and TLS-terminating proxies' client-certificate headers.
  */
-const SPOOFABLE_FAMILY = /^(?:x-forwarded|x-envoy-|x-amzn-oidc-|x-goog-authenticated-user-|x-goog-iap-|x-ms-client-principal|x-ms-token-|x-auth-request-|x-ssl-client-|ssl-client-)/;
+const SPOOFABLE_FAMILY =
+  /^(?:x-forwarded|x-envoy-|x-amzn-oidc-|x-goog-authenticated-user-|x-goog-iap-|x-ms-client-principal|x-ms-token-|x-auth-request-|x-ssl-client-|ssl-client-|remote-|x-remote-|x-authentik-|cf-access-|tailscale-|x-pomerium-)/;
 
 /**
  * A name with more than letters, digits and `-`: a CGI-style gateway (gunicorn, uWSGI,
@@ -102,8 +113,7 @@ function foldableName(name: string): boolean {
 function spoofable(name: string, trusted: boolean): boolean {
   if (FORWARDING.has(name)) return !trusted;
   if (CLIENT_SPOOFABLE.has(name) || foldableName(name)) return true;
-  const first = name.charCodeAt(0); // every family starts with x or s
-  return (first === 120 || first === 115) && SPOOFABLE_FAMILY.test(name);
+  return SPOOFABLE_FAMILY.test(name);
 }
 
 /** Names listed in Connection: (`Connection: close, X-Secret`) are hop-by-hop too. */

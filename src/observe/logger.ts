@@ -56,11 +56,34 @@ const MAY_CARRY = /[?#&;@]|%(?:25)*(?:3[fb]|2[36])/i;
 
 const keepName = (_match: string, plain: string | undefined, encoded: string | undefined) => `${plain ?? encoded}[redacted]`;
 
+// A name spelled with percent-escapes (`tok%65n=`): URLSearchParams, and so Keyhole's own
+// data query, reads it as `token`; the redaction must read it the same way.
+const ESCAPED_NAME = /([?&#;])([^=&#?;]*%[^=&#?;]*)=([^&#]*)/g;
+const SENSITIVE_NAME = new RegExp(`^${NAMES}$`, 'i');
+
+function redactEscapedName(match: string, sep: string, name: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(name);
+  } catch {
+    return match;
+  }
+  return SENSITIVE_NAME.test(decoded) ? `${sep}${name}=[redacted]` : match;
+}
+
+// A JWT wherever it sits (a parameter of any name, a path segment): `eyJ` is `{"` in base64url.
+const JWT = /eyJ[\w-]{2,}(?:\.|%2e)[\w-]{2,}(?:\.|%2e)[\w-]*/gi;
+
 /**
  * Redacts credentials from a URL (or a client-given data URI) before it is logged anywhere:
- * credential-bearing parameters, plain or percent-encoded, and user information.
+ * credential-bearing parameters, plain or percent-encoded (name or separators), user
+ * information, and any JWT-shaped string.
  */
 export function redactUrl(url: string): string {
-  if (!MAY_CARRY.test(url)) return url;
-  return url.replace(SENSITIVE_PARAM, keepName).replace(USERINFO, '$1[redacted]@');
+  let out = url;
+  if (MAY_CARRY.test(out)) {
+    out = out.replace(SENSITIVE_PARAM, keepName).replace(USERINFO, '$1[redacted]@');
+    if (out.includes('%')) out = out.replace(ESCAPED_NAME, redactEscapedName);
+  }
+  return out.includes('eyJ') ? out.replace(JWT, '[redacted-jwt]') : out;
 }

@@ -12,7 +12,7 @@ import { handlePresign } from './presign-route.js';
 import { answerClientError, logRefusal, refuse, sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
 import { handleSession } from './session-route.js';
-import { appProxyFor, handleUpgrade } from '../app/front.js';
+import { appProxyFor, handleUpgrade, refuseUpgrade } from '../app/front.js';
 import { InFlight } from './lifecycle.js';
 import { setFields } from '../relay/headers.js';
 import { readServerTls, type ServerTlsMaterial } from './tls-material.js';
@@ -85,7 +85,11 @@ export class KeyholeServer {
     };
     this.data.on('connection', track);
     this.data.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
-    this.data.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(this.runtime, req, socket, head));
+    this.data.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // The same head checks as every other request: an upgrade is a request too.
+      if (refusedSockets.has(req.socket) || badHead(req)) return refuseUpgrade(this.runtime, req, socket, 'request head or framing refused');
+      handleUpgrade(this.runtime, req, socket, head);
+    });
     this.admin = createHttpServer({ ...common }, (req, res) => {
       this.inflight.enter(this.runtime, res);
       handleAdmin(this.runtime, { accepting: () => !this.draining, ...this.hooks }, req, res).catch((err) => this.crash(err, req, res));
@@ -144,6 +148,11 @@ export class KeyholeServer {
       else {
         const app = appProxyFor(rt);
         if (!app) return refuse(rt.logger, req, res, 404, 'route_not_found', randomUUID(), { route: 'router' });
+        // App pages: the referrer stays on this origin (token-bearing data URLs never leave
+        // it) but is still sent there: under no-referrer a same-origin form POST carries
+        // `Origin: null` and no Referer, which CSRF checks (Django's, Flask-WTF's) refuse.
+        // The app's own Referrer-Policy, when it sends one, wins.
+        res.setHeader('referrer-policy', 'same-origin');
         done = app.handle(req, res);
       }
       done.catch((err: unknown) => this.crash(err, req, res));

@@ -33,6 +33,10 @@ t.before(async () => {
       ]);
       res.end('ok');
     },
+    '/own-referrer-policy': (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'referrer-policy': 'strict-origin' });
+      res.end('ok');
+    },
     '/slow': (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('first bytes');
@@ -102,6 +106,11 @@ t.test('the app answer: hop-by-hop removed, HSTS ours, cookies hardened', async 
   t.match(res.headers['strict-transport-security'], /^max-age=31536000/, "Keyhole's HSTS, not the app's max-age=0");
   const cookies = res.headers['set-cookie'] as string[];
   t.same(cookies, ['a=1; Path=/; Secure; HttpOnly; SameSite=Lax', 'csrftoken=abc; Path=/; Secure; SameSite=Lax'], 'Secure added, SameSite forced, HttpOnly unless script-readable; the planted session cookie dropped');
+  // no-referrer here would make a same-origin form POST carry `Origin: null` and no Referer:
+  // Django's and Flask-WTF's CSRF checks refuse those (found by test/e2e/labeling-app.test.ts).
+  t.equal(res.headers['referrer-policy'], 'same-origin', 'an app page sends its referrer to its own origin only');
+  t.equal((await k.get('/own-referrer-policy')).headers['referrer-policy'], 'strict-origin', "the app's own policy wins");
+  t.equal((await k.get(dataUrl('local://files/a.txt'))).headers['referrer-policy'], 'no-referrer', 'data answers keep no-referrer');
 });
 
 t.test('per-path verb allowlist, on normalised paths', async (t) => {
@@ -219,6 +228,19 @@ t.test('websockets pass through; other upgrades and Keyhole routes are refused',
   t.match(refused, /forbidden$/);
   t.match(await handshake('/v1/data'), /^HTTP\/1\.1 400/, 'no upgrade on Keyhole routes');
   t.match(await handshake('/ws/echo', 'h2c'), /^HTTP\/1\.1 400/, 'only websocket upgrades');
+  // An upgrade gets the head checks every request gets: two Hosts, asterisk- or
+  // absolute-form, an obfuscated Transfer-Encoding (found by a red-team run: they got 101).
+  const seen = app.requests.length;
+  const upgrade = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+  for (const [what, head] of [
+    ['two Host headers', 'GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n'],
+    ['asterisk-form', 'GET * HTTP/1.1\r\nHost: localhost\r\n'],
+    ['absolute-form', 'GET http://evil.example/ws/echo HTTP/1.1\r\nHost: localhost\r\n'],
+    ['Transfer-Encoding: xchunked', 'GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: xchunked\r\n'],
+  ]) {
+    t.match(await exchange(k, head + upgrade), /^HTTP\/1\.1 400/, `an upgrade with ${what}: 400`);
+  }
+  t.equal(app.requests.length, seen, 'none of them reached the app');
   const ok = await new Promise<string>((resolve) => {
     const port = Number(new URL(k.base).port);
     const s = connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(testCerts().caCert) });

@@ -82,6 +82,25 @@ const SPOOFED: Record<string, string> = {
   'X-Client-Cert': 'evil.example',
   'X-ARR-ClientCert': 'evil.example',
   'X-Forwarded-Client-Cert': 'By=spiffe://evil.example',
+  // found by a red-team run against this list: Authelia, authentik, Cloudflare Access,
+  // Tailscale, Pomerium, generic user headers, Java-style and other client addresses
+  'Remote-Groups': 'admins',
+  'Remote-Email': 'admin@evil.example',
+  'Remote-Name': 'admin',
+  'X-authentik-username': 'admin',
+  'X-authentik-groups': 'admins',
+  'Cf-Access-Authenticated-User-Email': 'admin@evil.example',
+  'Tailscale-User-Login': 'admin@evil.example',
+  'X-Pomerium-Claim-Email': 'admin@evil.example',
+  'X-Authenticated-User': 'admin',
+  'X-Auth-User': 'admin',
+  'X-User': 'admin',
+  'Proxy-Client-IP': '6.6.6.6',
+  'WL-Proxy-Client-IP': '6.6.6.6',
+  'Fly-Client-IP': '6.6.6.6',
+  'X-Real-Client-IP': '6.6.6.6',
+  'X-Custom-IP-Authorization': '6.6.6.6',
+  'X-Original-Remote-Addr': '6.6.6.6',
 };
 
 const providers = `providers:

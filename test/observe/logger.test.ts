@@ -32,6 +32,18 @@ t.test('redactUrl', async (t) => {
   t.equal(redactUrl('https://b.s3/x?X-Amz-Signature=abc&X-Amz-Credential=AK%2F1&a=1'), 'https://b.s3/x?X-Amz-Signature=[redacted]&X-Amz-Credential=[redacted]&a=1');
   t.equal(redactUrl('https://acct.blob/x?sv=1&sig=abc'), 'https://acct.blob/x?sv=1&sig=[redacted]');
   t.equal(redactUrl('/a?mytoken=1'), '/a?mytoken=1', 'only whole parameter names');
+  // What URLSearchParams (Keyhole's own data query) reads as `token` is redacted as `token`.
+  for (const name of ['tok%65n', '%74oken', '%54%4F%4B%45%4E', 'X-Amz-%53ignature']) {
+    const url = `/v1/data?uri=x&${name}=s3cr3t&b=1`;
+    t.equal(new URLSearchParams(url.split('?')[1]).has(name.includes('Amz') ? 'X-Amz-Signature' : name === '%54%4F%4B%45%4E' ? 'TOKEN' : 'token'), true, `${name} reads as a credential name`);
+    t.equal(redactUrl(url), `/v1/data?uri=x&${name}=[redacted]&b=1`, `${name}= is redacted`);
+  }
+  t.equal(redactUrl('/a?x=%zz&tok%zzen=1'), '/a?x=%zz&tok%zzen=1', 'a name that does not decode is not a credential name, and nothing throws');
+  // A JWT under any name or in a path segment.
+  const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+  t.equal(redactUrl(`/v1/data?uri=x&t=${jwt}`), '/v1/data?uri=x&t=[redacted-jwt]');
+  t.equal(redactUrl(`/files/${jwt}/a.png`), '/files/[redacted-jwt]/a.png');
+  t.equal(redactUrl(`/v1/data?uri=https%3A%2F%2Fx%2F%3Fa%3D${jwt.replaceAll('.', '%2E')}`), '/v1/data?uri=https%3A%2F%2Fx%2F%3Fa%3D[redacted-jwt]', 'with its dots encoded');
 });
 
 t.test('audit decisions', async (t) => {
