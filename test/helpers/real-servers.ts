@@ -107,13 +107,14 @@ export async function startPythonHttpServer(t: Test, files: Record<string, strin
 
 /**
  * Debian's gunicorn (its sync worker: `Connection: close` on every answer) running the WSGI
- * application `app` (Python source defining `application`), as Django and Flask apps run.
+ * application `app` (Python source defining `application`), as Django and Flask apps run;
+ * `env` is added to its environment (the app's settings).
  */
-export async function startGunicorn(t: Test, app: string): Promise<RealServer> {
+export async function startGunicorn(t: Test, app: string, env: Record<string, string> = {}): Promise<RealServer> {
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-gunicorn-'));
   writeFileSync(join(dir, 'wsgi_app.py'), app);
   const port = await freePort();
-  const child = spawn('/usr/bin/python3', ['-m', 'gunicorn', '--bind', `127.0.0.1:${port}`, '--workers', '1', '--chdir', dir, 'wsgi_app:application'], { cwd: dir, stdio: 'ignore' });
+  const child = spawn('/usr/bin/python3', ['-m', 'gunicorn', '--bind', `127.0.0.1:${port}`, '--workers', '1', '--chdir', dir, 'wsgi_app:application'], { cwd: dir, stdio: 'ignore', env: { ...process.env, ...env } });
   stopWith(t, child);
   await listening(port, child, 'gunicorn');
   return { origin: `http://127.0.0.1:${port}`, dir };
