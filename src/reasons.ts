@@ -26,6 +26,7 @@ export const REASONS = {
   org_denied: "the provider is not open to the token's org or project",
   method_not_allowed: 'the data routes accept GET, HEAD and OPTIONS only',
   cors_origin: 'the Origin is not in the CORS allowlist',
+  data_destination_refused: 'a browser asked for the data as a script, worker, service worker, worklet, stylesheet, XSLT or manifest (Sec-Fetch-Dest, Service-Worker): data never runs on this origin',
   not_found: 'the object does not exist upstream',
   range_not_satisfiable: 'the Range cannot be satisfied for this object',
   upstream_error: 'the upstream failed or answered garbage; see the request id in the logs',

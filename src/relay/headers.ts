@@ -1,7 +1,7 @@
 // Which headers cross Keyhole, in each direction. Everything not listed here is dropped:
 // an upstream's Set-Cookie, Server, x-amz-* or Location never reaches the browser.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { extractMimeType, headerSafeMimeType } from './mime.js';
+import { extractMimeType, headerSafeMimeType, inertTextType, runsOrApplies } from './mime.js';
 
 /** Client headers forwarded upstream: ranges and revalidation, nothing else. */
 export const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const;
@@ -10,8 +10,13 @@ export const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 
  * Upstream headers passed back to the client. Content-Encoding travels with the bytes it
  * describes (an object stored compressed is sent compressed: its length, ranges and ETag
  * are those of the encoded bytes). Content-Type is never passed as sent: see dataType.
+ *
+ * Values are relayed as the bytes the upstream sent (undici reads them as latin1, Node writes
+ * latin1). Content-Disposition comes before Content-Length: Node's writeHead re-reads a
+ * Content-Disposition that follows a Content-Length as UTF-8 (nodejs/node#46528), which
+ * mangles a filename of UTF-8 bytes into characters it then refuses (the answer was a 502).
  */
-export const RELAYED_RESPONSE_HEADERS = ['content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified', 'content-disposition', 'content-encoding'] as const;
+export const RELAYED_RESPONSE_HEADERS = ['content-disposition', 'content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified', 'content-encoding'] as const;
 
 /**
  * Every data answer's sandbox. A document from Keyhole's origin is the labeling app's
@@ -52,7 +57,9 @@ const RECENT_KEY_MAX = 256;
  * THE judgment of a data answer's type, for every provider: the type a browser would read
  * from `field` (Fetch's extract a MIME type: the last valid one of a list, however many
  * lines), sent as one type so that no browser can read another; application/octet-stream
- * when there is none. With it, the security fields for that type, sandbox included.
+ * when there is none; text/plain for a type that runs or applies as a subresource (script,
+ * stylesheet, WebAssembly: mime.ts runsOrApplies). With it, the security fields for that
+ * type, sandbox included.
  */
 export function dataType(field: string | readonly string[] | undefined): DataType {
   if (field === undefined) return OCTET_STREAM;
@@ -68,7 +75,30 @@ export function dataType(field: string | readonly string[] | undefined): DataTyp
 
 function judge(field: string | readonly string[]): DataType {
   const mimeType = extractMimeType(field);
-  return mimeType === undefined ? OCTET_STREAM : judged(headerSafeMimeType(mimeType));
+  if (mimeType === undefined) return OCTET_STREAM;
+  // The sandbox governs documents only: a <script>, worker, service worker or stylesheet
+  // from Keyhole's origin would run or apply on the app's origin whatever CSP it carries.
+  return judged(runsOrApplies(mimeType.essence) ? inertTextType(mimeType) : headerSafeMimeType(mimeType));
+}
+
+/**
+ * Loads that run or apply what they fetch (scripts of every kind, workers, worklets, styles,
+ * XSLT) or install it (a web app manifest), as browsers announce them with Fetch metadata.
+ * A data answer is never one of these; json (a JSON module) is data and stays.
+ */
+const RUNNING_DESTINATIONS = new Set(['script', 'worker', 'sharedworker', 'serviceworker', 'style', 'paintworklet', 'audioworklet', 'sharedstorageworklet', 'xslt', 'manifest']);
+
+/**
+ * Why a data request is one a browser makes to run or apply the answer on Keyhole's origin
+ * (its Sec-Fetch-Dest, or the Service-Worker header of a service worker's script fetch), or
+ * undefined. Curl and SDKs send neither; browsers send both only to secure origins, so the
+ * type judgment stands on its own (see dataType).
+ */
+export function runningDestination(headers: IncomingHttpHeaders): string | undefined {
+  const dest = headers['sec-fetch-dest'];
+  if (typeof dest === 'string' && RUNNING_DESTINATIONS.has(dest.trim().toLowerCase())) return `Sec-Fetch-Dest: ${dest}`;
+  if (headers['service-worker'] !== undefined) return 'Service-Worker: script';
+  return undefined;
 }
 
 export function forwardedRequestHeaders(client: IncomingHttpHeaders, into: Record<string, string>): Record<string, string> {

@@ -106,3 +106,46 @@ export function headerSafeMimeType(mimeType: MimeType): string {
   for (const [name, value] of mimeType.parameters) if (TOKEN.test(value)) out += `;${name}=${value}`;
   return out;
 }
+
+/**
+ * WHATWG MIME Sniffing's "JavaScript MIME type" essences: what a browser runs from <script>
+ * (classic and module), workers, service workers, worklets and importScripts, and what
+ * nosniff lets through for those loads. Every other type is refused there under nosniff.
+ */
+export const JAVASCRIPT_ESSENCES: readonly string[] = Object.freeze([
+  'application/ecmascript', 'application/javascript', 'application/x-ecmascript', 'application/x-javascript',
+  'text/ecmascript', 'text/javascript', 'text/javascript1.0', 'text/javascript1.1', 'text/javascript1.2',
+  'text/javascript1.3', 'text/javascript1.4', 'text/javascript1.5', 'text/jscript', 'text/livescript',
+  'text/x-ecmascript', 'text/x-javascript',
+]);
+
+/**
+ * Types a browser applies or runs by their type alone, besides script: text/css (stylesheets,
+ * @import and CSS module scripts: nosniff lets only this type through), XSLT stylesheets,
+ * application/wasm (WebAssembly.compileStreaming/instantiateStreaming take no other), and
+ * text/x-component (old IE behaviors: no browser today, none may bring it back).
+ */
+const APPLIED_ESSENCES = new Set(['text/css', 'text/xsl', 'application/xslt+xml', 'application/wasm', 'text/x-component']);
+
+/** Every spelling of script in a subtype: wider than any browser's list, so none can be longer. */
+const SCRIPT_SUBTYPE = /javascript|ecmascript|jscript|livescript/;
+
+/**
+ * Whether a page could make `essence` run or apply on the origin that serves it (a script,
+ * worker, service worker, stylesheet…), by loading it as a subresource: every JavaScript MIME
+ * type, any subtype that spells script, and the applied types above. JSON is data (a JSON
+ * module runs no code), images and media only decode.
+ */
+export function runsOrApplies(essence: string): boolean {
+  return APPLIED_ESSENCES.has(essence) || SCRIPT_SUBTYPE.test(essence.slice(essence.indexOf('/') + 1));
+}
+
+/**
+ * The type a data answer of a running or applied type is sent as: text/plain, its charset
+ * kept (a token value only). Under nosniff no browser runs or applies text/plain as a script,
+ * worker or stylesheet, and opened in a tab the file still reads as what it is.
+ */
+export function inertTextType(mimeType: MimeType): string {
+  const charset = mimeType.parameters.get('charset');
+  return charset !== undefined && TOKEN.test(charset) ? `text/plain;charset=${charset}` : 'text/plain';
+}

@@ -12,7 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
 import { authorizeIntrospected } from '../auth/introspect.js';
 import { decisionFor } from '../observe/audit.js';
-import { setFields } from '../relay/headers.js';
+import { runningDestination, setFields } from '../relay/headers.js';
 import type { DataRequest, Outcome } from '../providers/types.js';
 import type { Resolved } from '../providers/registry.js';
 import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
@@ -225,6 +225,13 @@ class DataExchange {
     if (query.ambiguous) {
       this.noteUri(query.uri);
       return this.refuse(400, 'bad_request');
+    }
+    // A browser loading the answer as a script, worker or stylesheet: nobody is asked anything.
+    const running = runningDestination(req.headers);
+    if (running !== undefined) {
+      this.noteUri(query.uri);
+      this.outcome.detail = running;
+      return this.refuse(403, 'data_destination_refused');
     }
     const auth = authenticateData(this.rt, req.headers, query.token);
     return auth instanceof Promise ? auth.then((a) => this.authenticated(a, method, query.uri)) : this.authenticated(auth, method, query.uri);

@@ -7,9 +7,12 @@
 // origin). No row may run script: no global set, no message to the parent, no request to
 // the canary server. Normal data must keep working beside it: a PNG decodes in <img>, a
 // WAV loads in <audio>, fetch() reads the bytes, and opened top-level they still show.
+// Then the loads the sandbox does not govern: objects typed as scripts, styles and
+// WebAssembly (by a real nginx and by redis) loaded as scripts, workers, service workers,
+// worklets and stylesheets from the app's pages: none may run or apply.
 import t from 'tap';
 import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttp, type Server as HttpServer } from 'node:http';
 import { createServer as createHttps, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +23,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
 import { testCerts } from '../helpers/certs.js';
 import { startTestApp, type TestApp } from '../app/test-app.js';
+import { startNginx } from '../helpers/real-servers.js';
+import { startRedis, testClient } from '../helpers/redis.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
@@ -211,6 +216,8 @@ app:
         '--disable-sync',
         `--ignore-certificate-errors-spki-list=${spki}`,
         '--autoplay-policy=no-user-gesture-required',
+        // a second, plain-HTTP Keyhole under a name that is no secure origin: no Fetch metadata
+        '--host-resolver-rules=MAP kh-plain.test 127.0.0.1',
       ],
     });
   });
@@ -399,5 +406,235 @@ app:
     t.match(await tab.evaluate(() => document.body?.innerText ?? ''), /<svg xmlns/, 'a list ending in text/plain shows as text: the markup, inert');
     await tab.close();
     await page.close();
+  });
+
+  t.test('scripts, workers, service workers, worklets and stylesheets: no data answer runs or applies', async (t) => {
+    // Each object reports that it ran, by every channel its context has: a BroadcastChannel
+    // message to the page (same origin; no CSP governs it: a worker's own CSP is the data
+    // answer's default-src 'none', which blocks its fetch), a request to /ran on the origin it
+    // runs on (the labeling app records it), a message from a dedicated or shared worker.
+    // Worklets have none: their addModule() resolving is the sign. One object per load.
+    const js = (tag: string) =>
+      `(function(){try{new BroadcastChannel('kh-ran').postMessage('${tag}')}catch(e){}` +
+      `try{var o=self.location.origin;fetch(o+'/ran?tag=${tag}&origin='+encodeURIComponent(o),{mode:'no-cors'})}catch(e){}` +
+      `try{if(typeof DedicatedWorkerGlobalScope!=='undefined')postMessage('ran')}catch(e){}` +
+      `try{if(typeof SharedWorkerGlobalScope!=='undefined')self.onconnect=function(e){e.ports[0].postMessage('ran')}}catch(e){}})();`;
+    const css = (tag: string) => `:root{--kh-${tag}:applied}`;
+    const WASM = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]); // an empty module
+    const JS_KINDS = ['classic', 'module', 'dynimport', 'worker', 'modworker', 'shared', 'imported', 'sw', 'paint', 'audio', 'csp-classic'];
+    const CSS_KINDS = ['link', 'atimport', 'cssmodule', 'quirks-link'];
+    const objects = (source: string): Record<string, string | Buffer> => {
+      const out: Record<string, string | Buffer> = { 'probe.wasm': WASM, 'data.json': '{"labels":[1,2]}' };
+      for (const kind of JS_KINDS) out[`${kind}.js`] = js(`${source}-${kind}`);
+      for (const kind of CSS_KINDS) out[`${kind}.css`] = css(`${source}-${kind}`);
+      return out;
+    };
+    const typeOf = (file: string) => ({ js: 'text/javascript', css: 'text/css', wasm: 'application/wasm', json: 'application/json' })[file.split('.').pop()!]!;
+
+    // The in-page probes: the app's own script (script-src 'self' allows it).
+    const PROBE_JS = `window.khRan = [];
+window.khChannel = new BroadcastChannel('kh-ran');
+window.khChannel.onmessage = function (e) { window.khRan.push(String(e.data)); };
+window.khProbe = function (kind, url, tag) {
+  function settle(p) { return p.then(function () { return 'ok'; }, function (e) { return 'refused:' + (e && e.name); }); }
+  function prop() { return getComputedStyle(document.documentElement).getPropertyValue('--kh-' + tag).trim() || 'unset'; }
+  function el(name, attrs, parent) { return new Promise(function (resolve) { var e = document.createElement(name); for (var a in attrs) e.setAttribute(a, attrs[a]); e.onload = function () { resolve('load'); }; e.onerror = function () { resolve('error'); }; setTimeout(function () { resolve('timeout'); }, 3000); parent.appendChild(e); }); }
+  function worker(make) { return new Promise(function (resolve) { var w; try { w = make(); } catch (e) { return resolve('throw:' + e.name); } w.onerror = function () { resolve('error'); }; (w.port || w).onmessage = function (m) { resolve('message:' + m.data); }; setTimeout(function () { resolve('quiet'); }, 1500); }); }
+  function later(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
+  if (!window.isSecureContext && (kind === 'sw' || kind === 'paint' || kind === 'audio')) return Promise.resolve('insecure-context');
+  switch (kind) {
+    case 'classic': case 'csp-classic': return el('script', { src: url }, document.body);
+    case 'module': return el('script', { type: 'module', src: url }, document.body);
+    case 'dynimport': return settle(import(url));
+    case 'worker': return worker(function () { return new Worker(url); });
+    case 'modworker': return worker(function () { return new Worker(url, { type: 'module' }); });
+    case 'shared': return worker(function () { return new SharedWorker(url); });
+    case 'imported': { var abs = new URL(url, location.href).href; var src = "try{importScripts(" + JSON.stringify(abs) + ");postMessage('imported')}catch(e){postMessage('refused:'+e.name)}"; return worker(function () { return new Worker(URL.createObjectURL(new Blob([src], { type: 'text/javascript' }))); }); }
+    case 'sw': return settle(navigator.serviceWorker.register(url, { scope: url.indexOf('/v1/') === 0 ? '/v1/' : '/ctl/' }));
+    case 'paint': return settle(CSS.paintWorklet.addModule(url));
+    case 'audio': return settle(new OfflineAudioContext(1, 1, 44100).audioWorklet.addModule(url));
+    case 'link': case 'quirks-link': return el('link', { rel: 'stylesheet', href: url }, document.head).then(function (r) { return later(100).then(function () { return r + ':' + prop(); }); });
+    case 'atimport': { var s = document.createElement('style'); s.textContent = '@import url("' + url + '");'; document.head.appendChild(s); return later(800).then(prop); }
+    case 'cssmodule': return settle(import(url, { with: { type: 'css' } }));
+    case 'wasm': return settle(WebAssembly.compileStreaming(fetch(url)));
+    case 'json': return import(url, { with: { type: 'json' } }).then(function (m) { return JSON.stringify(m.default); }, function (e) { return 'refused:' + e.name; });
+    case 'text': return fetch(url).then(function (r) { return r.status + ' ' + r.headers.get('content-type') + ' ' + r.headers.get('x-content-type-options'); });
+    case 'img': return new Promise(function (resolve) { var i = new Image(); i.onload = function () { resolve('decoded:' + i.naturalWidth); }; i.onerror = function () { resolve('error'); }; i.src = url; });
+    case 'media': return new Promise(function (resolve) { var a = document.createElement('audio'); a.preload = 'auto'; a.onloadedmetadata = function () { resolve('metadata:' + Math.round(a.duration)); }; a.onerror = function () { resolve('error'); }; a.src = url; document.body.appendChild(a); });
+  }
+  return Promise.resolve('unknown kind');
+};`;
+    const page = (body: string, doctype = true) => `${doctype ? '<!doctype html>' : ''}<html><head><meta charset="utf-8"><title>Label</title><script src="/probe.js"></script></head><body>${body}</body></html>`;
+    const control = objects('app');
+    const probeApp = await startTestApp({
+      '/probe.js': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/javascript' });
+        res.end(PROBE_JS);
+      },
+      '/probe': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(page('<h1>probe</h1>'));
+      },
+      '/probe-quirks': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(page('<h1>quirks</h1>', false));
+      },
+      '/probe-csp': (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "script-src 'self'; style-src 'self'" });
+        res.end(page('<h1>csp</h1>'));
+      },
+      '/ran': (_req, res) => {
+        res.writeHead(204, { 'access-control-allow-origin': '*' });
+        res.end();
+      },
+      ...Object.fromEntries(
+        Object.entries(control).map(([file, body]) => [
+          `/ctl/${file}`,
+          (_req: unknown, res: import('node:http').ServerResponse) => {
+            res.writeHead(200, { 'content-type': typeOf(file) });
+            res.end(body);
+          },
+        ]),
+      ),
+    });
+    t.teardown(() => probeApp.close());
+
+    // The real upstreams: nginx with its usual types, redis with companion type keys.
+    const nginx = await startNginx(t, '    types { text/javascript js; text/css css; application/wasm wasm; application/json json; image/png png; audio/wav wav; }', {
+      ...objects('nginx'),
+      'gradient.png': PNG,
+      'tone.wav': WAV,
+    });
+    const redis = await startRedis();
+    t.teardown(() => redis.stop());
+    const db = await testClient(redis, { name: 'seed-e2e-types' });
+    t.teardown(() => db.disconnect());
+    for (const [file, body] of Object.entries(objects('redis'))) {
+      await db.set(`probe/${file}`, body);
+      await db.set(`probe/${file}:type`, typeOf(file));
+    }
+    // A presign-mode bucket on its own https origin: every object is a script.
+    const certs = testCerts();
+    const bucket = createHttps({ cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey) }, (req, res) => {
+      const key = /^\/bucket1\/([\w-]+)\.js/.exec(req.url ?? '')?.[1] ?? 'none';
+      res.writeHead(200, { 'content-type': 'text/javascript', 'access-control-allow-origin': '*' });
+      res.end(js(`bucket-${key}`));
+    });
+    await new Promise<void>((r) => bucket.listen(0, '127.0.0.1', r));
+    t.teardown(() => new Promise<void>((r) => bucket.close(() => r())));
+    const providers = `providers:
+  - { name: web, kind: http, match: "https://web.corp/", allowPrivateNetworks: true, baseUrl: "${nginx.origin}/" }
+  - name: blobs
+    kind: redis
+    match: redis://0/
+    contentTypeKey: "{key}:type"
+    redis:
+${redis.yaml('      ', 'commandTimeout: 10s')}
+  - name: bucket
+    kind: s3
+    mode: presign
+    match: s3://bucket1/
+    endpoint: https://127.0.0.1:${(bucket.address() as AddressInfo).port}
+    pathStyle: true
+    region: us-east-1
+    credentials: { accessKeyId: AKIDEXAMPLE, secretAccessKey: "\${env:S3_SECRET}" }
+    buckets: [{ name: bucket1 }]
+app:
+  upstream: ${probeApp.origin}
+`;
+    const env = { env: { S3_SECRET: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' } };
+    // https://localhost: browsers send Fetch metadata. http://kh-plain.test: they send none,
+    // so only the judged type stands between the object and the page.
+    const secure = await startKeyhole(baseYaml(providers), env);
+    t.teardown(() => secure.close());
+    const plain = await startKeyhole(baseYaml(providers).replace(/^ {2}tls: .*\n/m, '  insecurePlainHttp: true\n'), env);
+    t.teardown(() => plain.close());
+
+    interface Verdict {
+      pass: string;
+      source: string;
+      kind: string;
+      result: string;
+      ran: boolean;
+    }
+    const verdicts: Verdict[] = [];
+    const probe = (p: Page, kind: string, url: string, tag: string) => p.evaluate(([k, u, g]) => (window as unknown as { khProbe(k: string, u: string, g: string): Promise<string> }).khProbe(k, u, g), [kind, url, tag] as const);
+
+    for (const [pass, k, origin] of [
+      ['https', secure, secure.base],
+      ['plain-http', plain, `http://kh-plain.test:${new URL(plain.base).port}`],
+    ] as const) {
+      const token = await k.token({ sub: 'annotator-1', scope: ['https://web.corp/', 'redis://0/', 's3://bucket1/'] });
+      const urlFor = (source: string, file: string) =>
+        source === 'app' ? `/ctl/${file}` : dataUrl(source === 'nginx' ? `https://web.corp/${file}` : `redis://0/probe/${file}`, token);
+      const std = await context.newPage();
+      await std.goto(`${origin}/probe`);
+      const quirks = await context.newPage();
+      await quirks.goto(`${origin}/probe-quirks`);
+      t.equal(await quirks.evaluate(() => document.compatMode), 'BackCompat', `${pass}: the quirks page is in quirks mode`);
+      const cspPage = await context.newPage();
+      await cspPage.goto(`${origin}/probe-csp`);
+      const results: { source: string; kind: string; result: string }[] = [];
+      for (const source of ['app', 'nginx', 'redis']) {
+        for (const kind of [...JS_KINDS, ...CSS_KINDS, 'wasm']) {
+          const file = kind === 'wasm' ? 'probe.wasm' : `${kind}.${JS_KINDS.includes(kind) ? 'js' : 'css'}`;
+          const where = kind === 'quirks-link' ? quirks : kind === 'csp-classic' ? cspPage : std;
+          results.push({ source, kind, result: await probe(where, kind, urlFor(source, file), `${source}-${kind}`) });
+        }
+      }
+      // Presign mode: the script is the bucket's, on the bucket's origin, after a redirect.
+      const presigned = (key: string) => dataUrl(`s3://bucket1/${key}.js`, token);
+      results.push({ source: 'presign', kind: 'classic', result: await probe(std, 'classic', presigned('classic'), 'none') });
+      results.push({ source: 'presign', kind: 'csp-classic', result: await probe(cspPage, 'csp-classic', presigned('csp-classic'), 'none') });
+      await std.waitForTimeout(800); // the reports of whatever ran
+      const hits = probeApp.requests.filter((r) => r.url.startsWith('/ran?')).map((r) => new URL(r.url, 'http://x').searchParams);
+      const broadcast = new Set<string>();
+      for (const p of [std, quirks, cspPage]) for (const tag of await p.evaluate(() => (window as unknown as { khRan: string[] }).khRan)) broadcast.add(tag);
+      const reported = (tag: string) => broadcast.has(tag) || hits.some((h) => h.get('tag') === tag && h.get('origin') === origin);
+      for (const { source, kind, result } of results) {
+        if (result === 'insecure-context') continue;
+        const tag = source === 'presign' ? `bucket-${kind}` : `${source}-${kind}`;
+        const ran = /^(ok|message:ran)$/.test(result) || /applied$/.test(result) || reported(tag);
+        verdicts.push({ pass, source, kind, result, ran });
+      }
+
+      // Data still works beside it: an image, a sound, JSON (fetch and JSON module), the text of a script.
+      const png = await probe(std, 'img', urlFor('nginx', 'gradient.png'), '');
+      t.equal(png, `decoded:${PNG_SIZE.w}`, `${pass}: <img> decodes a PNG from nginx`);
+      t.equal(await probe(std, 'media', urlFor('nginx', 'tone.wav'), ''), 'metadata:3', `${pass}: <audio> loads a WAV from nginx`);
+      for (const source of ['nginx', 'redis']) {
+        t.equal(await probe(std, 'json', urlFor(source, 'data.json'), ''), '{"labels":[1,2]}', `${pass}: a JSON module from ${source} imports`);
+        t.equal(await probe(std, 'text', urlFor(source, 'classic.js'), ''), '200 text/plain nosniff', `${pass}: fetch() of a script from ${source} reads it as text`);
+      }
+      if (pass === 'https') {
+        await std.evaluate(() => navigator.serviceWorker.getRegistrations().then((rs) => Promise.all(rs.map((r) => r.unregister()))));
+        // Every load the browser announced as running was refused before any upstream.
+        const refused = k.audits().filter((a) => a.reason === 'data_destination_refused');
+        t.equal(refused.length, 2 * (JS_KINDS.length + CSS_KINDS.length) + 2, `${pass}: every script-like load (nginx, redis, presign) was refused by its Sec-Fetch-Dest`);
+      } else {
+        t.same(k.audits().filter((a) => a.reason === 'data_destination_refused'), [], `${pass}: no Fetch metadata here, nothing refused by it: the judged type alone held`);
+      }
+      await std.close();
+      await quirks.close();
+      await cspPage.close();
+    }
+
+    const table = verdicts.map((v) => `${v.pass.padEnd(10)} ${v.source.padEnd(7)} ${v.kind.padEnd(11)} ${v.ran ? 'RAN' : 'inert'}  ${v.result}`).join('\n');
+    writeFileSync(join(ARTIFACTS, 'subresource-loads.txt'), `${table}\n`);
+    t.comment(`\n${table}`);
+    for (const v of verdicts) {
+      const name = `${v.pass} ${v.source} ${v.kind}: ${v.result}`;
+      if (v.source === 'app') {
+        // The control: the same objects, served by the app with their real types, do run.
+        t.ok(v.ran, `${name}: the app's own object runs (the probe sees a run)`);
+      } else if (v.source === 'presign' && v.pass === 'plain-http' && v.kind === 'classic') {
+        // No Fetch metadata, no CSP: the redirect is followed and the bucket's script runs
+        // in the page, as any injected cross-origin <script> would (threat-model.md).
+        t.ok(v.ran, `${name}: without the app's CSP, the redirected script runs (documented)`);
+      } else {
+        t.notOk(v.ran, `${name}: does not run or apply`);
+      }
+    }
+    t.ok(verdicts.filter((v) => v.pass === 'https').some((v) => v.kind === 'sw'), 'service workers were tried');
   });
 }

@@ -2,9 +2,10 @@
 // browser would read from the upstream's, Fetch's last-valid-wins) and the CSP sandbox:
 // through the http relay from an upstream sending each hostile field as given, from a real
 // nginx misconfigured two ways, from a real S3 server (object metadata and the provider's
-// own response override, proxy mode), and from the local and redis providers.
+// own response override, proxy mode), and from the local and redis providers. Types that
+// run or apply as a subresource (scripts, styles, WebAssembly) come out as text/plain.
 import t, { type Test as Tap } from 'tap';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -40,7 +41,13 @@ const HOSTILE: [string[], string][] = [
   [['video/mp4, text/html'], 'text/html'],
   [['text/html, video/mp4'], 'video/mp4'],
   [['application/xhtml+xml'], 'application/xhtml+xml'],
-  [['text/xsl'], 'text/xsl'],
+  [['text/xsl'], 'text/plain'],
+  [['text/javascript'], 'text/plain'],
+  [['application/javascript; charset=utf-8'], 'text/plain;charset=utf-8'],
+  [['text/css'], 'text/plain'],
+  [['application/wasm'], 'text/plain'],
+  [['text/html, text/javascript'], 'text/plain'],
+  [['image/png', 'application/x-javascript'], 'text/plain'],
   [['multipart/x-mixed-replace;boundary=kh'], 'multipart/x-mixed-replace;boundary=kh'],
   [['text/plain', 'text/html'], 'text/html'],
   [['image/png', 'image/svg+xml'], 'image/svg+xml'],
@@ -99,9 +106,12 @@ t.test('a real nginx: a type list as default_type, a second Content-Type from ad
     location = /list.bin { types {} default_type "text/plain, text/html"; }
     location = /page.txt { add_header Content-Type "text/html"; }
     location = /mixed.txt { add_header Content-Type "TEXT/HTML;charset=utf-8"; }
+    location /typed/ { types { text/javascript js; application/javascript mjs; text/css css; application/wasm wasm; } charset utf-8; charset_types text/javascript text/css; }
   `);
   t.teardown(() => nginx.stop());
   for (const f of ['list.bin', 'page.txt', 'mixed.txt']) writeFileSync(join(nginx.root, f), BODY);
+  mkdirSync(join(nginx.root, 'typed'));
+  for (const f of ['evil.js', 'evil.mjs', 'evil.css', 'evil.wasm']) writeFileSync(join(nginx.root, 'typed', f), BODY);
   const k = await startKeyhole(
     baseYaml(`providers:
   - { name: web, kind: http, match: "https://web.corp/", allowPrivateNetworks: true, baseUrl: "${nginx.origin}/" }
@@ -113,6 +123,11 @@ t.test('a real nginx: a type list as default_type, a second Content-Type from ad
     ['list.bin', 'text/html'],
     ['page.txt', 'text/html'],
     ['mixed.txt', 'text/html;charset=utf-8'],
+    // nginx's own types for scripts, styles and WebAssembly: served as text that runs nowhere
+    ['typed/evil.js', 'text/plain;charset=utf-8'],
+    ['typed/evil.mjs', 'text/plain'],
+    ['typed/evil.css', 'text/plain;charset=utf-8'],
+    ['typed/evil.wasm', 'text/plain'],
   ] as const) {
     const res = await k.get(dataUrl(`https://web.corp/${file}`), auth);
     checkAnswer(t, res, type, `nginx ${file}`);
@@ -179,6 +194,9 @@ t.test('the redis provider: a stored type goes through the same judgment', async
     'v/list': 'text/plain, text/html',
     'v/svg.txt': 'image/svg+xml',
     'v/none.svg': undefined,
+    'v/a.js': 'text/javascript',
+    'v/sw': 'application/javascript; charset=utf-8',
+    'v/s.css': 'text/css',
   };
   for (const [key, type] of Object.entries(types)) {
     await db.set(key, BODY);
@@ -203,6 +221,9 @@ ${r.yaml('      ', 'commandTimeout: 10s')}
     ['v/list', 'application/octet-stream'],
     ['v/svg.txt', 'image/svg+xml'],
     ['v/none.svg', 'image/svg+xml'],
+    ['v/a.js', 'text/plain'],
+    ['v/sw', 'text/plain;charset=utf-8'],
+    ['v/s.css', 'text/plain'],
   ] as const) {
     const res = await k.get(dataUrl(`redis://0/${key}`), auth);
     checkAnswer(t, res, type, `redis ${key}`);

@@ -6,7 +6,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as index from 'undici';
-import { extractMimeType, headerSafeMimeType, parseMimeType, serializeMimeType, splitFieldValues } from '../../src/relay/mime.js';
+import { extractMimeType, headerSafeMimeType, inertTextType, JAVASCRIPT_ESSENCES, parseMimeType, runsOrApplies, serializeMimeType, splitFieldValues } from '../../src/relay/mime.js';
 import { dataType, MEDIA_SANDBOX, SANDBOX } from '../../src/relay/headers.js';
 
 const fixture = <T>(name: string): T[] =>
@@ -111,10 +111,64 @@ t.test('what Keyhole sends parses back to what it judged, in one piece', async (
     t.notOk(/[",]/.test(sent), `${JSON.stringify(input)} → ${sent}: nothing to split or unquote`);
     const back = parseMimeType(sent);
     const judged = extractMimeType(input);
-    t.equal(back?.essence, judged?.essence ?? 'application/octet-stream', `${JSON.stringify(input)}: same type after the round trip`);
+    const inert = judged !== undefined && runsOrApplies(judged.essence);
+    t.equal(back?.essence, inert ? 'text/plain' : (judged?.essence ?? 'application/octet-stream'), `${JSON.stringify(input)}: same type after the round trip`);
     t.same(back && extractMimeType(sent), back, 'and a list-reading browser reads the same');
-    if (judged) t.equal(sent, headerSafeMimeType(judged));
+    if (judged) t.equal(sent, inert ? inertTextType(judged) : headerSafeMimeType(judged));
     checked++;
   }
   t.ok(checked > 800, `${checked} inputs`);
+});
+
+t.test('types that run or apply as a subresource are sent as text/plain, charset kept', async (t) => {
+  // WHATWG MIME Sniffing, "JavaScript MIME type": the list as the standard has it.
+  const whatwg = [
+    'application/ecmascript', 'application/javascript', 'application/x-ecmascript', 'application/x-javascript',
+    'text/ecmascript', 'text/javascript', 'text/javascript1.0', 'text/javascript1.1', 'text/javascript1.2',
+    'text/javascript1.3', 'text/javascript1.4', 'text/javascript1.5', 'text/jscript', 'text/livescript',
+    'text/x-ecmascript', 'text/x-javascript',
+  ];
+  t.same([...JAVASCRIPT_ESSENCES].sort(), [...whatwg].sort(), 'the list is the standard’s');
+  // [field, the one Content-Type Keyhole sends]
+  const cases: [string | string[], string][] = [
+    ...whatwg.map((type): [string, string] => [type, 'text/plain']),
+    ...whatwg.map((type): [string, string] => [type.toUpperCase(), 'text/plain']),
+    ['text/javascript; charset=utf-8', 'text/plain;charset=utf-8'],
+    ['application/javascript;charset="ISO-8859-1";module=x', 'text/plain;charset=ISO-8859-1'],
+    ['text/javascript; charset="a,b"', 'text/plain'],
+    ['text/javascript1.6', 'text/plain'],
+    ['text/javascript1.7', 'text/plain'],
+    ['application/x-jscript', 'text/plain'],
+    ['application/javascript+module', 'text/plain'],
+    ['text/css', 'text/plain'],
+    ['TEXT/CSS; charset=utf-8', 'text/plain;charset=utf-8'],
+    ['text/xsl', 'text/plain'],
+    ['application/xslt+xml', 'text/plain'],
+    ['application/wasm', 'text/plain'],
+    ['text/x-component', 'text/plain'],
+    // the last valid type is the one judged: lists and repeated lines
+    ['text/html, text/javascript', 'text/plain'],
+    ['text/plain, text/css', 'text/plain'],
+    [['image/png', 'application/javascript'], 'text/plain'],
+    ['text/javascript, image/png', 'image/png'],
+    ['text/javascript;charset=gbk, text/javascript', 'text/plain;charset=gbk'],
+    // data stays what it is: JSON modules run no code, images and media only decode
+    ['application/json', 'application/json'],
+    ['application/manifest+json', 'application/manifest+json'],
+    ['application/ld+json', 'application/ld+json'],
+    ['image/png', 'image/png'],
+    ['audio/wav', 'audio/wav'],
+    ['text/csv', 'text/csv'],
+    ['text/plain;charset=utf-8', 'text/plain;charset=utf-8'],
+    ['application/x-unknown-content-type', 'application/x-unknown-content-type'],
+  ];
+  for (const [field, sent] of cases) {
+    const judged = dataType(field);
+    t.equal(judged.contentType, sent, `${JSON.stringify(field)} → ${sent}`);
+    t.equal(judged.fields[judged.fields.indexOf('x-content-type-options') + 1], 'nosniff', `${JSON.stringify(field)}: nosniff, so no browser runs text/plain as script or applies it as style`);
+    t.equal(judged.fields[judged.fields.indexOf('content-security-policy') + 1], /^(audio|video)\//.test(sent) ? MEDIA_SANDBOX : SANDBOX, `${JSON.stringify(field)}: sandboxed`);
+  }
+  for (const essence of ['application/json', 'image/svg+xml', 'text/html', 'application/octet-stream', 'text/plain', 'application/pdf', 'text/vtt']) {
+    t.notOk(runsOrApplies(essence), `${essence}: data, not a running type`);
+  }
 });
