@@ -208,6 +208,10 @@ function joined(v: string | string[] | undefined): string | undefined {
 export function appResponseHeaders(upstream: IncomingHttpHeaders, cookies: CookieHardener, upgrade = false): OutgoingHttpHeaders {
   const named = connectionNamed(upstream.connection);
   const out: OutgoingHttpHeaders = {};
+  // First: Node's writeHead re-reads a Content-Disposition that follows a Content-Length as
+  // UTF-8 (nodejs/node#46528) and so mangles a filename sent as UTF-8 bytes; before it, the
+  // value goes out as the bytes the app sent (as on the data route, relay/headers.ts).
+  if (upstream['content-disposition'] !== undefined && !named.has('content-disposition')) out['content-disposition'] = upstream['content-disposition'];
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
     // Keyhole's own HSTS is the one that counts for this origin.
