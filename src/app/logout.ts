@@ -5,7 +5,7 @@
 // SHA-256 of its session cookie is marked logged out in the revocation store (shared by the
 // replicas), and the data route refuses that cookie from then on without asking the app.
 import type { IncomingHttpHeaders } from 'node:http';
-import { introspectorFor, MAX_SESSION_VALUES, sessionCookieHashes, type IntrospectConfig, type LogoutConfig } from '../auth/introspect.js';
+import { introspectorFor, MAX_SESSION_VALUES, sessionCookie, type IntrospectConfig, type LogoutConfig } from '../auth/introspect.js';
 import type { RevocationStore } from '../auth/revocation.js';
 import { fold, type Target } from './methods.js';
 
@@ -40,7 +40,8 @@ export function logoutHook(introspect: IntrospectConfig | undefined, store: Revo
   if (!introspect || !logout) return undefined;
   return (target, headers) => {
     if (!isLogoutPath(logout.paths, target.readings)) return undefined;
-    const hashes = sessionCookieHashes(headers, logout.sessionCookie).slice(0, MAX_SESSION_VALUES);
+    // An unreadable value is refused by the data route whatever its mark: none is needed.
+    const hashes = sessionCookie(headers, logout.sessionCookie).hashes.slice(0, MAX_SESSION_VALUES * 3);
     if (hashes.length === 0) return undefined;
     return markLoggedOut(introspect, logout, store, headers, hashes);
   };
@@ -48,13 +49,16 @@ export function logoutHook(introspect: IntrospectConfig | undefined, store: Revo
 
 async function markLoggedOut(introspect: IntrospectConfig, logout: LogoutConfig, store: RevocationStore, headers: IncomingHttpHeaders, hashes: string[]): Promise<void> {
   // Bounded by sessions the app knows: anyone may post junk cookies to the logout path, and
-  // each mark is kept for the session lifetime. A cookie already marked, or one the app
-  // refuses (it grants nothing), needs no mark; the app being down is no reason to skip one.
-  for (const hash of hashes) if (await store.isSessionRevoked(hash)) return;
+  // each mark is kept for the session lifetime. Cookies the app refuses (they grant nothing)
+  // need no mark; the app being down is no reason to skip one. Every reading not yet marked
+  // is marked: one value already marked (planted beside the live one) must not spare the rest.
+  const unmarked: string[] = [];
+  for (const hash of hashes) if (!(await store.isSessionRevoked(hash))) unmarked.push(hash);
+  if (unmarked.length === 0) return;
   const introspector = introspectorFor(introspect);
   const answer = await introspector.check(headers);
   if (!answer.ok && answer.reason === 'introspect_denied') return;
   const until = Math.ceil((Date.now() + logout.remember) / 1000);
-  for (const hash of hashes) await store.revokeSession(hash, until);
+  for (const hash of unmarked) await store.revokeSession(hash, until);
   introspector.forget(headers);
 }

@@ -75,27 +75,67 @@ export type LogoutConfig = NonNullable<IntrospectConfig['logout']>;
  */
 export const MAX_SESSION_VALUES = 16;
 
+/** The app's session cookie as Keyhole reads it, for the logout marks. */
+export interface SessionCookie {
+  /** SHA-256 (hex) of every reading of every value: what the store keeps, never a value */
+  hashes: string[];
+  /** how many values were sent */
+  values: number;
+  /**
+   * a value outside RFC 6265's cookie-octet (a backslash, a quote, a comma, a space, a
+   * non-ASCII byte): apps' parsers read such a value differently (Python's unquotes `\c` and
+   * `\ooo`, strips NEL), so its hash would not be the hash of what the app reads. No session
+   * cookie an app issues looks like that: refused, not looked up.
+   */
+  unreadable: boolean;
+}
+
+/** Whitespace some app's parser strips around a name or value (Python's str.strip: NEL, \x1c-\x1f). */
+// eslint-disable-next-line no-control-regex -- these control characters are the point: Python strips them
+const LOOSE_SPACE = /^[\s\x85\x1c-\x1f]+|[\s\x85\x1c-\x1f]+$/g;
+const NOT_COOKIE_OCTET = /[^\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]/;
+
 /**
- * The SHA-256 (hex) of every value of the app's session cookie in these headers: what the
- * revocation store keeps for a logged-out session, never the value itself. Every value,
- * not the first: apps differ on which duplicate they read (Django takes the last).
+ * Every value of the app's session cookie in these headers, each read the ways apps read it:
+ * as sent (quotes removed: Python, Go) and percent-decoded (Express, Rails, PHP decode values;
+ * `+` as a space for the last two). Every value, not the first: apps differ on which duplicate
+ * they read (Django takes the last). Pairs are split at `;` and at `,` (RFC 2965 parsers).
  */
-export function sessionCookieHashes(headers: IncomingHttpHeaders, name: string): string[] {
+export function sessionCookie(headers: IncomingHttpHeaders, name: string): SessionCookie {
+  const out: SessionCookie = { hashes: [], values: 0, unreadable: false };
   const raw = headers.cookie;
-  if (!raw) return [];
-  const hashes: string[] = [];
-  for (const pair of raw.split(';')) {
+  if (!raw) return out;
+  for (const pair of raw.split(/[;,]/)) {
     const eq = pair.indexOf('=');
-    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
-    let value = pair.slice(eq + 1).trim();
-    // RFC 6265 lets a value be quoted; apps compare the inside.
+    if (eq === -1 || pair.slice(0, eq).replace(LOOSE_SPACE, '') !== name) continue;
+    let value = pair.slice(eq + 1).replace(LOOSE_SPACE, '');
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
     if (value === '') continue;
-    hashes.push(createHash('sha256').update(value).digest('hex'));
     // One past the limit is enough for the caller to tell "too many".
-    if (hashes.length > MAX_SESSION_VALUES) break;
+    if (++out.values > MAX_SESSION_VALUES) break;
+    if (NOT_COOKIE_OCTET.test(value)) {
+      out.unreadable = true;
+      continue;
+    }
+    for (const reading of readings(value)) out.hashes.push(createHash('sha256').update(reading).digest('hex'));
   }
-  return hashes;
+  return out;
+}
+
+function readings(value: string): Set<string> {
+  const all = new Set([value]);
+  for (const v of value.includes('+') ? [value, value.replaceAll('+', ' ')] : [value]) {
+    if (!v.includes('%')) {
+      all.add(v);
+      continue;
+    }
+    try {
+      all.add(decodeURIComponent(v));
+    } catch {
+      // not percent-encoded to any app that decodes: it reads the value as sent
+    }
+  }
+  return all;
 }
 
 export type Introspection =

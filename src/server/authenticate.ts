@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import type { SessionClaims } from '../auth/claims.js';
 import { extractToken, type Extracted, type TokenSource } from '../auth/extract.js';
-import { introspectorFor, MAX_SESSION_VALUES, sessionCookieHashes, type IntrospectConfig } from '../auth/introspect.js';
+import { introspectorFor, MAX_SESSION_VALUES, sessionCookie, type IntrospectConfig } from '../auth/introspect.js';
 import { RevocationUnavailable } from '../auth/revocation.js';
 import { TokenError } from '../auth/verify.js';
 import type { Reason } from '../reasons.js';
@@ -125,9 +125,9 @@ async function introspected(rt: Runtime, cfg: IntrospectConfig, headers: Incomin
   // A session cookie logged out through Keyhole's app front stays out, whatever the app
   // still says about it (a signed-cookie session outlives the app's own logout).
   if (cfg.logout) {
-    const hashes = sessionCookieHashes(headers, cfg.logout.sessionCookie);
-    if (hashes.length > MAX_SESSION_VALUES) return fail(rt, 401, 'introspect_denied', undefined);
-    for (const hash of hashes) {
+    const session = sessionCookie(headers, cfg.logout.sessionCookie);
+    if (session.unreadable || session.values > MAX_SESSION_VALUES) return fail(rt, 401, 'introspect_denied', undefined);
+    for (const hash of session.hashes) {
       const out = await storeSays(rt, () => rt.revocation.isSessionRevoked(hash));
       if (out === 'unavailable') return fail(rt, 503, 'revocation_unavailable', undefined);
       if (out) return fail(rt, 401, 'session_logged_out', undefined);

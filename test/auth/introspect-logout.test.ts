@@ -11,7 +11,7 @@ import { startRedis } from '../helpers/redis.js';
 import { startTestApp, type TestApp } from '../app/test-app.js';
 import { MemoryRevocationStore, RevocationUnavailable } from '../../src/auth/revocation.js';
 import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
-import { sessionCookieHashes } from '../../src/auth/introspect.js';
+import { sessionCookie } from '../../src/auth/introspect.js';
 
 const samples = `${process.cwd()}/samples`;
 const PAT_SECRET = new TextEncoder().encode('label-studio-pat-secret-0123456789abcdef');
@@ -104,10 +104,10 @@ t.test('only sessions the app knows are recorded: junk cookies posted to the log
   t.teardown(() => k.close());
   const store = k.server.current.revocation;
   await k.get('/user/logout', { cookie: 'sessionid=junk-1' });
-  const [junk] = sessionCookieHashes({ cookie: 'sessionid=junk-1' }, 'sessionid');
+  const [junk] = sessionCookie({ cookie: 'sessionid=junk-1' }, 'sessionid').hashes;
   t.equal(await store.isSessionRevoked(junk!), false, 'a cookie the app refuses is not kept');
   await k.get('/user/logout', { cookie: 'sessionid=signed-50' });
-  const [real] = sessionCookieHashes({ cookie: 'sessionid=signed-50' }, 'sessionid');
+  const [real] = sessionCookie({ cookie: 'sessionid=signed-50' }, 'sessionid').hashes;
   t.equal(await store.isSessionRevoked(real!), true, 'a real one is, by hash');
   t.equal((await read(k, A, { cookie: Array.from({ length: 17 }, (_, i) => `sessionid=signed-${i}`).join('; ') })).status, 401, 'seventeen values of the cookie: refused, not looked up one by one');
 });

@@ -2,7 +2,7 @@
 // cookie (a hash of each value), and the memory store's logged-out sessions.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { sessionCookieHashes } from '../../src/auth/introspect.js';
+import { sessionCookie } from '../../src/auth/introspect.js';
 import { MemoryRevocationStore } from '../../src/auth/revocation.js';
 import { isLogoutPath } from '../../src/app/logout.js';
 import { normaliseTarget } from '../../src/app/methods.js';
@@ -16,12 +16,30 @@ t.test('logout paths: any reading, case-folded, the prefix and below', async (t)
 });
 
 t.test('session cookie hashes: every value, quoted or not, never the value', async (t) => {
-  t.same(sessionCookieHashes({ cookie: 'a=1; sessionid=abc; b=2' }, 'sessionid'), [sha('abc')]);
-  t.same(sessionCookieHashes({ cookie: 'sessionid="abc"' }, 'sessionid'), [sha('abc')], 'quotes are not part of the value');
-  t.same(sessionCookieHashes({ cookie: 'sessionid=a; x=1; sessionid=b' }, 'sessionid'), [sha('a'), sha('b')], 'both duplicates');
-  t.same(sessionCookieHashes({ cookie: 'xsessionid=a; sessionid=' }, 'sessionid'), [], 'other names and empty values are not sessions');
-  t.same(sessionCookieHashes({}, 'sessionid'), []);
-  t.equal(sessionCookieHashes({ cookie: Array.from({ length: 40 }, (_, i) => `sessionid=${i}`).join('; ') }, 'sessionid').length, 17, 'parsing stops one past the limit');
+  const hashes = (cookie: string | undefined) => sessionCookie(cookie === undefined ? {} : { cookie }, 'sessionid').hashes;
+  t.same(hashes('a=1; sessionid=abc; b=2'), [sha('abc')]);
+  t.same(hashes('sessionid="abc"'), [sha('abc')], 'quotes are not part of the value');
+  t.same(hashes('sessionid=a; x=1; sessionid=b'), [sha('a'), sha('b')], 'both duplicates');
+  t.same(hashes('xsessionid=a; sessionid='), [], 'other names and empty values are not sessions');
+  t.same(hashes(undefined), []);
+  t.equal(sessionCookie({ cookie: Array.from({ length: 40 }, (_, i) => `sessionid=${i}`).join('; ') }, 'sessionid').values, 17, 'parsing stops one past the limit');
+});
+
+// Found by a red-team run: Python's cookie parser (Django's, the fixture app's) reads
+// `"e\yJ…"` and `"…\075"` as the plain value, so a hash of the bytes as sent missed the mark.
+t.test('a value read differently by some app is unreadable; percent-encoded values are read both ways', async (t) => {
+  const read = (cookie: string) => sessionCookie({ cookie }, 'sessionid');
+  for (const cookie of ['sessionid="a\\bc"', 'sessionid="ab\\075"', 'sessionid="a"b"', 'sessionid=a b', 'sessionid=ab\x85c', 'sessionid=ab\u00e9', 'sessionid=a\\bc']) {
+    t.equal(read(cookie).unreadable, true, `${JSON.stringify(cookie)}: unreadable`);
+  }
+  t.equal(read('sessionid=ab\x85c; other=1').hashes.length, 0, 'nothing hashed for it');
+  t.same(read('sessionid=abc\x85').hashes, [sha('abc')], 'whitespace Python strips around a value is stripped');
+  t.same(read('sessionid\x85=abc').hashes, [sha('abc')], 'a name with whitespace Python strips is still the name');
+  t.same(read('x=1, sessionid=abc').hashes, [sha('abc')], 'a comma separates pairs too (RFC 2965 parsers)');
+  t.same(read('sessionid=s%3Aabc').hashes, [sha('s%3Aabc'), sha('s:abc')], 'as sent, and percent-decoded (Express, Rails)');
+  t.same(read('sessionid=s%3aabc').hashes, [sha('s%3aabc'), sha('s:abc')], 'another spelling of the same value shares its decoded reading');
+  t.same(read('sessionid=a+b%20c').hashes, [sha('a+b%20c'), sha('a+b c'), sha('a b c')], "'+' as a space too (PHP, Rails)");
+  t.same(read('sessionid=a%zz').hashes, [sha('a%zz')], 'a value that does not decode is read as sent');
 });
 
 t.test('memory store: a logged-out session is kept until its second, the later mark wins, then swept', async (t) => {
