@@ -2,7 +2,7 @@
 // which peers may set X-Forwarded-*, body and time limits, and the per-path verb allowlist.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { clientTls, duration, text } from '../config/types.js';
+import { clientTls, duration, text, urlHolds } from '../config/types.js';
 
 const METHOD = z.string().regex(/^[A-Z]{1,20}$/, 'an HTTP method in capitals, e.g. GET');
 
@@ -20,10 +20,10 @@ export const DEFAULT_APP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELE
 export const appSchema = z.strictObject({
   /** the labeling app's origin, e.g. http://label-studio:8080 (path-less) */
   upstream: text().pipe(
-    z.url({ protocol: /^https?$/ }).refine((u) => {
-      const url = new URL(u);
-      return (url.pathname === '/' || url.pathname === '') && !url.search && !url.hash && !url.username && !url.password;
-    }, 'must be an origin: scheme://host[:port], no path, query or credentials'),
+    z.url({ protocol: /^https?$/ }).refine(
+      (u) => urlHolds(u, (url) => (url.pathname === '/' || url.pathname === '') && !url.search && !url.hash && !url.username && !url.password),
+      'must be an origin: scheme://host[:port], no path, query or credentials',
+    ),
   ),
   /** TLS to the app: CA to trust, client certificate for mTLS */
   tls: clientTls().optional(),

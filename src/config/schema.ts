@@ -5,7 +5,7 @@ import { appSchema } from '../app/schema.js';
 import { authSchema } from '../auth/schema.js';
 import { providerSchema } from '../providers/kinds.js';
 import { redisRevocationSchema, redisSectionSchema } from '../state/config.js';
-import { duration, filePath, listen, secret } from './types.js';
+import { duration, filePath, listen, secret, urlHolds } from './types.js';
 
 const serverSchema = z
   .strictObject({
@@ -53,7 +53,7 @@ const adminSchema = z
 
 const corsSchema = z
   .strictObject({
-    origins: z.array(z.url().refine((u) => new URL(u).origin === u, 'must be an exact origin: scheme://host[:port], no path')).default([]).describe('exact origins (scheme://host[:port]) allowed to read data cross-origin, with credentials'),
+    origins: z.array(z.url().refine((u) => urlHolds(u, (url) => url.origin === u), 'must be an exact origin: scheme://host[:port], no path')).default([]).describe('exact origins (scheme://host[:port]) allowed to read data cross-origin, with credentials'),
     maxAge: z.number().int().min(0).max(86_400).default(600).describe('seconds a preflight answer may be cached'),
   })
   .prefault({});

@@ -50,3 +50,13 @@ export const clientTls = () =>
     insecureSkipVerify: z.boolean().default(false),
   });
 export type ClientTlsConfig = z.infer<ReturnType<typeof clientTls>>;
+
+/**
+ * For a refinement after `z.url()`: zod runs it even when the URL check failed, and `new URL`
+ * would then throw out of the whole parse (one "Invalid URL", no path, every other problem
+ * hidden). An unparsable URL holds here: its own check has reported it.
+ */
+export function urlHolds(u: string, check: (url: URL) => boolean): boolean {
+  const url = URL.parse(u);
+  return url === null || check(url);
+}

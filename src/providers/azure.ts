@@ -3,7 +3,7 @@
 // endpoint is loopback (Azurite), short expiry; the blob endpoint is configurable for
 // Azurite and sovereign clouds.
 import { z } from 'zod';
-import { secret, text } from '../config/types.js';
+import { secret, text, urlHolds } from '../config/types.js';
 import { providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { serviceSas } from './cloud/azure-sas.js';
@@ -28,7 +28,7 @@ export const azureProviderSchema = providerBase
     /** blob endpoint; default https://ACCOUNT.blob.core.windows.net (Azurite: http://127.0.0.1:10000/devstoreaccount1) */
     endpoint: text()
       .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
-      .refine((u) => !new URL(u).search && !new URL(u).hash, 'no query or fragment')
+      .refine((u) => urlHolds(u, (url) => !url.search && !url.hash), 'no query or fragment')
       .optional(),
     /** SAS service version */
     version: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).refine((v) => v >= '2020-12-06', 'must be 2020-12-06 or later').default('2022-11-02'),

@@ -2,7 +2,7 @@
 // (GOOG4-RSA-SHA256) or an HMAC key (GOOG4-HMAC-SHA256), signed in-process.
 import { createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
-import { secret, text } from '../config/types.js';
+import { secret, text, urlHolds } from '../config/types.js';
 import type { Secret } from '../config/secret.js';
 import { providerBase } from './base.js';
 import { Allowlist } from './cloud/allowlist.js';
@@ -29,7 +29,7 @@ export const gcsProviderSchema = providerBase
     /** https://storage.googleapis.com unless a sovereign/universe domain or a test upstream */
     endpoint: text()
       .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
-      .refine((u) => ['', '/'].includes(new URL(u).pathname) && !new URL(u).search, 'an origin only, no path or query')
+      .refine((u) => urlHolds(u, (url) => ['', '/'].includes(url.pathname) && !url.search), 'an origin only, no path or query')
       .default('https://storage.googleapis.com'),
     /** path: endpoint/bucket/object; virtual: bucket.endpoint/object */
     urlStyle: z.enum(['path', 'virtual']).default('path'),

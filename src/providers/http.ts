@@ -50,8 +50,8 @@ export const httpProviderSchema = providerBase.extend({
   allowPrivateNetworks: networkAllowance.default(false),
 }).superRefine((cfg, ctx) => {
   // An IP-literal base URL can be judged now: say so at check-config, not at the first request.
-  const host = new URL(cfg.baseUrl).hostname;
-  if (!parseIp(host)) return;
+  const host = URL.parse(cfg.baseUrl)?.hostname; // unparsable: already reported by baseUrl's own check
+  if (host === undefined || !parseIp(host)) return;
   const why = refusal(host.replace(/^\[|\]$/g, ''), addressPolicy(cfg.allowPrivateNetworks));
   if (why) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `${why}: set allowPrivateNetworks: true (or list its range) to let this provider reach it` });
 });

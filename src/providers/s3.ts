@@ -6,7 +6,7 @@ import type { HttpRequest } from '@smithy/protocol-http';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { lazyRequire } from '../lazy.js';
 import { z } from 'zod';
-import { duration, secret, text } from '../config/types.js';
+import { duration, secret, text, urlHolds } from '../config/types.js';
 import { providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { AwsCredentialSource } from './cloud/aws-credentials.js';
@@ -20,7 +20,7 @@ import type { DataUri } from './uri.js';
 const endpointUrl = () =>
   text()
     .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
-    .refine((u) => !new URL(u).search && !new URL(u).hash, 'no query or fragment');
+    .refine((u) => urlHolds(u, (url) => !url.search && !url.hash), 'no query or fragment');
 
 const s3Credentials = z.union([
   z.strictObject({

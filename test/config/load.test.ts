@@ -141,3 +141,22 @@ t.test('loadConfigFile: relative paths from the file folder; unreadable file', a
   t.ok(err instanceof ConfigError);
   t.match((err as ConfigError).problems, [{ path: '', message: /cannot read .*nope\.yaml: ENOENT/ }]);
 });
+
+// Found by a red-team run (and issue 16's `baseUrl: 127.0.0.1:18081`): a refinement after a
+// failed URL check called `new URL` and threw out of the whole parse ("Invalid URL", no path,
+// every other problem hidden).
+t.test('a malformed URL is one problem with its path, beside the others', async (t) => {
+  for (const [field, provider] of [
+    ['providers[0].baseUrl', '{ name: h, kind: http, match: "https://data.corp/", baseUrl: "127.0.0.1:18081" }'],
+    ['providers[0].endpoint', '{ name: s, kind: s3, match: "s3://b/", endpoint: "nope", buckets: [{ name: "B!" }] }'],
+    ['providers[0].endpoint', '{ name: a, kind: azure, match: "azure-blob://c/", account: acct, endpoint: "nope", containers: [{ name: c }] }'],
+    ['providers[0].endpoint', '{ name: g, kind: gcs, match: "gs://b/", endpoint: "nope", buckets: [{ name: b }] }'],
+  ] as const) {
+    const list = problems(yaml({ providers: `  - ${provider}\n`, extra: 'colour: blue\n' }));
+    t.ok(list.some((p) => p.startsWith(`${field}: `)), `${provider.slice(0, 40)}…: ${field} named`);
+    t.ok(list.some((p) => p.startsWith('colour: ')), 'and the other problems still listed');
+    t.notOk(list.some((p) => /Invalid URL/.test(p) && !p.includes(':')), 'no bare "Invalid URL"');
+  }
+  const app = problems(yaml({ extra: 'app:\n  upstream: "label-studio:8080/x"\ncors:\n  origins: ["nope"]\n' }));
+  t.ok(app.some((p) => p.startsWith('app.upstream: ')), 'app.upstream named');
+});
