@@ -24,7 +24,7 @@ export function appProxyFor(rt: Runtime): AppProxy | undefined {
       proto: rt.config.server.tls ? 'https' : 'http',
       publicHost: rt.config.server.publicUrl ? new URL(rt.config.server.publicUrl).host : undefined,
       logger: rt.logger.child({ component: 'app' }),
-      logout: logoutHook(rt.config.auth.introspect, rt.revocation),
+      logout: logoutHook(rt.config.auth.introspect, rt.revocation, rt.config.auth.cookie.name),
     });
     proxies.set(rt.config, proxy);
   }

@@ -5,7 +5,7 @@
 // SHA-256 of its session cookie is marked logged out in the revocation store (shared by the
 // replicas), and the data route refuses that cookie from then on without asking the app.
 import type { IncomingHttpHeaders } from 'node:http';
-import { introspectorFor, MAX_SESSION_VALUES, sessionCookie, type IntrospectConfig, type LogoutConfig } from '../auth/introspect.js';
+import { introspectorFor, sessionCookie, type IntrospectConfig, type Introspector, type LogoutConfig } from '../auth/introspect.js';
 import type { RevocationStore } from '../auth/revocation.js';
 import { fold, type Target } from './methods.js';
 
@@ -35,19 +35,20 @@ export function isLogoutPath(paths: readonly string[], readings: readonly string
   return false;
 }
 
-export function logoutHook(introspect: IntrospectConfig | undefined, store: RevocationStore): LogoutHook | undefined {
+/** `ownCookie`: Keyhole's session cookie (auth.cookie.name), never forwarded to the app's whoami. */
+export function logoutHook(introspect: IntrospectConfig | undefined, store: RevocationStore, ownCookie: string): LogoutHook | undefined {
   const logout = introspect?.enabled ? introspect.logout : undefined;
   if (!introspect || !logout) return undefined;
   return (target, headers) => {
     if (!isLogoutPath(logout.paths, target.readings)) return undefined;
     // An unreadable value is refused by the data route whatever its mark: none is needed.
-    const hashes = sessionCookie(headers, logout.sessionCookie).hashes.slice(0, MAX_SESSION_VALUES * 3);
+    const hashes = sessionCookie(headers, logout.sessionCookie).hashes;
     if (hashes.length === 0) return undefined;
-    return markLoggedOut(introspect, logout, store, headers, hashes);
+    return markLoggedOut(introspectorFor(introspect, ownCookie), logout, store, headers, hashes);
   };
 }
 
-async function markLoggedOut(introspect: IntrospectConfig, logout: LogoutConfig, store: RevocationStore, headers: IncomingHttpHeaders, hashes: string[]): Promise<void> {
+async function markLoggedOut(introspector: Introspector, logout: LogoutConfig, store: RevocationStore, headers: IncomingHttpHeaders, hashes: string[]): Promise<void> {
   // Bounded by sessions the app knows: anyone may post junk cookies to the logout path, and
   // each mark is kept for the session lifetime. Cookies the app refuses (they grant nothing)
   // need no mark; the app being down is no reason to skip one. Every reading not yet marked
@@ -55,7 +56,6 @@ async function markLoggedOut(introspect: IntrospectConfig, logout: LogoutConfig,
   const unmarked: string[] = [];
   for (const hash of hashes) if (!(await store.isSessionRevoked(hash))) unmarked.push(hash);
   if (unmarked.length === 0) return;
-  const introspector = introspectorFor(introspect);
   const answer = await introspector.check(headers);
   if (!answer.ok && answer.reason === 'introspect_denied') return;
   const until = Math.ceil((Date.now() + logout.remember) / 1000);

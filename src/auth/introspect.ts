@@ -82,8 +82,8 @@ export interface SessionCookie {
   /** how many values were sent */
   values: number;
   /**
-   * a value outside RFC 6265's cookie-octet (a backslash, a quote, a comma, a space, a
-   * non-ASCII byte): apps' parsers read such a value differently (Python's unquotes `\c` and
+   * a value outside RFC 6265's cookie-octet (a backslash, a quote, a space, a non-ASCII
+   * byte; a comma ends a pair, as for RFC 2965 parsers): apps' parsers read such a value differently (Python's unquotes `\c` and
    * `\ooo`, strips NEL), so its hash would not be the hash of what the app reads. No session
    * cookie an app issues looks like that: refused, not looked up.
    */
@@ -155,7 +155,14 @@ export class Introspector {
   /** counts calls that reached the app (tests and metrics) */
   asked = 0;
 
-  constructor(private readonly cfg: IntrospectConfig) {
+  /**
+   * `ownCookie`: Keyhole's own session cookie (auth.cookie.name). It rides along in the Cookie
+   * header the browser sends, but it is a Keyhole credential: it never goes to the app.
+   */
+  constructor(
+    private readonly cfg: IntrospectConfig,
+    private readonly ownCookie: string,
+  ) {
     this.url = new URL(cfg.url);
     this.providers = new Set(cfg.providers);
     this.cache = new LRUCache({ max: cfg.cacheMax, ttl: cfg.cacheTtl, ttlAutopurge: false });
@@ -174,7 +181,8 @@ export class Introspector {
     const hash = createHash('sha256');
     for (const name of this.cfg.forward) {
       const v = headers[name];
-      const value = Array.isArray(v) ? v.join(', ') : v;
+      const joined = Array.isArray(v) ? v.join(', ') : v;
+      const value = name === 'cookie' && joined ? withoutCookie(joined, this.ownCookie) : joined;
       if (!value) continue;
       forwarded[name] = value;
       hash.update(name).update('\0').update(value).update('\0');
@@ -269,11 +277,24 @@ export function authorizeIntrospected(allowed: ReadonlySet<string>, provider: Pi
 
 const introspectors = new WeakMap<IntrospectConfig, Introspector>();
 
-/** One Introspector per loaded config (a reload builds a new one). */
-export function introspectorFor(cfg: IntrospectConfig): Introspector {
+/** The Cookie header without the cookie `name` (every copy of it); '' when nothing else is left. */
+function withoutCookie(header: string, name: string): string {
+  if (!header.includes(name)) return header;
+  return header
+    .split(';')
+    .filter((pair) => {
+      const eq = pair.indexOf('=');
+      return (eq === -1 ? pair : pair.slice(0, eq)).trim() !== name;
+    })
+    .join(';')
+    .trim();
+}
+
+/** One Introspector per loaded config (a reload builds a new one); `ownCookie`: auth.cookie.name. */
+export function introspectorFor(cfg: IntrospectConfig, ownCookie: string): Introspector {
   let found = introspectors.get(cfg);
   if (!found) {
-    found = new Introspector(cfg);
+    found = new Introspector(cfg, ownCookie);
     introspectors.set(cfg, found);
   }
   return found;

@@ -133,7 +133,7 @@ async function introspected(rt: Runtime, cfg: IntrospectConfig, headers: Incomin
       if (out) return fail(rt, 401, 'session_logged_out', undefined);
     }
   }
-  const answer = await introspectorFor(cfg).check(headers);
+  const answer = await introspectorFor(cfg, rt.config.auth.cookie.name).check(headers);
   if (!answer.ok) return fail(rt, answer.status, answer.reason, undefined);
   const exp = Math.floor(answer.expiresAt / 1000);
   // No iat: like a token without one, a subject revoked within the revocation horizon stays

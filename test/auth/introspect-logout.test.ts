@@ -187,6 +187,21 @@ t.test("a Bearer JWT from the app's issuer goes to introspection; a Keyhole toke
   t.equal(viaCookie.status, 401, "nor one in Keyhole's cookie");
 });
 
+// Found by a review: the Cookie header went to whoami as the browser sent it, Keyhole's own
+// session token with it (an app credential it is not: the app must never see it).
+t.test("Keyhole's session cookie never reaches the app's whoami (introspection and logout)", async (t) => {
+  const k = await startKeyhole(yaml());
+  t.teardown(() => k.close());
+  const keyholeToken = await k.token({ scope: ['local://other/'] });
+  const pat = await new SignJWT({ token_type: 'access', user_id: 3 }).setProtectedHeader({ alg: 'HS256' }).setIssuer('label-studio').setSubject('3').setExpirationTime('5m').sign(PAT_SECRET);
+  const lastWhoami = () => app.requests.filter((r) => r.url === '/api/current-user/whoami').at(-1)?.headers.cookie;
+  t.equal((await read(k, A, { authorization: `Bearer ${pat}`, cookie: `__Host-keyhole=${keyholeToken}; sessionid=signed-9` })).status, 200, 'a foreign Bearer beside Keyhole\'s cookie: judged by the app');
+  t.equal(lastWhoami(), 'sessionid=signed-9', 'whoami got the app cookie only');
+  await k.get('/user/logout', { cookie: `sessionid=signed-10; __Host-keyhole=${keyholeToken}` });
+  t.equal(lastWhoami(), 'sessionid=signed-10', 'the logout check sent the app cookie only');
+  t.notOk(app.requests.some((r) => r.url === '/api/current-user/whoami' && String(r.headers.cookie).includes(keyholeToken)), 'no whoami ever carried the Keyhole token');
+});
+
 t.test('enabled: false is a real off switch (providers may be empty)', async (t) => {
   const k = await startKeyhole(yaml('    enabled: false\n').replace('    providers: [samples]\n', '    providers: []\n'));
   t.teardown(() => k.close());
