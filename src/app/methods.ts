@@ -33,7 +33,7 @@ export function normaliseTarget(target: string): Target | undefined {
   }
   if (url.origin !== 'http://app.invalid') return undefined;
   const path = url.pathname;
-  const overrides = url.search.length > 1 && /_method|%5f/i.test(url.search) ? url.searchParams.getAll('_method').map((m) => m.trim().toUpperCase()) : NO_OVERRIDES;
+  const overrides = url.search.length > 1 ? methodOverrides(url.searchParams) : NO_OVERRIDES;
   // URL has resolved dot segments, turned `\` into `/` and encoded NUL: a plain path needs nothing more.
   if (!AMBIGUOUS.test(path)) return { forwardPath: path + url.search, readings: [path], overrides };
   let decoded: string;
@@ -53,6 +53,20 @@ export function normaliseTarget(target: string): Target | undefined {
   // An encoded slash or a dot segment that only appears in some reading (`%2e%2e`, Tomcat's `..;/`) is a smuggled path.
   for (const r of readings) if (/(^|\/)\.\.?(\/|$)/.test(r) || r.includes('\\') || r.includes('\0')) return undefined;
   return { forwardPath: path + url.search, readings: [...readings], overrides };
+}
+
+/**
+ * The `_method` values of a query, under every name a framework reads as `_method`: percent-
+ * decoded (`_%6Dethod`: URLSearchParams, qs, PHP) and PHP's renaming of `.`, ` ` and `[` to `_`
+ * (`.method`, `[method`: Laravel and Symfony read PHP's variables).
+ */
+function methodOverrides(params: URLSearchParams): readonly string[] {
+  let found: string[] | undefined;
+  for (const [name, value] of params) {
+    if (name.replace(/^ +/, '').replace(/[. []/g, '_') !== '_method') continue;
+    (found ??= []).push(value.trim().toUpperCase());
+  }
+  return found ?? NO_OVERRIDES;
 }
 
 function withoutParams(path: string): string {

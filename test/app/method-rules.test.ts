@@ -45,7 +45,8 @@ t.test('a spelling cannot move a path from a strict rule into a laxer, longer on
 t.test('a ?_method= override (Laravel/Symfony, Express method-override) must be allowed too', async (t) => {
   const k = await keyholeWith(t, '    - { path: /api/users/, allow: [GET, HEAD, POST] }\n');
   t.equal((await k.get('/api/users/?page=2', { 'content-type': 'text/plain' }, 'POST', 'x')).status, 200, 'POST allowed');
-  for (const query of ['_method=DELETE', '_method=delete', '%5Fmethod=PUT', 'a=1&_method=GET&_method=PATCH']) {
+  // `_%6Dethod`, `.method`, `[method`: names frameworks read as _method (found by a review)
+  for (const query of ['_method=DELETE', '_method=delete', '%5Fmethod=PUT', 'a=1&_method=GET&_method=PATCH', '_%6Dethod=DELETE', '.method=DELETE', '[method=DELETE', '%2Emethod=PUT']) {
     const res = await k.get(`/api/users/1?${query}`, { 'content-type': 'text/plain' }, 'POST', 'x');
     t.equal(res.status, 405, `POST ?${query}: the override is a method the rule does not allow`);
   }
