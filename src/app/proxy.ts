@@ -302,7 +302,7 @@ export class AppProxy {
       });
     // A logout is recorded before the app sees it; one that cannot be recorded is not forwarded.
     const logout = this.opts.logout?.(target, req.headers);
-    return logout ? logout.then(forward, () => refused(503, 'revocation_unavailable')) : forward();
+    return logout ? logout.then(forward, (err: unknown) => refused(503, 'revocation_unavailable', { err: err instanceof Error ? err.message : String(err) })) : forward();
   }
 
   /** A request with Upgrade: only websockets to the app pass; everything else is refused. */

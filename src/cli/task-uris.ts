@@ -7,6 +7,7 @@
 // value), not its canonical form: Keyhole canonicalises it when serving (the same object,
 // the same scope check), and the way back gives the task's own bytes again, so a key with
 // a space or an accent still reads the way Label Studio's storage reads it.
+import { redactUrl } from '../observe/logger.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import type { Provider } from '../providers/types.js';
 import { ownsUri, parseDataUri, UriError } from '../providers/uri.js';
@@ -211,8 +212,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** A query string may hold a presigned signature or a token: never printed. */
+/** A query string may hold a presigned signature or a token, the rest user:password@ or a JWT: never printed. */
 function cutQuery(s: string): string {
   const q = s.indexOf('?');
-  return q === -1 ? s : `${s.slice(0, q)}?…`;
+  return redactUrl(q === -1 ? s : `${s.slice(0, q)}?…`);
 }

@@ -1,7 +1,7 @@
 // `keyhole tasks rewrite`: moves a Label Studio task export onto Keyhole (storage URIs →
 // /v1/data?uri=… URLs) or back, for an admin migrating existing projects. It reads the
 // config for the providers' prefixes only: no secret needs to be set where it runs.
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/load.js';
@@ -160,7 +160,14 @@ function writeOutput(output: string, text: string): void {
   // Beside the target and renamed over it: --output may be the input, kept whole until then.
   const temp = join(dirname(output), `.${basename(output)}.${process.pid}.tmp`);
   try {
-    writeFileSync(temp, text);
+    // An export may hold signed URLs: the rewritten file keeps the permissions of the one it replaces.
+    let mode: number | undefined;
+    try {
+      mode = statSync(output).mode & 0o777;
+    } catch {
+      // a new file: the usual mode
+    }
+    writeFileSync(temp, text, mode === undefined ? {} : { mode });
     renameSync(temp, output);
   } catch (err) {
     rmSync(temp, { force: true });
@@ -174,7 +181,9 @@ function inputName(input: string): string {
 
 /** Where the JSON breaks, without V8's quote of the input (task data may hold signed URLs). */
 function jsonProblem(err: Error): string {
-  return err.message.replace(/, ".*"(\.\.\.)? is not valid JSON$/s, '');
+  // V8 quotes the input around the error (`…, "=SECRET", b]" is not valid JSON`, with a leading
+  // `...` when cut): an export's signed URLs must not reach the terminal.
+  return err.message.replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/s, '');
 }
 
 /** Label Studio writes its exports indented (JSON-min by 2): keep the input's own indentation, or none. */

@@ -1,7 +1,7 @@
 // The pieces of undici Keyhole runs on, loaded by their own paths. The package index also
 // loads fetch, WebSocket, EventSource, the HTTP caches and the mock agent, about 16 MiB of
 // resident memory in every process, for code Keyhole never runs; the rare features that do
-// use it (a JWKS URL, auth.introspect) load it on first use.
+// use it (a JWKS URL, when its key is loaded; auth.introspect) load it then.
 // test/relay/undici.test.ts checks these are the very objects the index exports.
 import { createRequire } from 'node:module';
 import type * as Undici from 'undici';

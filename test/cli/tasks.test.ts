@@ -1,7 +1,7 @@
 // `keyhole tasks rewrite` as an admin runs it on a Label Studio export: files and pipes,
 // the summary on stderr, exit codes, and no secret of the config set anywhere.
 import t from 'tap';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, tmpDir } from '../helpers/cli.js';
 
@@ -129,4 +129,25 @@ t.test('usage: help on stdout with exit 0, mistakes with exit 2', async (t) => {
     t.match(r.stderr, message);
     t.equal(r.stdout, '');
   }
+});
+
+// Found by a review: V8's JSON error quoted the input (with a leading `...` when cut), the
+// summary printed user:password@ and JWTs of values left alone, and an in-place rewrite of a
+// 0600 export came back 0644.
+t.test('no export content or credential on stderr; an in-place rewrite keeps the file mode', async (t) => {
+  const dir = tmpDir('tasks-private');
+  const cfg = config(dir);
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, `[{"data": {"image": "s3://labeling-data/a.jpg?X-Amz-Signature=SECRETSIG"}}, ${'x'.repeat(40)}=SECRETTAIL", b]`);
+  const r1 = runCli(['tasks', 'rewrite', '--config', cfg, '--input', bad, '--output', '-'], { env: NO_SECRETS });
+  t.equal(r1.code, 2, 'bad JSON: exit 2');
+  t.notMatch(r1.stderr, /SECRET/, 'nothing of the input on stderr');
+  const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
+  const priv = join(dir, 'private.json');
+  writeFileSync(priv, JSON.stringify([{ data: { a: 'https://user:hunter2@elsewhere.example/x.jpg', b: `https://elsewhere.example/${jwt}/y.jpg`, c: 's3://labeling-data/z.jpg' } }]), { mode: 0o600 });
+  chmodSync(priv, 0o600);
+  const r2 = runCli(['tasks', 'rewrite', '--config', cfg, '--input', priv, '--output', priv], { env: NO_SECRETS });
+  t.equal(r2.code, 0, 'rewritten in place');
+  t.notMatch(r2.stderr, /hunter2|eyJhbGci/, 'no password or JWT in the summary');
+  t.equal(statSync(priv).mode & 0o777, 0o600, 'the file keeps its 0600');
 });
