@@ -1,6 +1,6 @@
 // Runs the real CLI (src/cli.ts through tsx) as a child process, as ops and scripts do.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -23,6 +23,14 @@ export function runCli(args: string[], opts: { env?: Record<string, string | und
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+const made: string[] = [];
+process.once('exit', () => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary folder, removed when the test process exits. */
 export function tmpDir(name: string): string {
-  return mkdtempSync(join(tmpdir(), `keyhole-cli-${name}-`));
+  const dir = mkdtempSync(join(tmpdir(), `keyhole-cli-${name}-`));
+  made.push(dir);
+  return dir;
 }

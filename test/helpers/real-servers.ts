@@ -2,11 +2,17 @@
 // with a server block of the test's own, and Python's http.server (HTTP/1.0: it frames
 // CGI output by closing the connection). Each is stopped by the test's teardown.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+
+
+/** A server's own folder (config, files, logs): stopWith removes it once the server is gone. */
+function serverDir(name: string): string {
+  return mkdtempSync(join(tmpdir(), `keyhole-${name}-`));
+}
 
 export interface RealServer {
   origin: string;
@@ -38,20 +44,20 @@ async function listening(port: number, child: ChildProcess, what: string): Promi
   throw new Error(`${what} never listened on ${port}`);
 }
 
-function stopWith(t: Test, child: ChildProcess): void {
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  );
+function stopWith(t: Test, child: ChildProcess, dir?: string): void {
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
 }
 
 /** nginx in the foreground with `server` as the body of its one server block (after `listen`). */
 export async function startNginx(t: Test, server: string, files: Record<string, string | Buffer> = {}): Promise<RealServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-nginx-'));
+  const dir = serverDir('nginx');
   // Run as root, nginx's worker runs as an unprivileged user: it must reach the files.
   chmodSync(dir, 0o755);
   const root = join(dir, 'www');
@@ -79,7 +85,7 @@ ${server}
 `,
   );
   const child = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
-  stopWith(t, child);
+  stopWith(t, child, dir);
   await listening(port, child, 'nginx');
   return { origin: `http://127.0.0.1:${port}`, dir: root };
 }
@@ -89,7 +95,7 @@ ${server}
  * and the output of the scripts in cgi-bin/ framed by closing the connection.
  */
 export async function startPythonHttpServer(t: Test, files: Record<string, string | Buffer>, cgi: Record<string, string> = {}): Promise<RealServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-python-'));
+  const dir = serverDir('python');
   // Run as root, http.server runs CGI scripts as `nobody`: it must reach them.
   chmodSync(dir, 0o755);
   mkdirSync(join(dir, 'cgi-bin'));
@@ -100,7 +106,7 @@ export async function startPythonHttpServer(t: Test, files: Record<string, strin
   }
   const port = await freePort();
   const child = spawn('/usr/bin/python3', ['-m', 'http.server', '--cgi', '--bind', '127.0.0.1', String(port)], { cwd: dir, stdio: 'ignore' });
-  stopWith(t, child);
+  stopWith(t, child, dir);
   await listening(port, child, 'python3 -m http.server');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
@@ -111,29 +117,29 @@ export async function startPythonHttpServer(t: Test, files: Record<string, strin
  * `env` is added to its environment (the app's settings).
  */
 export async function startGunicorn(t: Test, app: string, env: Record<string, string> = {}): Promise<RealServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-gunicorn-'));
+  const dir = serverDir('gunicorn');
   writeFileSync(join(dir, 'wsgi_app.py'), app);
   const port = await freePort();
   const child = spawn('/usr/bin/python3', ['-m', 'gunicorn', '--bind', `127.0.0.1:${port}`, '--workers', '1', '--chdir', dir, 'wsgi_app:application'], { cwd: dir, stdio: 'ignore', env: { ...process.env, ...env } });
-  stopWith(t, child);
+  stopWith(t, child, dir);
   await listening(port, child, 'gunicorn');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
 
 /** Debian's uvicorn running the ASGI application `app` (Python source defining `app`). */
 export async function startUvicorn(t: Test, app: string): Promise<RealServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-uvicorn-'));
+  const dir = serverDir('uvicorn');
   writeFileSync(join(dir, 'asgi_app.py'), app);
   const port = await freePort();
   const child = spawn('/usr/bin/python3', ['-m', 'uvicorn', '--host', '127.0.0.1', '--port', String(port), '--app-dir', dir, '--no-access-log', '--log-level', 'warning', 'asgi_app:app'], { cwd: dir, stdio: 'ignore' });
-  stopWith(t, child);
+  stopWith(t, child, dir);
   await listening(port, child, 'uvicorn');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
 
 /** Debian's Caddy serving `files` with its file_server (admin API off: several may run). */
 export async function startCaddy(t: Test, files: Record<string, string | Buffer>): Promise<RealServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-caddy-'));
+  const dir = serverDir('caddy');
   const root = join(dir, 'www');
   mkdirSync(root);
   for (const [name, body] of Object.entries(files)) writeFileSync(join(root, name), body);
@@ -141,14 +147,14 @@ export async function startCaddy(t: Test, files: Record<string, string | Buffer>
   // Any Host (the app front forwards the browser's), bound to loopback only.
   writeFileSync(join(dir, 'Caddyfile'), `{\n  admin off\n  auto_https off\n}\nhttp://:${port} {\n  bind 127.0.0.1\n  root * ${root}\n  file_server\n}\n`);
   const child = spawn('/usr/bin/caddy', ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], { cwd: dir, stdio: 'ignore', env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } });
-  stopWith(t, child);
+  stopWith(t, child, dir);
   await listening(port, child, 'caddy');
   return { origin: `http://127.0.0.1:${port}`, dir: root };
 }
 
 /** Debian's Apache httpd in the foreground (-X: one process), serving `files`. */
 export async function startApache(t: Test, files: Record<string, string | Buffer>): Promise<RealServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-apache-'));
+  const dir = serverDir('apache');
   chmodSync(dir, 0o755);
   const root = join(dir, 'www');
   mkdirSync(root);
@@ -175,7 +181,7 @@ DocumentRoot ${root}
 `,
   );
   const child = spawn('/usr/sbin/apache2', ['-X', '-f', join(dir, 'httpd.conf')], { cwd: dir, stdio: 'ignore' });
-  stopWith(t, child);
+  stopWith(t, child, dir);
   await listening(port, child, 'apache2');
   return { origin: `http://127.0.0.1:${port}`, dir: root };
 }
