@@ -7,7 +7,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { introspectorFor, sessionCookie, type IntrospectConfig, type Introspector, type LogoutConfig } from '../auth/introspect.js';
 import type { RevocationStore } from '../auth/revocation.js';
-import { fold, type Target } from './methods.js';
+import { covers, fold, type Target } from './methods.js';
 
 /**
  * Called for every request the app front forwards: undefined when it is not a logout (the
@@ -15,12 +15,6 @@ import { fold, type Target } from './methods.js';
  * It rejects when the store cannot record it: the logout is then refused, not forwarded.
  */
 export type LogoutHook = (target: Pick<Target, 'readings'>, headers: IncomingHttpHeaders) => Promise<void> | undefined;
-
-/** Whether `prefix` covers `path` the way app.methods paths do: itself, or a path below it. */
-function covers(prefix: string, path: string): boolean {
-  if (prefix.endsWith('/')) return path.startsWith(prefix) || path === prefix.slice(0, -1);
-  return path === prefix || path.startsWith(`${prefix}/`);
-}
 
 /**
  * Logout paths match any reading of the path, case-folded: the opposite of a method rule's

@@ -6,9 +6,8 @@
 // (`/admin/OK/` is /admin/ok/ to one app and /admin/<name>/ to Django). The app receives the
 // path with only its dot segments resolved. Methods are case-sensitive tokens (RFC 9110
 // §9.1): `get` is not GET.
-import type { AppConfig } from './schema.js';
+import { NEVER_FORWARDED, type AppConfig } from './schema.js';
 
-const NEVER = new Set(['TRACE', 'CONNECT', 'TRACK']);
 
 export interface Target {
   /** dot segments resolved: forwarded to the app, with the original query */
@@ -128,7 +127,7 @@ export class MethodPolicy {
   }
 
   private permits(method: string, readings: readonly string[]): boolean {
-    if (NEVER.has(method)) return false;
+    if (NEVER_FORWARDED.has(method)) return false;
     for (const r of readings) {
       if (!this.ruleFor(this.rules, r).has(method)) return false;
       const folded = fold(r);
@@ -140,11 +139,12 @@ export class MethodPolicy {
   /** The methods allowed under every reading (the Allow header of a 405). */
   allowedFor(readings: readonly string[]): string[] {
     const sets = readings.flatMap((r) => [this.ruleFor(this.rules, r), this.ruleFor(this.folded, fold(r))]);
-    return [...sets[0]!].filter((m) => !NEVER.has(m) && sets.every((s) => s.has(m)));
+    return [...sets[0]!].filter((m) => !NEVER_FORWARDED.has(m) && sets.every((s) => s.has(m)));
   }
 }
 
-function covers(prefix: string, path: string): boolean {
+/** Whether a rule path covers `path`: itself, or a path below it ("/api/" covers /api too). */
+export function covers(prefix: string, path: string): boolean {
   if (prefix.endsWith('/')) return path.startsWith(prefix) || path === prefix.slice(0, -1);
   return path === prefix || path.startsWith(`${prefix}/`);
 }

@@ -15,6 +15,9 @@ const addressOrBlock = z.string().refine((v) => {
   return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
 }, 'must be an IP address or a CIDR block like 10.0.0.0/8');
 
+/** Methods never forwarded to the app, whatever app.methods lists. */
+export const NEVER_FORWARDED: ReadonlySet<string> = new Set(['TRACE', 'CONNECT', 'TRACK']);
+
 export const DEFAULT_APP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 export const appSchema = z.strictObject({

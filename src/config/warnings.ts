@@ -3,6 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve, sep } from 'node:path';
+import { NEVER_FORWARDED } from '../app/schema.js';
 import type { Config } from './schema.js';
 
 export interface Warning {
@@ -50,8 +51,7 @@ export function configWarnings(cfg: Config): Warning[] {
     });
     if (app.tls?.insecureSkipVerify) warn('app.tls.insecureSkipVerify', "on: the app's certificate is NOT verified; anyone on the path can pose as the app");
     if (!app.cookies.httpOnly) warn('app.cookies.httpOnly', "false: the app's cookies (its session cookie too) are readable by any script on the page; list only the ones script needs in scriptReadable");
-    const never = ['TRACE', 'CONNECT', 'TRACK'];
-    const listed = [...app.defaultMethods, ...app.methods.flatMap((r) => r.allow)].filter((m) => never.includes(m));
+    const listed = [...app.defaultMethods, ...app.methods.flatMap((r) => r.allow)].filter((m) => NEVER_FORWARDED.has(m));
     if (listed.length > 0) warn('app.methods', `${[...new Set(listed)].join(', ')} listed, but never forwarded to the app`);
   }
   return warnings;
