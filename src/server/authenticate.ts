@@ -51,6 +51,11 @@ export function authenticate(rt: Runtime, headers: IncomingHttpHeaders, queryTok
 function authenticateFound(rt: Runtime, found: Extracted): Authenticated | Promise<Authenticated> {
   const cached = rt.verifier.cached(found.token);
   if (cached !== undefined) return unrevoked(rt, cached, found);
+  return verifyFound(rt, found);
+}
+
+/** A token not in the verified-token cache: its signature and claims checked. */
+function verifyFound(rt: Runtime, found: Extracted): Promise<Authenticated> {
   return rt.verifier.verify(found.token).then(
     (claims) => unrevoked(rt, claims, found),
     (err: unknown) => fail(rt, 401, err instanceof TokenError ? err.reason : 'token_invalid', found.source, unverifiedClaims(found.token)),
@@ -106,8 +111,11 @@ export function authenticateData(rt: Runtime, headers: IncomingHttpHeaders, quer
   const enabled = introspect?.enabled ? introspect : undefined;
   const found = extractToken(headers, rt.config.auth.queryToken ? queryToken : null, rt.config.auth.cookie.name);
   if (!found) return enabled ? introspected(rt, enabled, headers) : fail(rt, 401, 'token_missing', undefined);
+  // A cached token verified as Keyhole's: only an uncached one is decoded to look at its issuer.
+  const cached = rt.verifier.cached(found.token);
+  if (cached !== undefined) return unrevoked(rt, cached, found);
   if (enabled && found.source === 'header' && foreignIssuer(found.token, rt.config.auth.issuer)) return introspected(rt, enabled, headers);
-  return authenticateFound(rt, found);
+  return verifyFound(rt, found);
 }
 
 /** A JWT whose (unverified) iss is none of Keyhole's; not a JWT at all is not foreign: it is broken. */
@@ -143,6 +151,16 @@ async function introspected(rt: Runtime, cfg: IntrospectConfig, headers: Incomin
   if (revoked === 'unavailable') return fail(rt, 503, 'revocation_unavailable', undefined, { sub: answer.sub });
   if (revoked) return fail(rt, 401, 'token_revoked', undefined, { sub: answer.sub });
   return { ok: true, claims, source: 'introspect', providers: answer.providers };
+}
+
+/**
+ * Who a refused token claims to be (sub, jti), marked `unverified`; all undefined when no
+ * token was read or nothing could be read from it.
+ */
+export function claimedBy(auth: Extract<Authenticated, { ok: false }>): { sub: string | undefined; jti: string | undefined; unverified: true | undefined } {
+  const claimed = auth.unverified;
+  if (claimed?.sub === undefined && claimed?.jti === undefined) return { sub: undefined, jti: undefined, unverified: undefined };
+  return { sub: claimed.sub, jti: claimed.jti, unverified: true };
 }
 
 function fail(rt: Runtime, status: number, reason: Reason, source: Authenticated['source'], unverified?: Unverified): Authenticated {

@@ -20,20 +20,7 @@ import type { Reason } from '../reasons.js';
 import type { InFlight } from './lifecycle.js';
 import { sendError } from './respond.js';
 import type { Runtime } from './runtime.js';
-import { authenticateData, type Authenticated, type Introspected } from './authenticate.js';
-
-/** A refused authentication, with what the refused token claims (read without trusting it), when there was one. */
-type Refused = Extract<Authenticated, { ok: false }> & { unverified?: { sub?: string | undefined; jti?: string | undefined } | undefined };
-
-/**
- * Who a refused token claims to be (sub, jti), marked `unverified`; all undefined when no
- * token was read or nothing could be read from it.
- */
-export function claimedBy(auth: Refused): { sub: string | undefined; jti: string | undefined; unverified: true | undefined } {
-  const claimed = auth.unverified;
-  if (claimed?.sub === undefined && claimed?.jti === undefined) return { sub: undefined, jti: undefined, unverified: undefined };
-  return { sub: claimed.sub, jti: claimed.jti, unverified: true };
-}
+import { authenticateData, claimedBy, type Authenticated, type Introspected } from './authenticate.js';
 
 export const DATA_METHODS = 'GET, HEAD, OPTIONS';
 

@@ -9,8 +9,7 @@ import type { Reason } from '../reasons.js';
 import { BodyError, readJson } from './body.js';
 import { sendError, sendJson } from './respond.js';
 import type { Runtime } from './runtime.js';
-import { authenticate } from './authenticate.js';
-import { claimedBy } from './data-route.js';
+import { authenticate, claimedBy } from './authenticate.js';
 
 type Answer = { uri: string; url: string; expiresAt: string } | { uri: string; error: Reason };
 

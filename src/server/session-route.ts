@@ -6,8 +6,7 @@ import { readJson, BodyError } from './body.js';
 import type { Reason } from '../reasons.js';
 import { refuse as refuseWith } from './respond.js';
 import type { Runtime } from './runtime.js';
-import { authenticate } from './authenticate.js';
-import { claimedBy } from './data-route.js';
+import { authenticate, claimedBy } from './authenticate.js';
 
 /**
  * A cross-site page must not plant or clear a session: Origin must be listed in cors, or be
