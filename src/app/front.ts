@@ -3,11 +3,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { REASONS } from '../reasons.js';
 import type { Config } from '../config/schema.js';
 import type { Runtime } from '../server/runtime.js';
 import { closeIntrospector } from '../auth/introspect.js';
-import { AppProxy } from './proxy.js';
+import { AppProxy, refuseSocket } from './proxy.js';
 import { logoutHook } from './logout.js';
 import { logRefusal } from '../server/respond.js';
 
@@ -54,7 +53,5 @@ export function refuseUpgrade(rt: Runtime, req: IncomingMessage, socket: Duplex,
   socket.on('error', () => socket.destroy());
   const id = randomUUID();
   logRefusal(rt.logger, req, id, 400, 'bad_request', { route: 'router', fields: { upgrade: req.headers.upgrade, why } });
-  const body = JSON.stringify({ error: 'bad_request', message: REASONS.bad_request, requestId: id });
-  socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-  socket.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref());
+  refuseSocket(socket, 400, 'bad_request', id);
 }

@@ -43,8 +43,6 @@ const CLIENT_SPOOFABLE = new Set([
   'x-original-forwarded-for',
   'forwarded-for',
   'x-originating-ip',
-  'x-remote-ip',
-  'x-remote-addr',
   'x-proxyuser-ip',
   'x-appengine-user-ip',
   'x-azure-clientip',

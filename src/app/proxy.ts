@@ -128,7 +128,7 @@ class AppResponse implements Dispatcher.DispatchHandler {
 }
 
 /** Writes a complete error answer on a raw (not yet upgraded) socket and closes it. */
-function refuseSocket(socket: Duplex, status: number, reason: Reason, id: string, extra: Record<string, string> = {}): void {
+export function refuseSocket(socket: Duplex, status: number, reason: Reason, id: string, extra: Record<string, string> = {}): void {
   const body = JSON.stringify({ error: reason, message: REASONS[reason], requestId: id });
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
