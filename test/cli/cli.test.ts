@@ -1,31 +1,24 @@
 // The CLI contracts ops scripts and tests rely on, run as real child processes:
 // token, check-config, certs, serve (bad config, and the embedded default end to end).
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { X509Certificate, createSecretKey } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { jwtVerify } from 'jose';
 import { testCerts } from '../helpers/certs.js';
+import { CLI_ARGS, runCli, tmpDir } from '../helpers/cli.js';
 import { testKey } from '../auth/fixtures.js';
 
 // Seven spawns, each loading the TypeScript sources through tsx: about a minute on an
 // idle 2-core machine, several under load and coverage.
 t.setTimeout(600_000);
 
-const CLI = ['--import', 'tsx', join(process.cwd(), 'src', 'cli.ts')];
 const SECRET = 'cli-test-secret-0123456789abcdef-0123456789';
 
-function run(args: string[], env: Record<string, string> = {}, cwd = process.cwd()) {
-  const r = spawnSync(process.execPath, [...CLI, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function tmp(name: string): string {
-  return mkdtempSync(join(tmpdir(), `keyhole-cli-${name}-`));
-}
+const run = (args: string[], env: Record<string, string> = {}, cwd = process.cwd()) => runCli(args, { env, cwd });
+const tmp = tmpDir;
 
 function goodConfig(dir: string): string {
   const c = testCerts();
@@ -173,7 +166,7 @@ t.test('serve --config logs each check-config warning once, as a warn line with 
   const printed = checked.stderr.split('\n').filter((l) => l.includes('warning: '));
   t.same(printed.map((l) => /warning: ([^:]+):/.exec(l)![1]), ['server.publicUrl', 'cors.origins'], checked.stderr);
 
-  const child = spawn(process.execPath, [...CLI, 'serve', '--config', file], { env: { ...process.env, CLI_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_ARGS, 'serve', '--config', file], { env: { ...process.env, CLI_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -198,7 +191,7 @@ t.test('serve --config logs each check-config warning once, as a warn line with 
 
 t.test('serve on the embedded default: the printed URL serves a sample', async (t) => {
   const certDir = tmp('serve-default');
-  const child = spawn(process.execPath, [...CLI, 'serve', '--cert-dir', certDir], {
+  const child = spawn(process.execPath, [...CLI_ARGS, 'serve', '--cert-dir', certDir], {
     env: { ...process.env, KEYHOLE_PORT: '0', KEYHOLE_ADMIN_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

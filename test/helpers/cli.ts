@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const CLI = ['--import', 'tsx', join(process.cwd(), 'src', 'cli.ts')];
+/** Node arguments that run the CLI from source: `node ...CLI_ARGS serve …`. */
+export const CLI_ARGS = ['--import', 'tsx', join(process.cwd(), 'src', 'cli.ts')];
 
 export interface CliResult {
   code: number | null;
@@ -19,7 +20,7 @@ export function runCli(args: string[], opts: { env?: Record<string, string | und
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const r = spawnSync(process.execPath, [...CLI, ...args], { cwd: opts.cwd ?? process.cwd(), env, input: opts.input ?? '', encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, [...CLI_ARGS, ...args], { cwd: opts.cwd ?? process.cwd(), env, input: opts.input ?? '', encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

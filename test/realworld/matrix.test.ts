@@ -8,10 +8,11 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync, gunzipSync } from 'node:zlib';
-import { baseYaml, type Running, startKeyhole } from '../helpers/keyhole.js';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
 import { testCerts } from '../helpers/certs.js';
 import { startApache, startCaddy, startGunicorn, startNginx, startPythonHttpServer, startUvicorn, type RealServer } from '../helpers/real-servers.js';
-import { rawRequest, sha256, type RawAnswer } from './support/client.js';
+import { rawRequest, sha256 } from './support/client.js';
+import { oneAudit } from './support/audit.js';
 import { asgiFiles, wsgiFiles } from './support/apps.js';
 import { startQuirkServer, type Quirk } from './support/quirk-servers.js';
 
@@ -82,18 +83,6 @@ app:
 `);
 }
 
-/** Exactly one audit event for the answer's request id, once it has been written. */
-async function oneAudit(t: Test, k: Running, answer: RawAnswer, what: string): Promise<Record<string, unknown> | undefined> {
-  const id = answer.headers['x-request-id'];
-  if (!t.ok(id, `${what}: a request id`)) return undefined;
-  const until = Date.now() + 5000;
-  while (Date.now() < until && !k.audits().some((a) => a.id === id)) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 50));
-  const events = k.audits().filter((a) => a.id === id);
-  t.equal(events.length, 1, `${what}: exactly one audit event`);
-  return events[0];
-}
-
 for (const up of UPSTREAMS) {
   t.test(up.name, async (t) => {
     const server = await up.start(t);
@@ -110,7 +99,7 @@ for (const up of UPSTREAMS) {
       t.equal(r.status, 200, what);
       t.ok(r.complete, `${what}: complete by its framing`);
       t.equal(r.sha256, HASH[name], `${what}: exact bytes`);
-      const audit = await oneAudit(t, k, r, what);
+      const audit = await oneAudit(t, k.audits, r, what);
       t.match(audit, { reason: 'ok', bytes: FILES[name]!.length, aborted: false }, `${what}: audited as served`);
     }
 
@@ -123,13 +112,13 @@ for (const up of UPSTREAMS) {
       t.equal(range.status, 200, 'data Range on a server without ranges: the whole object');
       t.equal(range.sha256, HASH.medium);
     }
-    await oneAudit(t, k, range, 'data Range');
+    await oneAudit(t, k.audits, range, 'data Range');
 
     const head = await ask(data('medium'), { method: 'HEAD' });
     t.equal(head.status, 200, 'data HEAD');
     t.equal(head.body.length, 0, 'data HEAD: no body');
     if (up.headLength) t.equal(head.headers['content-length'], String(FILES.medium!.length), 'data HEAD: the length');
-    await oneAudit(t, k, head, 'data HEAD');
+    await oneAudit(t, k.audits, head, 'data HEAD');
 
     for (const [name, pauseMs] of [['medium', 600], ['large', 400]] as const) {
       const what = `data slow reader ${name}`;
@@ -137,18 +126,18 @@ for (const up of UPSTREAMS) {
       t.equal(r.status, 200, what);
       t.ok(r.complete, `${what}: complete`);
       t.equal(r.sha256, HASH[name], `${what}: exact bytes`);
-      await oneAudit(t, k, r, what);
+      await oneAudit(t, k.audits, r, what);
     }
 
     const left = await ask(data('large'), { abortAfter: 256 * 1024 });
-    const abortAudit = await oneAudit(t, k, left, 'data client leaves mid-body');
+    const abortAudit = await oneAudit(t, k.audits, left, 'data client leaves mid-body');
     t.match(abortAudit, { aborted: true }, 'the audit says the client left');
 
     if (up.gzip) {
       const gz = await ask(data(up.gzip));
       t.equal(gz.headers['content-encoding'], 'gzip', 'a stored-gzip object keeps its Content-Encoding');
       t.same(gunzipSync(gz.body), TEXT, 'and its bytes decode to the object');
-      await oneAudit(t, k, gz, 'data gzip');
+      await oneAudit(t, k.audits, gz, 'data gzip');
     }
 
     // The app front in front of the same server.
