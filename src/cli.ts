@@ -107,7 +107,7 @@ async function main(argv: string[]): Promise<void> {
       if (at && Number.isNaN(at.getTime())) fail('--at must be an ISO 8601 time, e.g. 2026-01-01T00:00:00Z');
       const ttl = values.ttl !== undefined ? Number(values.ttl) : undefined;
       if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) fail('--ttl must be a positive number of seconds');
-      const { presignUri } = await import('./providers/cloud/presign-cli.js');
+      const { presignUri } = await import('./cli/presign.js');
       process.stdout.write(`${await presignUri(loadConfigFile(values.config), positionals[0]!, { at, ttlSeconds: ttl })}\n`);
       return;
     }

@@ -5,7 +5,7 @@
 // SHA-256 of its session cookie is marked logged out in the revocation store (shared by the
 // replicas), and the data route refuses that cookie from then on without asking the app.
 import type { IncomingHttpHeaders } from 'node:http';
-import { introspectorFor, sessionCookie, type IntrospectConfig, type Introspector, type LogoutConfig } from '../auth/introspect.js';
+import { sessionCookie, type Introspector, type LogoutConfig } from '../auth/introspect.js';
 import type { RevocationStore } from '../auth/revocation.js';
 import { covers, fold, type Target } from './methods.js';
 
@@ -29,16 +29,15 @@ export function isLogoutPath(paths: readonly string[], readings: readonly string
   return false;
 }
 
-/** `ownCookie`: Keyhole's session cookie (auth.cookie.name), never forwarded to the app's whoami. */
-export function logoutHook(introspect: IntrospectConfig | undefined, store: RevocationStore, ownCookie: string): LogoutHook | undefined {
-  const logout = introspect?.enabled ? introspect.logout : undefined;
-  if (!introspect || !logout) return undefined;
+/** `introspector`: the runtime's, present when auth.introspect is enabled. */
+export function logoutHook(introspector: Introspector | undefined, logout: LogoutConfig | undefined, store: RevocationStore): LogoutHook | undefined {
+  if (!introspector || !logout) return undefined;
   return (target, headers) => {
     if (!isLogoutPath(logout.paths, target.readings)) return undefined;
     // An unreadable value is refused by the data route whatever its mark: none is needed.
     const hashes = sessionCookie(headers, logout.sessionCookie).hashes;
     if (hashes.length === 0) return undefined;
-    return markLoggedOut(introspectorFor(introspect, ownCookie), logout, store, headers, hashes);
+    return markLoggedOut(introspector, logout, store, headers, hashes);
   };
 }
 

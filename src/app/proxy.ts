@@ -15,8 +15,9 @@ import type { Logger } from 'pino';
 import type { Dispatcher, Pool } from 'undici';
 import { errors } from '../relay/undici.js';
 import { createPool } from '../relay/pool.js';
-import { REASONS, type Reason } from '../reasons.js';
-import { logRefusal, refuse, sendError } from '../server/respond.js';
+import { statusOf, type Reason } from '../reasons.js';
+import { logRefusal, refuse } from '../observe/refusal.js';
+import { refuseSocket, sendError } from '../http/answer.js';
 import { CookieHardener } from './cookies.js';
 import { markRefused, requestFraming, wasRefused } from './framing.js';
 import { appRequestHeaders, appResponseHeaders, TrustedProxies } from './headers.js';
@@ -48,12 +49,10 @@ async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerato
   }
 }
 
-function failureFor(err: Error): { status: number; reason: Reason } {
-  if (err instanceof BodyTooLarge) return { status: 413, reason: 'body_too_large' };
-  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
-    return { status: 504, reason: 'upstream_timeout' };
-  }
-  return { status: 502, reason: 'upstream_error' };
+function failureFor(err: Error): Reason {
+  if (err instanceof BodyTooLarge) return 'body_too_large';
+  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) return 'upstream_timeout';
+  return 'upstream_error';
 }
 
 /** Relays the app's answer to the browser; aborts the app request when the browser leaves. */
@@ -69,7 +68,7 @@ class AppResponse implements Dispatcher.DispatchHandler {
     private readonly cookies: CookieHardener,
     private readonly id: string,
     /** logs a failure this side answers (413, 502, 504) as a refusal of the request */
-    private readonly refused: (status: number, reason: Reason, fields: Record<string, unknown>) => void,
+    private readonly refused: (reason: Reason, fields: Record<string, unknown>) => void,
     private readonly logger: Logger,
     private readonly done: () => void,
   ) {
@@ -114,36 +113,19 @@ class AppResponse implements Dispatcher.DispatchHandler {
       this.done(); // the client left first: the abort we asked for
       return;
     }
-    const { status, reason } = failureFor(err);
+    const reason = failureFor(err);
     if (res.headersSent) {
       this.logger.warn({ requestId: this.id, reason, err: err.message }, 'app answer cut: the app failed mid-answer');
       res.destroy(err);
     } else {
-      if (status === 413) res.shouldKeepAlive = false; // the rest of the body is never read
-      this.refused(status, reason, status === 413 ? {} : { err: err.message });
-      sendError(res, status, reason, this.id);
+      if (reason === 'body_too_large') res.shouldKeepAlive = false; // the rest of the body is never read
+      this.refused(reason, reason === 'body_too_large' ? {} : { err: err.message });
+      sendError(res, reason, this.id);
     }
     this.done();
   }
 }
 
-/** Writes a complete error answer on a raw (not yet upgraded) socket and closes it. */
-export function refuseSocket(socket: Duplex, status: number, reason: Reason, id: string, extra: Record<string, string> = {}): void {
-  const body = JSON.stringify({ error: reason, message: REASONS[reason], requestId: id });
-  const head = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
-    'content-type: application/json; charset=utf-8',
-    `content-length: ${Buffer.byteLength(body)}`,
-    'cache-control: no-store',
-    'x-content-type-options: nosniff',
-    'connection: close',
-    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
-  ];
-  if (!socket.writable) return void socket.destroy();
-  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
-  // Detached from the HTTP server, nothing else would ever close this socket.
-  socket.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref());
-}
 
 function headText(statusLine: string, headers: OutgoingHttpHeaders): string {
   const lines = [statusLine];
@@ -170,7 +152,7 @@ class AppUpgrade implements Dispatcher.DispatchHandler {
     private readonly proxy: AppProxy,
     private readonly id: string,
     /** logs the app failing the handshake as a refusal of the upgrade */
-    private readonly refused: (status: number, reason: Reason, fields: Record<string, unknown>) => void,
+    private readonly refused: (reason: Reason, fields: Record<string, unknown>) => void,
   ) {
     client.once('close', this.onClientGone);
   }
@@ -219,9 +201,9 @@ class AppUpgrade implements Dispatcher.DispatchHandler {
       this.client.destroy();
       return;
     }
-    const { status, reason } = failureFor(err);
-    this.refused(status, reason, { err: err.message });
-    refuseSocket(this.client, status, reason, this.id);
+    const reason = failureFor(err);
+    this.refused(reason, { err: err.message });
+    refuseSocket(this.client, reason, this.id);
   }
 }
 
@@ -259,31 +241,31 @@ export class AppProxy {
     const method = req.method ?? 'GET';
     const logger = this.opts.logger;
     const client = req.socket.remoteAddress;
-    const refused = (status: number, reason: Reason, fields: Record<string, unknown> = {}, extra?: Record<string, string>): Promise<void> => {
-      refuse(logger, req, res, status, reason, id, { route: 'app', client, fields, level: status >= 500 ? 'warn' : 'info' }, extra);
+    const refused = (reason: Reason, fields: Record<string, unknown> = {}, extra?: Record<string, string>): Promise<void> => {
+      refuse(logger, req, res, reason, id, { route: 'app', client, fields, level: statusOf(reason) >= 500 ? 'warn' : 'info' }, extra);
       return Promise.resolve();
     };
     if (wasRefused(req.socket)) {
       // Pipelined behind a request we refused: its framing cannot be trusted. Never forwarded.
       res.shouldKeepAlive = false;
-      return refused(400, 'request_framing', { why: 'pipelined behind a refused request' });
+      return refused('request_framing', { why: 'pipelined behind a refused request' });
     }
     const framing = requestFraming(req);
     if (!framing.ok) {
       res.shouldKeepAlive = false;
       markRefused(req.socket);
-      return refused(400, 'request_framing', { why: framing.why });
+      return refused('request_framing', { why: framing.why });
     }
     const target = normaliseTarget(req.url ?? '/');
-    if (!target) return refused(400, 'bad_request', { why: 'the request target cannot be parsed, or smuggles a dot segment' });
+    if (!target) return refused('bad_request', { why: 'the request target cannot be parsed, or smuggles a dot segment' });
     if (!this.policy.allows(method, target)) {
       const allow = this.policy.allowedFor(target.readings).join(', ');
-      return refused(405, 'app_method_denied', { allow }, { allow });
+      return refused('app_method_denied', { allow }, { allow });
     }
     if (framing.length !== undefined && framing.length > this.cfg.maxBodyBytes) {
       res.shouldKeepAlive = false;
       markRefused(req.socket);
-      return refused(413, 'body_too_large', { length: framing.length });
+      return refused('body_too_large', { length: framing.length });
     }
     const headers = appRequestHeaders(req.headers, {
       peer: req.socket.remoteAddress,
@@ -297,32 +279,32 @@ export class AppProxy {
     const body = hasBody ? Readable.from(limited(req, this.cfg.maxBodyBytes), { objectMode: false }) : null;
     const forward = () =>
       new Promise<void>((resolve) => {
-        const handler = new AppResponse(res, this.cookies, id, (status, reason, fields) => logRefusal(logger, req, id, status, reason, { route: 'app', client, fields, level: 'warn' }), logger, resolve);
+        const handler = new AppResponse(res, this.cookies, id, (reason, fields) => logRefusal(logger, req, id, reason, { route: 'app', client, fields, level: 'warn' }), logger, resolve);
         this.pool.dispatch({ path: target.forwardPath, method: method as Dispatcher.HttpMethod, headers, body, blocking: true, reset: false }, handler);
       });
     // A logout is recorded before the app sees it; one that cannot be recorded is not forwarded.
     const logout = this.opts.logout?.(target, req.headers);
-    return logout ? logout.then(forward, (err: unknown) => refused(503, 'revocation_unavailable', { err: err instanceof Error ? err.message : String(err) })) : forward();
+    return logout ? logout.then(forward, (err: unknown) => refused('revocation_unavailable', { err: err instanceof Error ? err.message : String(err) })) : forward();
   }
 
   /** A request with Upgrade: only websockets to the app pass; everything else is refused. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const id = randomUUID();
     const client = req.socket.remoteAddress;
-    const refused = (status: number, reason: Reason, fields: Record<string, unknown>, level: 'info' | 'warn' = 'info'): void =>
-      logRefusal(this.opts.logger, req, id, status, reason, { route: 'app', client, fields: { upgrade: req.headers.upgrade, ...fields }, level });
-    const refuseUpgrade = (status: number, reason: Reason, why: string): void => {
-      refused(status, reason, { why });
-      refuseSocket(socket, status, reason, id);
+    const refused = (reason: Reason, fields: Record<string, unknown>, level: 'info' | 'warn' = 'info'): void =>
+      logRefusal(this.opts.logger, req, id, reason, { route: 'app', client, fields: { upgrade: req.headers.upgrade, ...fields }, level });
+    const refuseUpgrade = (reason: Reason, why: string): void => {
+      refused(reason, { why });
+      refuseSocket(socket, reason, id);
     };
     socket.on('error', () => socket.destroy());
     const framing = requestFraming(req);
     const target = normaliseTarget(req.url ?? '/');
     const wantsWebsocket = String(req.headers.upgrade ?? '').trim().toLowerCase() === 'websocket';
-    if (!this.cfg.websockets || !wantsWebsocket) return refuseUpgrade(400, 'bad_request', this.cfg.websockets ? 'only websocket upgrades pass' : 'app.websockets is off');
-    if (!framing.ok || framing.chunked || (framing.length ?? 0) > 0) return refuseUpgrade(400, 'request_framing', 'an upgrade request carries no body');
-    if (!target) return refuseUpgrade(400, 'bad_request', 'the request target cannot be parsed, or smuggles a dot segment');
-    if (req.method !== 'GET' || !this.policy.allows('GET', target)) return refuseUpgrade(405, 'app_method_denied', 'websockets are GET, and GET must be allowed on the path');
+    if (!this.cfg.websockets || !wantsWebsocket) return refuseUpgrade('bad_request', this.cfg.websockets ? 'only websocket upgrades pass' : 'app.websockets is off');
+    if (!framing.ok || framing.chunked || (framing.length ?? 0) > 0) return refuseUpgrade('request_framing', 'an upgrade request carries no body');
+    if (!target) return refuseUpgrade('bad_request', 'the request target cannot be parsed, or smuggles a dot segment');
+    if (req.method !== 'GET' || !this.policy.allows('GET', target)) return refuseUpgrade('app_method_denied', 'websockets are GET, and GET must be allowed on the path');
     const headers = appRequestHeaders(req.headers, {
       peer: req.socket.remoteAddress,
       trusted: this.trusted.has(req.socket.remoteAddress),
@@ -330,7 +312,7 @@ export class AppProxy {
       sessionCookie: this.opts.sessionCookie,
       publicHost: this.opts.publicHost,
     });
-    this.pool.dispatch({ path: target.forwardPath, method: 'GET', headers, upgrade: 'websocket' }, new AppUpgrade(socket, head, this, id, (status, reason, fields) => refused(status, reason, fields, 'warn')));
+    this.pool.dispatch({ path: target.forwardPath, method: 'GET', headers, upgrade: 'websocket' }, new AppUpgrade(socket, head, this, id, (reason, fields) => refused(reason, fields, 'warn')));
   }
 
   /** Pipes an upgraded client socket and app socket; either side ending ends both. */

@@ -14,8 +14,7 @@ import { LRUCache } from 'lru-cache';
 import type { Pool } from 'undici';
 import { fullUndici } from '../relay/undici.js';
 import { z } from 'zod';
-import { clientTls, duration, text } from '../config/types.js';
-import type { Provider } from '../providers/types.js';
+import { clientTls, duration, text } from '../config/blocks.js';
 import { createPool } from '../relay/pool.js';
 
 const HEADER_NAME = z
@@ -140,7 +139,7 @@ function readings(value: string): Set<string> {
 
 export type Introspection =
   | { ok: true; sub: string; providers: ReadonlySet<string>; expiresAt: number }
-  | { ok: false; status: 401 | 503; reason: 'token_missing' | 'introspect_denied' | 'introspect_unavailable' };
+  | { ok: false; reason: 'token_missing' | 'introspect_denied' | 'introspect_unavailable' };
 
 type Answer = { known: true; sub: string } | { known: false };
 
@@ -199,7 +198,7 @@ export class Introspector {
 
   async check(headers: IncomingHttpHeaders): Promise<Introspection> {
     const found = this.credentials(headers);
-    if (!found) return { ok: false, status: 401, reason: 'token_missing' };
+    if (!found) return { ok: false, reason: 'token_missing' };
     const { forwarded, key } = found;
     let answer = this.cache.get(key);
     if (!answer) {
@@ -212,11 +211,11 @@ export class Introspector {
       try {
         answer = await pending;
       } catch {
-        return { ok: false, status: 503, reason: 'introspect_unavailable' };
+        return { ok: false, reason: 'introspect_unavailable' };
       }
       this.cache.set(key, answer);
     }
-    if (!answer.known) return { ok: false, status: 401, reason: 'introspect_denied' };
+    if (!answer.known) return { ok: false, reason: 'introspect_denied' };
     return { ok: true, sub: answer.sub, providers: this.providers, expiresAt: Date.now() + this.cfg.cacheTtl };
   }
 
@@ -266,17 +265,6 @@ export class Introspector {
   }
 }
 
-/**
- * An introspected session may read a provider only when YAML lists it for such sessions,
- * and never one restricted to orgs or projects: it has no org or project claim to show.
- */
-export function authorizeIntrospected(allowed: ReadonlySet<string>, provider: Pick<Provider, 'name' | 'orgs' | 'projects'>): 'introspect_provider' | undefined {
-  if (!allowed.has(provider.name) || provider.orgs !== undefined || provider.projects !== undefined) return 'introspect_provider';
-  return undefined;
-}
-
-const introspectors = new WeakMap<IntrospectConfig, Introspector>();
-
 /** The Cookie header without the cookie `name` (every copy of it); '' when nothing else is left. */
 function withoutCookie(header: string, name: string): string {
   if (!header.includes(name)) return header;
@@ -288,22 +276,4 @@ function withoutCookie(header: string, name: string): string {
     })
     .join(';')
     .trim();
-}
-
-/** One Introspector per loaded config (a reload builds a new one); `ownCookie`: auth.cookie.name. */
-export function introspectorFor(cfg: IntrospectConfig, ownCookie: string): Introspector {
-  let found = introspectors.get(cfg);
-  if (!found) {
-    found = new Introspector(cfg, ownCookie);
-    introspectors.set(cfg, found);
-  }
-  return found;
-}
-
-export async function closeIntrospector(cfg: IntrospectConfig | undefined): Promise<void> {
-  const found = cfg && introspectors.get(cfg);
-  if (found) {
-    introspectors.delete(cfg);
-    await found.close();
-  }
 }

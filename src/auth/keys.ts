@@ -4,7 +4,7 @@ import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { fetch as UndiciFetch } from 'undici';
 import { fullUndici } from '../relay/undici.js';
-import { tlsConnectOptions } from '../relay/pool.js';
+import { clientTlsOptions } from '../tls/client.js';
 import type { KeyConfig } from './schema.js';
 
 export type VerifyKey =
@@ -35,7 +35,7 @@ export async function loadKey(cfg: KeyConfig): Promise<VerifyKey> {
   // the line with the close-after-body crash, #5360). The JWKS comes through the undici 8
   // package instead, with the JWKS host's TLS material when it has some.
   const undici = fullUndici();
-  const dispatcher = cfg.tls ? new undici.Agent({ connect: tlsConnectOptions(cfg.tls) }) : undefined;
+  const dispatcher = cfg.tls ? new undici.Agent({ connect: clientTlsOptions(cfg.tls) }) : undefined;
   const resolve = createRemoteJWKSet(new URL(cfg.jwksUrl), {
     cacheMaxAge: cfg.cacheMaxAge,
     cooldownDuration: cfg.cooldown,

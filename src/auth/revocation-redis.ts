@@ -22,8 +22,8 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
 import type { Metrics } from '../observe/metrics.js';
-import type { RedisRevocationConfig, RedisSectionConfig } from '../state/config.js';
-import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../state/connect.js';
+import type { RedisRevocationConfig, RedisSectionConfig } from '../redis/schema.js';
+import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.js';
 import type { SessionClaims } from './claims.js';
 import { revokedBySubject, RevocationUnavailable, type RevocationStore } from './revocation.js';
 

@@ -1,6 +1,6 @@
 // YAML for session tokens: who signs them, with which keys and algorithms.
 import { z } from 'zod';
-import { clientTls, duration, filePath, secret, text } from '../config/types.js';
+import { clientTls, duration, filePath, secret, text } from '../config/blocks.js';
 import { introspectSchema } from './introspect.js';
 
 const HMAC = ['HS256', 'HS384', 'HS512'] as const;

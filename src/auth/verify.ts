@@ -3,20 +3,14 @@
 // cache so a hot token costs one map lookup instead of a signature check.
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
-import type { Reason } from '../reasons.js';
+import { ReasonError } from '../reasons.js';
 import { ClaimsError, toSessionClaims, type SessionClaims } from './claims.js';
 import { MAX_TOKEN_LENGTH } from './extract.js';
 import type { VerifyKey } from './keys.js';
 import type { AuthConfig } from './schema.js';
 
-export class TokenError extends Error {
-  constructor(
-    readonly reason: Reason,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A token refused, with the token_* reason. */
+export class TokenError extends ReasonError {}
 
 // The signature part may be empty so that an unsecured `alg: none` token is refused as
 // token_alg (what it is) rather than as malformed; jose refuses an empty signature anyway.

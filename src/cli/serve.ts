@@ -9,8 +9,8 @@ import { defaultConfig, SAMPLES_DIR } from '../config/default.js';
 import { configWarnings } from '../config/warnings.js';
 import type { Config } from '../config/schema.js';
 import { signDevToken } from '../auth/sign.js';
-import { createServeLogger, drainThenExit, KeyholeInstance } from '../server/instance.js';
-import { runPrimary, runWorker, workerCount } from '../server/cluster.js';
+import { createServeLogger, drainThenExit, KeyholeInstance } from '../process/instance.js';
+import { runPrimary, runWorker, workerCount } from '../process/cluster.js';
 
 export interface ServeOptions {
   config?: string;

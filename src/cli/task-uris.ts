@@ -10,8 +10,9 @@
 import { redactUrl } from '../observe/logger.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import type { Provider } from '../providers/types.js';
-import { ownsUri, parseDataUri, UriError } from '../providers/uri.js';
+import { ownsUri, parseDataUri, UriError } from '../uri.js';
 import type { ProviderPrefix } from './config-part.js';
+import { DATA_PATH } from '../server/routes.js';
 
 export type Direction = 'keyhole' | 'storage';
 export type ExportFormat = 'json' | 'json-min';
@@ -50,7 +51,8 @@ export class ExportError extends Error {}
 const JSON_MIN_OWN_KEYS: ReadonlySet<string> = new Set(['id', 'annotator', 'annotation_id', 'created_at', 'updated_at', 'lead_time', 'agreement']);
 
 const URI_LIKE = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//;
-const DATA_PATH = '/v1/data?';
+/** The data route with its query's start: what a rewritten task value holds. */
+const DATA_QUERY = `${DATA_PATH}?`;
 
 /**
  * The registry routes by prefix and kind alone: providers built from those, never asked to
@@ -153,14 +155,14 @@ class Rewriter {
   private toKeyhole(s: string): { value: string } | { why: string } | undefined {
     if (!URI_LIKE.test(s)) return undefined;
     // Already a Keyhole URL on this base (a second run): nothing to say.
-    if (this.opts.base !== '' && s.startsWith(this.opts.base + DATA_PATH)) return undefined;
+    if (this.opts.base !== '' && s.startsWith(this.opts.base + DATA_QUERY)) return undefined;
     const why = this.unroutable(s);
     if (why !== undefined) return { why };
-    return { value: `${this.opts.base}${DATA_PATH}uri=${encodeURIComponent(s)}` };
+    return { value: `${this.opts.base}${DATA_QUERY}uri=${encodeURIComponent(s)}` };
   }
 
   private toStorage(s: string): { value: string } | { why: string } | undefined {
-    const at = s.indexOf(DATA_PATH);
+    const at = s.indexOf(DATA_QUERY);
     if (at === -1) return undefined;
     // Relative (app and Keyhole on one origin) or on --base: anything else is some other site's.
     const prefix = s.slice(0, at);
@@ -168,7 +170,7 @@ class Rewriter {
       if (!URI_LIKE.test(prefix)) return undefined;
       return { why: this.opts.base === '' ? 'an absolute URL: give its origin as --base' : `not under --base ${this.opts.base}` };
     }
-    const query = s.slice(at + DATA_PATH.length);
+    const query = s.slice(at + DATA_QUERY.length);
     if (!/^uri=[^&#]*$/.test(query)) return { why: 'the URL carries more than ?uri=' };
     let uri: string;
     try {

@@ -10,7 +10,7 @@ import { MIN_HMAC_BYTES } from '../auth/keys.js';
 import type { KeyConfig } from '../auth/schema.js';
 import { configSchema, type Config } from './schema.js';
 import { resolveReferences } from './secret.js';
-import { parseContext } from './types.js';
+import { parseContext } from './blocks.js';
 
 export interface Problem {
   path: string;

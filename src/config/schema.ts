@@ -4,8 +4,8 @@ import { z } from 'zod';
 import { appSchema } from '../app/schema.js';
 import { authSchema } from '../auth/schema.js';
 import { providerSchema } from '../providers/kinds.js';
-import { redisRevocationSchema, redisSectionSchema } from '../state/config.js';
-import { duration, filePath, listen, secret, urlHolds } from './types.js';
+import { redisRevocationSchema, redisSectionSchema } from '../redis/schema.js';
+import { duration, filePath, listen, secret, urlHolds } from './blocks.js';
 
 const serverSchema = z
   .strictObject({

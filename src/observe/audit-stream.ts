@@ -6,8 +6,8 @@
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink } from './audit.js';
 import type { Metrics } from './metrics.js';
-import type { AuditStreamConfig, RedisConnectionConfig } from '../state/config.js';
-import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../state/connect.js';
+import type { AuditStreamConfig, RedisConnectionConfig } from '../redis/schema.js';
+import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.js';
 
 /** Flat field/value pairs: every value a string, absent ones left out. */
 export function streamFields(event: AuditEvent): string[] {

@@ -3,7 +3,7 @@
 // endpoint is loopback (Azurite), short expiry; the blob endpoint is configurable for
 // Azurite and sovereign clouds.
 import { z } from 'zod';
-import { secret, text, urlHolds } from '../config/types.js';
+import { secret, text, urlHolds } from '../config/blocks.js';
 import { providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { serviceSas } from './cloud/azure-sas.js';
@@ -12,7 +12,7 @@ import { encodeKey } from './cloud/encode.js';
 import { CloudRefusal } from './cloud/errors.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
 import type { Provider } from './types.js';
-import type { DataUri } from './uri.js';
+import type { DataUri } from '../uri.js';
 
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '');
@@ -65,7 +65,7 @@ export function createAzureProvider(cfg: AzureProviderConfig): Provider {
   const signer: CloudSigner = {
     locate(uri: DataUri): ObjectRef {
       if (uri.scheme === 'azure-blob') return { bucket: uri.authority, key: uri.segments.join('/') };
-      if (uri.authority !== accountHost) throw new CloudRefusal('bucket_not_allowed', `the URI names another storage account than ${cfg.account}`, 403);
+      if (uri.authority !== accountHost) throw new CloudRefusal('bucket_not_allowed', `the URI names another storage account than ${cfg.account}`);
       return { bucket: uri.segments[0] ?? '', key: uri.segments.slice(1).join('/') };
     },
     prepare: async () => ({ identity: cfg.account }),

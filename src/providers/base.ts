@@ -1,6 +1,6 @@
 // Keys every provider kind shares in YAML.
 import { z } from 'zod';
-import { canonicalPrefix, UriError } from './uri.js';
+import { canonicalPrefix, UriError } from '../uri.js';
 
 const stringSet = () =>
   z

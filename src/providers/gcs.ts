@@ -2,7 +2,7 @@
 // (GOOG4-RSA-SHA256) or an HMAC key (GOOG4-HMAC-SHA256), signed in-process.
 import { createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
-import { secret, text, urlHolds } from '../config/types.js';
+import { secret, text, urlHolds } from '../config/blocks.js';
 import type { Secret } from '../config/secret.js';
 import { providerBase } from './base.js';
 import { Allowlist } from './cloud/allowlist.js';

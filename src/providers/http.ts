@@ -3,15 +3,16 @@
 // is always the configured one: the URI never selects where Keyhole connects.
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { clientTls, duration, secret, text } from '../config/types.js';
-import { forwardedRequestHeaders } from '../relay/headers.js';
+import { clientTls, duration, secret, text } from '../config/blocks.js';
+import { forwardedRequestHeaders } from '../http/data-head.js';
 import { createPool } from '../relay/pool.js';
 import { parseCidr, parseIp, refusal, type AddressPolicy, type Cidr } from '../relay/ssrf.js';
 import { InjectedSecrets } from '../relay/echo-guard.js';
 import { relay } from '../relay/relay.js';
 import { providerBase } from './base.js';
-import type { DataRequest, Provider } from './types.js';
-import { encodeSegment } from './uri.js';
+import type { DataRequest } from '../http/data-request.js';
+import type { Provider } from './types.js';
+import { encodeSegment } from '../uri.js';
 
 const httpAuth = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('basic'), username: text(), password: secret() }),

@@ -17,13 +17,14 @@ import type { ServerResponse } from 'node:http';
 import { sep } from 'node:path';
 import { pipeline } from 'node:stream';
 import { z } from 'zod';
-import { filePath } from '../config/types.js';
-import { dataResponseHeaders, writeDataHead } from '../relay/headers.js';
-import { notModified, parseRange, rangeStillValid, type Validators } from '../relay/range.js';
-import { refuseData } from '../server/respond.js';
+import { filePath } from '../config/blocks.js';
+import { dataResponseHeaders, writeDataHead } from '../http/data-head.js';
+import { notModified, parseRange, rangeStillValid, type Validators } from '../http/range.js';
+import { refuseData } from '../http/answer.js';
 import { providerBase } from './base.js';
 import { contentTypeFor } from './content-type.js';
-import type { DataRequest, Provider } from './types.js';
+import type { DataRequest } from '../http/data-request.js';
+import type { Provider } from './types.js';
 
 export const localProviderSchema = providerBase.extend({
   kind: z.literal('local'),
@@ -75,12 +76,12 @@ export function createLocalProvider(cfg: LocalProviderConfig): LocalProvider {
     const { outcome } = req;
     const notFound = () => {
       outcome.reason = 'not_found';
-      refuseData(res, req, 404, 'not_found');
+      refuseData(res, req, 'not_found');
     };
     const linkRefused = (detail: string) => {
       outcome.reason = 'local_link_refused';
       outcome.detail = detail;
-      refuseData(res, req, 403, 'local_link_refused');
+      refuseData(res, req, 'local_link_refused');
     };
     // Segments were checked by the URI parser (no '.', '..', '/', '\', NUL).
     if (req.rest.length === 0) return notFound();

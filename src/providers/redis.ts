@@ -14,14 +14,15 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Readable, pipeline } from 'node:stream';
 import { z } from 'zod';
-import { dataResponseHeaders, writeDataHead } from '../relay/headers.js';
-import { parseRange } from '../relay/range.js';
-import { refuseData } from '../server/respond.js';
-import { redisConnectionSchema } from '../state/config.js';
-import { createRedisClient, explainRedisError, preflightRedis, type RedisClient } from '../state/connect.js';
+import { dataResponseHeaders, writeDataHead } from '../http/data-head.js';
+import { parseRange } from '../http/range.js';
+import { refuseData } from '../http/answer.js';
+import { redisConnectionSchema } from '../redis/schema.js';
+import { createRedisClient, explainRedisError, preflightRedis, type RedisClient } from '../redis/connect.js';
 import { providerBase } from './base.js';
 import { contentTypeFor } from './content-type.js';
-import type { DataRequest, Provider } from './types.js';
+import type { DataRequest } from '../http/data-request.js';
+import type { Provider } from './types.js';
 
 const MEDIA_TYPE = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9_-]+=("[^"\r\n]*"|[a-z0-9_.-]+))*$/i;
 
@@ -80,7 +81,7 @@ export function createRedisProvider(cfg: RedisProviderConfig): Provider {
     const fail = (status: number, reason: 'not_found' | 'uri_invalid' | 'upstream_error' | 'upstream_timeout', detail?: string) => {
       outcome.reason = reason;
       if (detail) outcome.detail = detail;
-      refuseData(res, req, status, reason);
+      refuseData(res, req, reason);
     };
     const authority = req.uri.authority;
     if (authority !== '' && !/^\d{1,3}$/.test(authority)) return fail(400, 'uri_invalid', 'the authority of a redis:// URI is a database number');

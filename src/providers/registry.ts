@@ -8,7 +8,7 @@
 // beside the folder the scope was given).
 import { isLocalProvider } from './local.js';
 import type { Provider } from './types.js';
-import { ownsUri, UriError, type DataUri } from './uri.js';
+import { ownsUri, UriError, type DataUri } from '../uri.js';
 
 export interface Resolved {
   provider: Provider;

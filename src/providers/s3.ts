@@ -6,7 +6,7 @@ import type { HttpRequest } from '@smithy/protocol-http';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { lazyRequire } from '../lazy.js';
 import { z } from 'zod';
-import { duration, secret, text, urlHolds } from '../config/types.js';
+import { duration, secret, text, urlHolds } from '../config/blocks.js';
 import { providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { AwsCredentialSource } from './cloud/aws-credentials.js';
@@ -15,7 +15,7 @@ import { encodeKey, encodeRfc3986 } from './cloud/encode.js';
 import { Sha256 } from './cloud/sha256.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
 import type { Provider } from './types.js';
-import type { DataUri } from './uri.js';
+import type { DataUri } from '../uri.js';
 
 const endpointUrl = () =>
   text()

@@ -1,10 +1,10 @@
 // One undici Pool per upstream origin: keep-alive, bounded connections, timeouts, and
 // the provider's TLS material (CA pinning, client certificate for mTLS).
-import { readFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import type { buildConnector as BuildConnector, Pool as UndiciPool } from 'undici';
 import { buildConnector, Pool } from './undici.js';
-import type { ClientTlsConfig } from '../config/types.js';
+import type { ClientTlsConfig } from '../config/blocks.js';
+import { clientTlsOptions } from '../tls/client.js';
 import { guardedConnector, guardedLookup, type AddressPolicy } from './ssrf.js';
 
 export interface PoolOptions {
@@ -17,17 +17,6 @@ export interface PoolOptions {
   addresses?: AddressPolicy | undefined;
   /** resolver under the guard; tests inject one to play DNS rebinding */
   lookup?: LookupFunction | undefined;
-}
-
-export function tlsConnectOptions(tls: ClientTlsConfig | undefined): Record<string, unknown> {
-  if (!tls) return {};
-  return {
-    ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}),
-    ...(tls.cert ? { cert: readFileSync(tls.cert) } : {}),
-    ...(tls.key ? { key: readFileSync(tls.key) } : {}),
-    ...(tls.servername ? { servername: tls.servername } : {}),
-    rejectUnauthorized: !tls.insecureSkipVerify,
-  };
 }
 
 export function createPool(origin: string, opts: PoolOptions): UndiciPool {
@@ -43,7 +32,7 @@ export function createPool(origin: string, opts: PoolOptions): UndiciPool {
 }
 
 function connectFor(opts: PoolOptions): BuildConnector.BuildOptions | BuildConnector.connector {
-  const base = { timeout: opts.connectTimeoutMs, minVersion: 'TLSv1.2' as const, ...tlsConnectOptions(opts.tls) };
+  const base = { timeout: opts.connectTimeoutMs, ...clientTlsOptions(opts.tls) };
   if (!opts.addresses) return base;
   const lookup = guardedLookup(opts.addresses, opts.lookup);
   return guardedConnector(buildConnector({ ...base, lookup }), opts.addresses);

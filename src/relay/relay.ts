@@ -11,10 +11,10 @@ import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { InjectedSecrets } from './echo-guard.js';
 import { errors } from './undici.js';
-import type { DataRequest, UpstreamExchange } from '../providers/types.js';
+import type { DataRequest, UpstreamExchange } from '../http/data-request.js';
 import type { Reason } from '../reasons.js';
-import { refuseData } from '../server/respond.js';
-import { relayedResponseFields } from './headers.js';
+import { refuseData } from '../http/answer.js';
+import { relayedResponseFields } from '../http/data-head.js';
 import { AddressRefused } from './ssrf.js';
 
 export interface RelayTarget {
@@ -57,12 +57,10 @@ subscribe('undici:client:connected', (message) => {
   socket.on('error', resetEnds);
 });
 
-function reasonFor(err: Error): { status: number; reason: Reason } {
-  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
-    return { status: 504, reason: 'upstream_timeout' };
-  }
-  if (err instanceof AddressRefused) return { status: 502, reason: 'upstream_address_refused' };
-  return { status: 502, reason: 'upstream_error' };
+function reasonFor(err: Error): Reason {
+  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) return 'upstream_timeout';
+  if (err instanceof AddressRefused) return 'upstream_address_refused';
+  return 'upstream_error';
 }
 
 /** A body without Content-Length or chunked coding: it ends where the connection closes. */
@@ -143,7 +141,7 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
     const notFound = statusCode === 404 || statusCode === 410;
     req.outcome.reason = notFound ? 'not_found' : 'upstream_status';
     req.outcome.detail = `upstream status ${statusCode}`;
-    refuseData(res, req, notFound ? 404 : 502, req.outcome.reason);
+    refuseData(res, req, req.outcome.reason);
     this.discardBody(controller, headers);
   }
 
@@ -204,7 +202,7 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
     req.outcome.reason = 'upstream_credential_echo';
     req.outcome.detail = `the upstream answer repeated the injected credential in ${where}`;
     if (res.headersSent) res.destroy();
-    else refuseData(res, req, 502, 'upstream_credential_echo');
+    else refuseData(res, req, 'upstream_credential_echo');
     controller.abort(new Error('upstream echoed the injected credential'));
   }
 
@@ -218,7 +216,7 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
       if (res.headersSent) res.destroy();
       else {
         this.head = undefined;
-        refuseData(res, req, 502, 'upstream_error');
+        refuseData(res, req, 'upstream_error');
       }
       return;
     }
@@ -239,11 +237,11 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
       // The client left first, or we cut an error body or an echo: the abort we asked for.
       return;
     }
-    const { status, reason } = reasonFor(err);
+    const reason = reasonFor(err);
     req.outcome.reason = reason;
     req.outcome.detail = err.message;
     if (res.headersSent) res.destroy(err);
-    else refuseData(res, req, status, reason);
+    else refuseData(res, req, reason);
   }
 }
 

@@ -5,7 +5,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { subjectCutoff, tokenRevokedUntil } from '../auth/revocation.js';
 import { BodyError, readJson } from './body.js';
 import type { Reason } from '../reasons.js';
-import { refuse as refuseWith, sendJson, type RefusalContext } from './respond.js';
+import { refuse as refuseWith, type RefusalContext } from '../observe/refusal.js';
+import { sendJson } from '../http/answer.js';
 import type { Runtime } from './runtime.js';
 
 export interface AdminHooks {
@@ -30,8 +31,8 @@ function adminAuthorized(rt: Runtime, req: IncomingMessage): boolean {
 export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   const id = randomUUID();
-  const refuse = (status: number, reason: Reason, ctx: Omit<RefusalContext, 'route'> = {}, extra?: Record<string, string>): void =>
-    refuseWith(rt.logger, req, res, status, reason, id, { route: 'admin', ...ctx }, extra);
+  const refuse = (reason: Reason, ctx: Omit<RefusalContext, 'route'> = {}, extra?: Record<string, string>): void =>
+    refuseWith(rt.logger, req, res, reason, id, { route: 'admin', ...ctx }, extra);
   if (req.method === 'GET' || req.method === 'HEAD') {
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
@@ -52,22 +53,22 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
       return;
     }
   }
-  if (!path?.startsWith('/admin/')) return refuse(404, 'route_not_found');
-  if (req.method !== 'POST') return refuse(405, 'method_not_allowed', {}, { allow: 'POST' });
-  if (!adminAuthorized(rt, req)) return refuse(401, 'admin_unauthorized', { level: 'warn' });
+  if (!path?.startsWith('/admin/')) return refuse('route_not_found');
+  if (req.method !== 'POST') return refuse('method_not_allowed', {}, { allow: 'POST' });
+  if (!adminAuthorized(rt, req)) return refuse('admin_unauthorized', { level: 'warn' });
 
   if (path === '/admin/revoke') {
     let body: { jti?: unknown; sub?: unknown; exp?: unknown };
     try {
       body = ((await readJson(req, 4096)) ?? {}) as typeof body;
     } catch (err) {
-      return refuse(err instanceof BodyError ? err.status : 400, 'bad_request');
+      return refuse(err instanceof BodyError ? err.reason : 'bad_request');
     }
     const now = Math.floor(Date.now() / 1000);
     const { jti, sub, exp } = body;
     const valid = (v: unknown) => typeof v === 'string' && v.length > 0 && v.length <= 512;
     if ((jti === undefined) === (sub === undefined) || (jti !== undefined && !valid(jti)) || (sub !== undefined && !valid(sub))) {
-      return refuse(400, 'bad_request', { fields: { why: 'give exactly one of jti and sub, each a string of 1 to 512 characters' } });
+      return refuse('bad_request', { fields: { why: 'give exactly one of jti and sub, each a string of 1 to 512 characters' } });
     }
     // The issuer's clock may run clockTolerance ahead of ours (auth/revocation.ts says why):
     // a jti is kept until no token accepted now can be accepted again, whatever `exp` says;
@@ -78,7 +79,7 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
       if (typeof jti === 'string') await rt.revocation.revokeToken(jti, tokenRevokedUntil(now, exp, times));
       else await rt.revocation.revokeSubject(sub as string, cutoff);
     } catch (err) {
-      return refuse(503, 'revocation_unavailable', { level: 'error', fields: { err } });
+      return refuse('revocation_unavailable', { level: 'error', fields: { err } });
     }
     rt.logger.info({ requestId: id, revoked: typeof jti === 'string' ? { jti } : { sub, before: cutoff } }, 'revoked');
     return sendJson(res, 200, typeof jti === 'string' ? { revoked: { jti } } : { revoked: { sub, issuedAtOrBefore: cutoff } });
@@ -87,5 +88,5 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
     const result = await hooks.reload();
     return sendJson(res, result.ok ? 200 : 400, result);
   }
-  return refuse(404, 'route_not_found');
+  return refuse('route_not_found');
 }

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import type { SessionClaims } from '../auth/claims.js';
 import { extractToken, type Extracted, type TokenSource } from '../auth/extract.js';
-import { introspectorFor, MAX_SESSION_VALUES, sessionCookie, type IntrospectConfig } from '../auth/introspect.js';
+import { MAX_SESSION_VALUES, sessionCookie, type Introspector, type LogoutConfig } from '../auth/introspect.js';
 import { RevocationUnavailable } from '../auth/revocation.js';
 import { TokenError } from '../auth/verify.js';
 import type { Reason } from '../reasons.js';
@@ -22,7 +22,7 @@ export interface Unverified {
 
 export type Authenticated =
   | { ok: true; claims: SessionClaims; source: TokenSource; token: string }
-  | { ok: false; status: number; reason: Reason; source: TokenSource | undefined; unverified?: Unverified };
+  | { ok: false; reason: Reason; source: TokenSource | undefined; unverified?: Unverified };
 
 /** Longest claim value copied into `unverified`: the rest is the token holder's to pad. */
 const MAX_CLAIM = 256;
@@ -44,7 +44,7 @@ export function unverifiedClaims(token: string): Unverified | undefined {
 
 export function authenticate(rt: Runtime, headers: IncomingHttpHeaders, queryToken: string | null): Authenticated | Promise<Authenticated> {
   const found = extractToken(headers, rt.config.auth.queryToken ? queryToken : null, rt.config.auth.cookie.name);
-  if (!found) return fail(rt, 401, 'token_missing', undefined);
+  if (!found) return fail(rt, 'token_missing', undefined);
   return authenticateFound(rt, found);
 }
 
@@ -58,7 +58,7 @@ function authenticateFound(rt: Runtime, found: Extracted): Authenticated | Promi
 function verifyFound(rt: Runtime, found: Extracted): Promise<Authenticated> {
   return rt.verifier.verify(found.token).then(
     (claims) => unrevoked(rt, claims, found),
-    (err: unknown) => fail(rt, 401, err instanceof TokenError ? err.reason : 'token_invalid', found.source, unverifiedClaims(found.token)),
+    (err: unknown) => fail(rt, err instanceof TokenError ? err.reason : 'token_invalid', found.source, unverifiedClaims(found.token)),
   );
 }
 
@@ -67,9 +67,9 @@ function unrevoked(rt: Runtime, claims: SessionClaims, found: Extracted): Authen
   const who = { sub: claims.sub, ...(claims.jti !== undefined ? { jti: claims.jti } : {}) };
   const decide = (revoked: Lookup): Authenticated =>
     revoked === 'unavailable'
-      ? fail(rt, 503, 'revocation_unavailable', found.source, who)
+      ? fail(rt, 'revocation_unavailable', found.source, who)
       : revoked
-        ? fail(rt, 401, 'token_revoked', found.source, who)
+        ? fail(rt, 'token_revoked', found.source, who)
         : { ok: true, claims, source: found.source, token: found.token };
   const revoked = storeSays(rt, () => rt.revocation.isRevoked(claims));
   return revoked instanceof Promise ? revoked.then(decide) : decide(revoked);
@@ -107,14 +107,13 @@ export interface Introspected {
  * verification is refused as it is; nothing from the cookie or ?token= ever falls back.
  */
 export function authenticateData(rt: Runtime, headers: IncomingHttpHeaders, queryToken: string | null): Authenticated | Introspected | Promise<Authenticated | Introspected> {
-  const introspect = rt.config.auth.introspect;
-  const enabled = introspect?.enabled ? introspect : undefined;
+  const introspector = rt.introspector;
   const found = extractToken(headers, rt.config.auth.queryToken ? queryToken : null, rt.config.auth.cookie.name);
-  if (!found) return enabled ? introspected(rt, enabled, headers) : fail(rt, 401, 'token_missing', undefined);
+  if (!found) return introspector ? introspected(rt, introspector, headers) : fail(rt, 'token_missing', undefined);
   // A cached token verified as Keyhole's: only an uncached one is decoded to look at its issuer.
   const cached = rt.verifier.cached(found.token);
   if (cached !== undefined) return unrevoked(rt, cached, found);
-  if (enabled && found.source === 'header' && foreignIssuer(found.token, rt.config.auth.issuer)) return introspected(rt, enabled, headers);
+  if (introspector && found.source === 'header' && foreignIssuer(found.token, rt.config.auth.issuer)) return introspected(rt, introspector, headers);
   return verifyFound(rt, found);
 }
 
@@ -129,27 +128,28 @@ function foreignIssuer(token: string, issuer: string | string[]): boolean {
   return typeof issuer === 'string' ? iss !== issuer : !issuer.includes(iss as string);
 }
 
-async function introspected(rt: Runtime, cfg: IntrospectConfig, headers: IncomingHttpHeaders): Promise<Authenticated | Introspected> {
+async function introspected(rt: Runtime, introspector: Introspector, headers: IncomingHttpHeaders): Promise<Authenticated | Introspected> {
   // A session cookie logged out through Keyhole's app front stays out, whatever the app
   // still says about it (a signed-cookie session outlives the app's own logout).
-  if (cfg.logout) {
-    const session = sessionCookie(headers, cfg.logout.sessionCookie);
-    if (session.unreadable || session.values > MAX_SESSION_VALUES) return fail(rt, 401, 'introspect_denied', undefined);
+  const logout: LogoutConfig | undefined = rt.config.auth.introspect?.logout;
+  if (logout) {
+    const session = sessionCookie(headers, logout.sessionCookie);
+    if (session.unreadable || session.values > MAX_SESSION_VALUES) return fail(rt, 'introspect_denied', undefined);
     for (const hash of session.hashes) {
       const out = await storeSays(rt, () => rt.revocation.isSessionRevoked(hash));
-      if (out === 'unavailable') return fail(rt, 503, 'revocation_unavailable', undefined);
-      if (out) return fail(rt, 401, 'session_logged_out', undefined);
+      if (out === 'unavailable') return fail(rt, 'revocation_unavailable', undefined);
+      if (out) return fail(rt, 'session_logged_out', undefined);
     }
   }
-  const answer = await introspectorFor(cfg, rt.config.auth.cookie.name).check(headers);
-  if (!answer.ok) return fail(rt, answer.status, answer.reason, undefined);
+  const answer = await introspector.check(headers);
+  if (!answer.ok) return fail(rt, answer.reason, undefined);
   const exp = Math.floor(answer.expiresAt / 1000);
   // No iat: like a token without one, a subject revoked within the revocation horizon stays
   // refused here too, however it comes (a token revoked, DELETE /v1/session, the app cookie).
   const claims: SessionClaims = { sub: answer.sub, exp, iat: undefined, jti: undefined, org: undefined, project: undefined, scope: [], uri: undefined };
   const revoked = await storeSays(rt, () => rt.revocation.isRevoked(claims));
-  if (revoked === 'unavailable') return fail(rt, 503, 'revocation_unavailable', undefined, { sub: answer.sub });
-  if (revoked) return fail(rt, 401, 'token_revoked', undefined, { sub: answer.sub });
+  if (revoked === 'unavailable') return fail(rt, 'revocation_unavailable', undefined, { sub: answer.sub });
+  if (revoked) return fail(rt, 'token_revoked', undefined, { sub: answer.sub });
   return { ok: true, claims, source: 'introspect', providers: answer.providers };
 }
 
@@ -163,7 +163,7 @@ export function claimedBy(auth: Extract<Authenticated, { ok: false }>): { sub: s
   return { sub: claimed.sub, jti: claimed.jti, unverified: true };
 }
 
-function fail(rt: Runtime, status: number, reason: Reason, source: Authenticated['source'], unverified?: Unverified): Authenticated {
+function fail(rt: Runtime, reason: Reason, source: Authenticated['source'], unverified?: Unverified): Authenticated {
   rt.metrics.tokenFailures.labels(reason).inc();
-  return unverified ? { ok: false, status, reason, source, unverified } : { ok: false, status, reason, source };
+  return unverified ? { ok: false, reason, source, unverified } : { ok: false, reason, source };
 }

@@ -10,15 +10,14 @@ import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
-import { authorizeIntrospected } from '../auth/introspect.js';
 import { decisionFor } from '../observe/audit.js';
-import { runningDestination, setFields } from '../relay/headers.js';
-import type { DataRequest, Outcome } from '../providers/types.js';
+import { runningDestination, setFields } from '../http/data-head.js';
+import type { DataRequest, Outcome } from '../http/data-request.js';
 import type { Resolved } from '../providers/registry.js';
-import { parseDataUri, UriError, type DataUri } from '../providers/uri.js';
-import type { Reason } from '../reasons.js';
-import type { InFlight } from './lifecycle.js';
-import { sendError } from './respond.js';
+import { parseDataUri, UriError, type DataUri } from '../uri.js';
+import { statusOf, type Reason } from '../reasons.js';
+import type { InFlight } from './in-flight.js';
+import { sendError } from '../http/answer.js';
 import type { Runtime } from './runtime.js';
 import { authenticateData, claimedBy, type Authenticated, type Introspected } from './authenticate.js';
 
@@ -190,9 +189,9 @@ class DataExchange {
     }
   }
 
-  private refuse(status: number, reason: Reason, extra?: Record<string, string>): void {
+  private refuse(reason: Reason, extra?: Record<string, string>): void {
     this.outcome.reason = reason;
-    sendError(this.res, status, reason, this.id, extra, this.head);
+    sendError(this.res, reason, this.id, extra, this.head);
   }
 
   run(): Promise<void> | void {
@@ -200,25 +199,25 @@ class DataExchange {
     const method = req.method;
     if (method === 'OPTIONS') {
       setFields(res, this.head);
-      if (!this.rt.cors.preflight(req, res, DATA_METHODS)) this.refuse(403, 'cors_origin');
+      if (!this.rt.cors.preflight(req, res, DATA_METHODS)) this.refuse('cors_origin');
       return;
     }
     if (method !== 'GET' && method !== 'HEAD') {
       this.noteUri(dataQuery(req.url ?? '').uri);
-      return this.refuse(405, 'method_not_allowed', { allow: DATA_METHODS });
+      return this.refuse('method_not_allowed', { allow: DATA_METHODS });
     }
 
     const query = dataQuery(req.url ?? '');
     if (query.ambiguous) {
       this.noteUri(query.uri);
-      return this.refuse(400, 'bad_request');
+      return this.refuse('bad_request');
     }
     // A browser loading the answer as a script, worker or stylesheet: nobody is asked anything.
     const running = runningDestination(req.headers);
     if (running !== undefined) {
       this.noteUri(query.uri);
       this.outcome.detail = running;
-      return this.refuse(403, 'data_destination_refused');
+      return this.refuse('data_destination_refused');
     }
     const auth = authenticateData(this.rt, req.headers, query.token);
     return auth instanceof Promise ? auth.then((a) => this.authenticated(a, method, query.uri)) : this.authenticated(auth, method, query.uri);
@@ -231,13 +230,13 @@ class DataExchange {
       // Who the refused token claims to be, and what was asked: nothing is served from either.
       ({ sub: this.sub, jti: this.jti, unverified: this.unverified } = claimedBy(auth));
       this.noteUri(rawUri);
-      return this.refuse(auth.status, auth.reason, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="keyhole"' } : undefined);
+      return this.refuse(auth.reason, statusOf(auth.reason) === 401 ? { 'www-authenticate': 'Bearer realm="keyhole"' } : undefined);
     }
     this.sub = auth.claims.sub;
     this.jti = auth.claims.jti;
     this.org = auth.claims.org;
 
-    if (rawUri === null) return this.refuse(400, 'uri_missing');
+    if (rawUri === null) return this.refuse('uri_missing');
     let uri: DataUri;
     let resolved: Resolved | undefined;
     try {
@@ -249,21 +248,21 @@ class DataExchange {
       // Unparsed, the raw URI may carry anything, e.g. a presigned URL's signature: the
       // audit log redacts it (observe/audit.ts), as it does every URI it is given.
       this.uriText ??= rawUri.slice(0, rt.config.server.maxUriLength);
-      return this.refuse(400, err instanceof UriError ? err.reason : 'uri_invalid');
+      return this.refuse(err instanceof UriError ? err.reason : 'uri_invalid');
     }
-    if (!resolved) return this.refuse(403, 'no_provider');
+    if (!resolved) return this.refuse('no_provider');
     const provider = resolved.provider;
     this.providerName = provider.name;
 
-    const denied = auth.source === 'introspect' ? authorizeIntrospected(auth.providers, provider) : authorize(auth.claims, uri.canonical, provider);
-    if (denied) return this.refuse(403, denied);
+    const denied = authorize(auth, uri.canonical, provider);
+    if (denied) return this.refuse(denied);
 
     const dataReq: DataRequest = { id: this.id, method, uri, rest: resolved.rest, headers: this.req.headers, outcome: this.outcome, head: this.head, upstream: undefined };
     this.dataReq = dataReq;
     const failed = (err: unknown): void => {
       rt.logger.error({ err, requestId: this.id, provider: provider.name }, 'provider failed');
       this.outcome.reason = 'internal';
-      sendError(this.res, 500, 'internal', this.id, undefined, this.head);
+      sendError(this.res, 'internal', this.id, undefined, this.head);
     };
     try {
       return provider.serve(dataReq, this.res)?.catch(failed);

@@ -3,11 +3,11 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
-import { parseDataUri, UriError } from '../providers/uri.js';
+import { parseDataUri, UriError } from '../uri.js';
 import { CloudRefusal } from '../providers/cloud/errors.js';
-import type { Reason } from '../reasons.js';
+import { statusOf, type Reason } from '../reasons.js';
 import { BodyError, readJson } from './body.js';
-import { sendError, sendJson } from './respond.js';
+import { sendError, sendJson } from '../http/answer.js';
 import type { Runtime } from './runtime.js';
 import { authenticate, claimedBy } from './authenticate.js';
 
@@ -36,15 +36,15 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
       bytes: 0, aborted: false, ms: Math.round((performance.now() - started) * 10) / 10, client, tokenSource: who.tokenSource, expiresAt,
     });
   /** The whole batch refused: its audit event is the log line that the answer's request id finds. */
-  const refuse = (who: Asker, status: number, reason: Reason, extra?: Record<string, string>): void => {
-    audit(who, 'deny', reason, status);
-    sendError(res, status, reason, id, extra);
+  const refuse = (who: Asker, reason: Reason, extra?: Record<string, string>): void => {
+    audit(who, 'deny', reason, statusOf(reason));
+    sendError(res, reason, id, extra);
   };
   res.setHeader('x-request-id', id);
-  if (req.method !== 'POST') return refuse(NOBODY, 405, 'method_not_allowed', { allow: 'POST' });
+  if (req.method !== 'POST') return refuse(NOBODY, 'method_not_allowed', { allow: 'POST' });
   const auth = await authenticate(rt, req.headers, null);
   if (!auth.ok) {
-    return refuse({ ...NOBODY, ...claimedBy(auth), tokenSource: auth.source }, auth.status, auth.reason);
+    return refuse({ ...NOBODY, ...claimedBy(auth), tokenSource: auth.source }, auth.reason);
   }
   const who: Asker = { sub: auth.claims.sub, jti: auth.claims.jti, unverified: undefined, org: auth.claims.org, tokenSource: auth.source };
 
@@ -55,15 +55,15 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
     const body = await readJson(req, maxBatch * (rt.config.server.maxUriLength + 16) + 1024);
     const list = (body as { uris?: unknown } | null)?.uris;
     if (!Array.isArray(list) || list.length === 0 || list.length > maxBatch || list.some((u) => typeof u !== 'string')) {
-      return refuse(who, 400, 'bad_request');
+      return refuse(who, 'bad_request');
     }
     uris = list as string[];
     // Optional lifetime for every URL of the batch; each provider caps it at its ttl.max.
     const ttl = (body as { ttl?: unknown }).ttl;
-    if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1)) return refuse(who, 400, 'bad_request');
+    if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1)) return refuse(who, 'bad_request');
     ttlSeconds = ttl;
   } catch (err) {
-    return refuse(who, err instanceof BodyError ? err.status : 400, 'bad_request');
+    return refuse(who, err instanceof BodyError ? err.reason : 'bad_request');
   }
 
   const answers = await Promise.all(
@@ -81,7 +81,7 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
         if (!resolved) reason = 'no_provider';
         else {
           provider = resolved.provider.name;
-          reason = authorize(auth.claims, uri.canonical, resolved.provider) ?? 'ok';
+          reason = authorize(auth, uri.canonical, resolved.provider) ?? 'ok';
           if (reason === 'ok' && !resolved.provider.presign) reason = 'no_provider';
           if (reason === 'ok') {
             const signed = await resolved.provider.presign!(uri, resolved.rest, ttlSeconds !== undefined ? { ttlSeconds } : {});

@@ -14,8 +14,10 @@ import { Metrics } from '../observe/metrics.js';
 import { createProvider } from '../providers/kinds.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import { Cors } from './cors.js';
-import { securityHeaderFields } from './respond.js';
-import { closeAppFront } from '../app/front.js';
+import { securityHeaderFields } from '../http/answer.js';
+import { AppProxy } from '../app/proxy.js';
+import { logoutHook } from '../app/logout.js';
+import { Introspector } from '../auth/introspect.js';
 
 export interface Runtime {
   readonly config: Config;
@@ -28,6 +30,10 @@ export interface Runtime {
   readonly cors: Cors;
   /** header fields on every answer of the data listener (HSTS, referrer policy) */
   readonly securityHeaders: readonly string[];
+  /** asks the app who a request's user is (auth.introspect, when enabled) */
+  readonly introspector: Introspector | undefined;
+  /** the labeling app behind Keyhole's front (the `app` section) */
+  readonly app: AppProxy | undefined;
   /** `keepRevocation`: a reloaded runtime took the revocation store over, leave it open */
   close(opts?: { keepRevocation?: boolean }): Promise<void>;
 }
@@ -63,6 +69,17 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
   });
   const registry = new ProviderRegistry(config.providers.map(createProvider));
   metrics.revocationProbe = () => revocation.ready();
+  const introspect = config.auth.introspect;
+  const introspector = introspect?.enabled ? new Introspector(introspect, config.auth.cookie.name) : undefined;
+  const app = config.app
+    ? new AppProxy(config.app, {
+        sessionCookie: config.auth.cookie.name,
+        proto: config.server.tls ? 'https' : 'http',
+        publicHost: config.server.publicUrl ? new URL(config.server.publicUrl).host : undefined,
+        logger: deps.logger.child({ component: 'app' }),
+        logout: logoutHook(introspector, introspect?.logout, revocation),
+      })
+    : undefined;
   return {
     config,
     logger: deps.logger,
@@ -73,8 +90,10 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     registry,
     cors: new Cors(config.cors.origins, config.cors.maxAge),
     securityHeaders: securityHeaderFields(config.server),
+    introspector,
+    app,
     async close(opts = {}) {
-      await closeAppFront(config);
+      await Promise.all([app?.close(), introspector?.close()]);
       await registry.close();
       if (!opts.keepRevocation) await revocation.close();
       await auditStream?.close();

@@ -9,13 +9,15 @@ import { randomUUID } from 'node:crypto';
 import { handleAdmin, type AdminHooks } from './admin.js';
 import { handleData } from './data-route.js';
 import { handlePresign } from './presign-route.js';
-import { answerClientError, logRefusal, refuse, sendError } from './respond.js';
+import { answerClientError, sendError } from '../http/answer.js';
+import { logRefusal, refuse } from '../observe/refusal.js';
 import type { Runtime } from './runtime.js';
 import { handleSession } from './session-route.js';
-import { appProxyFor, handleUpgrade, refuseUpgrade } from '../app/front.js';
-import { InFlight } from './lifecycle.js';
-import { setFields } from '../relay/headers.js';
-import { readServerTls, type ServerTlsMaterial } from './tls-material.js';
+import { ownRoute } from './routes.js';
+import { handleUpgrade, refuseUpgrade } from './app-route.js';
+import { InFlight } from './in-flight.js';
+import { setFields } from '../http/data-head.js';
+import { readServerTls, type ServerTlsMaterial } from '../tls/server.js';
 
 export interface Listening {
   data: AddressInfo;
@@ -127,9 +129,10 @@ export class KeyholeServer {
     const q = url === undefined ? -1 : url.indexOf('?');
     const path = q === -1 ? url : url!.slice(0, q);
     const refused = refusedSockets.has(req.socket) || badHead(req);
+    const route = ownRoute(path);
     try {
       // The data route sends its own header fields with each answer, in one writeHead.
-      if (path === '/v1/data' && !refused) {
+      if (route === 'data' && !refused) {
         handleData(rt, req, res, this.inflight)?.catch((err: unknown) => this.crash(err, req, res));
         return;
       }
@@ -140,14 +143,14 @@ export class KeyholeServer {
       if (refused) {
         res.shouldKeepAlive = false;
         refusedSockets.add(req.socket);
-        return refuse(rt.logger, req, res, 400, 'bad_request', randomUUID(), { route: 'router', level: 'warn', fields: { why: 'request head or framing refused' } });
+        return refuse(rt.logger, req, res, 'bad_request', randomUUID(), { route: 'router', level: 'warn', fields: { why: 'request head or framing refused' } });
       }
       let done: Promise<void>;
-      if (path === '/v1/session') done = handleSession(rt, req, res, (host) => this.ownOrigin(host));
-      else if (path === '/v1/presign') done = handlePresign(rt, req, res);
+      if (route === 'session') done = handleSession(rt, req, res, (host) => this.ownOrigin(host));
+      else if (route === 'presign') done = handlePresign(rt, req, res);
       else {
-        const app = appProxyFor(rt);
-        if (!app) return refuse(rt.logger, req, res, 404, 'route_not_found', randomUUID(), { route: 'router' });
+        const app = rt.app;
+        if (!app) return refuse(rt.logger, req, res, 'route_not_found', randomUUID(), { route: 'router' });
         // App pages: the referrer stays on this origin (token-bearing data URLs never leave
         // it) but is still sent there: under no-referrer a same-origin form POST carries
         // `Origin: null` and no Referer, which CSRF checks (Django's, Flask-WTF's) refuse.
@@ -180,8 +183,8 @@ export class KeyholeServer {
       return;
     }
     const id = randomUUID();
-    logRefusal(this.runtime.logger, req, id, 500, 'internal', { route: 'router', level: 'error', fields: { err } });
-    sendError(res, 500, 'internal', id);
+    logRefusal(this.runtime.logger, req, id, 'internal', { route: 'router', level: 'error', fields: { err } });
+    sendError(res, 'internal', id);
   }
 
   /**
@@ -210,7 +213,7 @@ export class KeyholeServer {
   private redirectToHttps(req: IncomingMessage, res: ServerResponse): void {
     const origin = this.ownOrigin(req.headers.host?.replace(/:\d+$/, ''));
     // No server.publicUrl, and a Host the certificate does not name.
-    if (origin === undefined) return refuse(this.runtime.logger, req, res, 400, 'bad_request', randomUUID(), { route: 'redirect', fields: { why: 'Host not named by the certificate' } });
+    if (origin === undefined) return refuse(this.runtime.logger, req, res, 'bad_request', randomUUID(), { route: 'redirect', fields: { why: 'Host not named by the certificate' } });
     const path = req.url?.startsWith('/') ? req.url : '/';
     res.writeHead(308, { location: origin + path, 'content-length': 0, 'cache-control': 'no-store' });
     res.end();

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { readJson, BodyError } from './body.js';
 import type { Reason } from '../reasons.js';
-import { refuse as refuseWith } from './respond.js';
+import { refuse as refuseWith } from '../observe/refusal.js';
 import type { Runtime } from './runtime.js';
 import { authenticate, claimedBy } from './authenticate.js';
 
@@ -29,16 +29,16 @@ function originAllowed(rt: Runtime, req: IncomingMessage, ownOrigin: (host: stri
 export async function handleSession(rt: Runtime, req: IncomingMessage, res: ServerResponse, ownOrigin: (host: string | undefined) => string | undefined): Promise<void> {
   const id = randomUUID();
   res.setHeader('x-request-id', id);
-  const refuse = (status: number, reason: Reason, fields?: Record<string, unknown>, extra?: Record<string, string>): void =>
-    refuseWith(rt.logger, req, res, status, reason, id, { route: 'session', fields: { origin: req.headers.origin, ...fields } }, extra);
+  const refuse = (reason: Reason, fields?: Record<string, unknown>, extra?: Record<string, string>): void =>
+    refuseWith(rt.logger, req, res, reason, id, { route: 'session', fields: { origin: req.headers.origin, ...fields } }, extra);
   const { name, sameSite } = rt.config.auth.cookie;
   if (req.method === 'OPTIONS') {
-    if (!rt.cors.preflight(req, res, 'POST, DELETE, OPTIONS')) refuse(403, 'cors_origin');
+    if (!rt.cors.preflight(req, res, 'POST, DELETE, OPTIONS')) refuse('cors_origin');
     return;
   }
   rt.cors.decorate(req, res);
-  if (req.method !== 'POST' && req.method !== 'DELETE') return refuse(405, 'method_not_allowed', undefined, { allow: 'POST, DELETE, OPTIONS' });
-  if (!originAllowed(rt, req, ownOrigin)) return refuse(403, 'cors_origin');
+  if (req.method !== 'POST' && req.method !== 'DELETE') return refuse('method_not_allowed', undefined, { allow: 'POST, DELETE, OPTIONS' });
+  if (!originAllowed(rt, req, ownOrigin)) return refuse('cors_origin');
 
   if (req.method === 'DELETE') {
     res.statusCode = 204;
@@ -56,11 +56,11 @@ export async function handleSession(rt: Runtime, req: IncomingMessage, res: Serv
       const token = (body as { token?: unknown } | null)?.token;
       if (typeof token === 'string') headers.authorization = `Bearer ${token}`;
     } catch (err) {
-      return refuse(err instanceof BodyError ? err.status : 400, 'bad_request');
+      return refuse(err instanceof BodyError ? err.reason : 'bad_request');
     }
   }
   const auth = await authenticate(rt, headers, null);
-  if (!auth.ok) return refuse(auth.status, auth.reason, { ...claimedBy(auth), tokenSource: auth.source });
+  if (!auth.ok) return refuse(auth.reason, { ...claimedBy(auth), tokenSource: auth.source });
   const maxAge = Math.max(0, auth.claims.exp - Math.floor(Date.now() / 1000));
   res.statusCode = 204;
   res.setHeader('set-cookie', `${name}=${auth.token}; Path=/; Secure; HttpOnly; SameSite=${sameSite}; Max-Age=${maxAge}`);

@@ -9,8 +9,8 @@ import { testCerts } from '../helpers/certs.js';
 import { RedisRevocationStore, type Invalidation } from '../../src/auth/revocation-redis.js';
 import { RevocationUnavailable } from '../../src/auth/revocation.js';
 import type { SessionClaims } from '../../src/auth/claims.js';
-import { redisRevocationSchema, redisSectionSchema } from '../../src/state/config.js';
-import type { RedisClient } from '../../src/state/connect.js';
+import { redisRevocationSchema, redisSectionSchema } from '../../src/redis/schema.js';
+import type { RedisClient } from '../../src/redis/connect.js';
 import { Metrics } from '../../src/observe/metrics.js';
 
 const c = testCerts();

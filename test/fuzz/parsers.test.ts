@@ -9,12 +9,12 @@ import { resolve, sep } from 'node:path';
 import { cookieValue, extractToken, MAX_TOKEN_LENGTH } from '../../src/auth/extract.js';
 import { ProviderRegistry } from '../../src/providers/registry.js';
 import type { Provider } from '../../src/providers/types.js';
-import { encodeSegment, ownsUri, parseDataUri, UriError, type DataUri } from '../../src/providers/uri.js';
+import { encodeSegment, ownsUri, parseDataUri, UriError, type DataUri } from '../../src/uri.js';
 import { REASONS } from '../../src/reasons.js';
 import { Allowlist } from '../../src/providers/cloud/allowlist.js';
 import { encodeKey } from '../../src/providers/cloud/encode.js';
 import { CloudRefusal } from '../../src/providers/cloud/errors.js';
-import { notModified, parseRange, rangeStillValid } from '../../src/relay/range.js';
+import { notModified, parseRange, rangeStillValid } from '../../src/http/range.js';
 import { Tally } from '../security/tally.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 400);

@@ -8,8 +8,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testCerts } from './certs.js';
-import { redisConnectionSchema } from '../../src/state/config.js';
-import { createRedisClient, whenReady, type RedisClient } from '../../src/state/connect.js';
+import { redisConnectionSchema } from '../../src/redis/schema.js';
+import { createRedisClient, whenReady, type RedisClient } from '../../src/redis/connect.js';
 
 export interface TestRedis {
   /** the TLS port */

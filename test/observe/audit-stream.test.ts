@@ -13,7 +13,7 @@ import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
 import { AuditStream, streamFields } from '../../src/observe/audit-stream.js';
 import type { AuditEvent } from '../../src/observe/audit.js';
 import { Metrics } from '../../src/observe/metrics.js';
-import { auditStreamSchema, redisConnectionSchema } from '../../src/state/config.js';
+import { auditStreamSchema, redisConnectionSchema } from '../../src/redis/schema.js';
 
 const c = testCerts();
 

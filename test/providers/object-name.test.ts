@@ -13,7 +13,7 @@ import { startUpstream } from '../helpers/upstream.js';
 import { startRedis, testClient } from '../helpers/redis.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
 import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
-import type { RedisClient } from '../../src/state/connect.js';
+import type { RedisClient } from '../../src/redis/connect.js';
 
 const SIBLING = 'SIBLING-OBJECT-OUTSIDE-THE-SCOPE';
 const BASE_FOLDER = 'BASE-FOLDER-INDEX';

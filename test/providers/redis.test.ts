@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { startRedis, testClient } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
-import { whenReady } from '../../src/state/connect.js';
+import { whenReady } from '../../src/redis/connect.js';
 import { redisProviderSchema } from '../../src/providers/redis.js';
 
 const c = testCerts();

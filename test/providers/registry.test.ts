@@ -3,7 +3,7 @@
 import t from 'tap';
 import { ProviderRegistry } from '../../src/providers/registry.js';
 import type { Provider } from '../../src/providers/types.js';
-import { canonicalPrefix, parseDataUri, UriError } from '../../src/providers/uri.js';
+import { canonicalPrefix, parseDataUri, UriError } from '../../src/uri.js';
 
 let closed: string[] = [];
 const provider = (name: string, match: string, fail = false, kind = 'test'): Provider => ({

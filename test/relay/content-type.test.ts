@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { MEDIA_SANDBOX, SANDBOX } from '../../src/relay/headers.js';
+import { MEDIA_SANDBOX, SANDBOX } from '../../src/http/data-head.js';
 import { startNginx } from '../fixtures/nginx.js';
 import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
 import { startRedis, testClient } from '../helpers/redis.js';

@@ -17,7 +17,7 @@ import { startUpstream } from '../helpers/upstream.js';
 import { keyholeFor } from './pair.js';
 import { InjectedSecrets } from '../../src/relay/echo-guard.js';
 import { relay } from '../../src/relay/relay.js';
-import type { DataRequest } from '../../src/providers/types.js';
+import type { DataRequest } from '../../src/http/data-request.js';
 
 // Chosen so that its forms need escaping everywhere: base64 with + / =, JSON (" and /),
 // HTML (& < > " '), percent-encoding (nearly all of it).

@@ -17,11 +17,11 @@ export class Allowlist {
 
   /** Throws a CloudRefusal unless `ref` names an object under an allowed bucket and prefix. */
   check(ref: ObjectRef): ObjectRef {
-    if (!this.buckets.has(ref.bucket)) throw new CloudRefusal('bucket_not_allowed', `bucket ${ref.bucket} is not in this provider's allowlist`, 403);
-    if (ref.key === '') throw new CloudRefusal('key_not_allowed', 'the URI names a bucket, not an object', 403);
+    if (!this.buckets.has(ref.bucket)) throw new CloudRefusal('bucket_not_allowed', `bucket ${ref.bucket} is not in this provider's allowlist`);
+    if (ref.key === '') throw new CloudRefusal('key_not_allowed', 'the URI names a bucket, not an object');
     const prefixes = this.buckets.get(ref.bucket);
     if (prefixes && !prefixes.some((p) => ref.key.startsWith(p))) {
-      throw new CloudRefusal('key_not_allowed', "the object key is outside this provider's allowed prefixes", 403);
+      throw new CloudRefusal('key_not_allowed', "the object key is outside this provider's allowed prefixes");
     }
     return ref;
   }

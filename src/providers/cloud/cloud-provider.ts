@@ -3,13 +3,14 @@
 // browser; proxy signs a URL for Keyhole itself and streams the bytes through the relay.
 import type { ServerResponse } from 'node:http';
 import type { Pool } from 'undici';
-import { forwardedRequestHeaders, writeDataHead } from '../../relay/headers.js';
+import { forwardedRequestHeaders, writeDataHead } from '../../http/data-head.js';
 import { createPool } from '../../relay/pool.js';
 import { relay } from '../../relay/relay.js';
-import { refuseData } from '../../server/respond.js';
+import { refuseData } from '../../http/answer.js';
 import { contentTypeFor } from '../content-type.js';
-import type { DataRequest, Presigned, Provider } from '../types.js';
-import type { DataUri } from '../uri.js';
+import type { DataRequest } from '../../http/data-request.js';
+import type { Presigned, Provider } from '../types.js';
+import type { DataUri } from '../../uri.js';
 import { Allowlist, type ObjectRef } from './allowlist.js';
 import { encodeRfc3986 } from './encode.js';
 import { CloudRefusal } from './errors.js';
@@ -94,17 +95,17 @@ export class CloudProvider implements Provider {
   /** Signs (or finds in the cache) a URL for `uri`; throws CloudRefusal on a refused request. */
   async mint(uri: DataUri, opts: MintOptions): Promise<Presigned & { expiresAtMs: number }> {
     const { common, signer, allow } = this.parts;
-    if (uri.canonical.endsWith('/')) throw new CloudRefusal('key_not_allowed', 'the URI names a folder, not an object', 403);
+    if (uri.canonical.endsWith('/')) throw new CloudRefusal('key_not_allowed', 'the URI names a folder, not an object');
     const ref = allow.check(signer.locate(uri));
     const ttl = opts.ttlSeconds ?? common.ttl.default;
-    if (!Number.isInteger(ttl) || ttl < 1) throw new CloudRefusal('bad_request', 'ttl must be a positive whole number of seconds', 400);
-    if (ttl > common.ttl.max) throw new CloudRefusal('ttl_too_long', `ttl ${ttl}s is over this provider's maximum of ${common.ttl.max}s`, 400);
+    if (!Number.isInteger(ttl) || ttl < 1) throw new CloudRefusal('bad_request', 'ttl must be a positive whole number of seconds');
+    if (ttl > common.ttl.max) throw new CloudRefusal('ttl_too_long', `ttl ${ttl}s is over this provider's maximum of ${common.ttl.max}s`);
 
     let credentials: { identity: string; notAfter?: number | undefined };
     try {
       credentials = await signer.prepare(opts.nowMs);
     } catch (err) {
-      throw new CloudRefusal('credentials_unavailable', `no usable credentials: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`, 502);
+      throw new CloudRefusal('credentials_unavailable', `no usable credentials: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`);
     }
     const { signAt, expiresAt } = stableTimes(opts.nowMs, ttl, common.stable.window, common.stable.minRemaining);
     const key = this.cache.enabled ? `${credentials.identity}\n${opts.audience}\n${opts.method}\n${ttl}\n${signAt}\n${ref.bucket}\n${ref.key}` : '';
@@ -146,7 +147,7 @@ export class CloudProvider implements Provider {
       if (!(err instanceof CloudRefusal)) throw err;
       req.outcome.reason = err.reason;
       req.outcome.detail = err.message;
-      refuseData(res, req, err.status, err.reason);
+      refuseData(res, req, err.reason);
       return;
     }
     if (!proxy) {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { readFileSync } from 'node:fs';
-import { RelayedRevocationStore, restartDelay } from '../../src/server/cluster.js';
+import { RelayedRevocationStore, restartDelay } from '../../src/process/cluster.js';
 import { testCerts } from '../helpers/certs.js';
 import { dataPath, opsYaml, spawnKeyhole, type KeyholeProcess, type LogLine } from '../ops/spawn.js';
 

@@ -13,14 +13,14 @@
 // certificate problem — or a server that answers in plaintext — refuses start-up with a
 // message that says what to fix; a server that is merely down is not a config problem
 // (Keyhole starts not-ready, fails closed, and connects when Redis appears).
-import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { lazyRequire } from '../lazy.js';
 
 const ioredis = lazyRequire<typeof import('ioredis')>('ioredis');
-import type { RedisConnectionConfig } from './config.js';
+import type { RedisConnectionConfig } from './schema.js';
+import { clientTlsOptions } from '../tls/client.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -38,14 +38,7 @@ export const reconnectDelay = (times: number): number => Math.min(50 * 2 ** Math
 export function redisTls(cfg: RedisConnectionConfig): ConnectionOptions | undefined {
   const useTls = cfg.url !== undefined ? new URL(cfg.url).protocol === 'rediss:' : !cfg.insecurePlaintext;
   if (!useTls) return undefined;
-  const t = cfg.tls;
-  const out: ConnectionOptions = { minVersion: 'TLSv1.2' };
-  if (t?.ca) out.ca = readFileSync(t.ca);
-  if (t?.cert) out.cert = readFileSync(t.cert);
-  if (t?.key) out.key = readFileSync(t.key);
-  if (t?.servername) out.servername = t.servername;
-  if (t?.insecureSkipVerify) out.rejectUnauthorized = false;
-  return out;
+  return clientTlsOptions(cfg.tls);
 }
 
 /** The hosts the config names: the URL's host, the sentinels, or the cluster's startup nodes. */

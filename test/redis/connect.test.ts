@@ -4,8 +4,8 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { startRedis } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
-import { redisConnectionSchema, redisSectionSchema } from '../../src/state/config.js';
-import { createRedisClient, preflightRedis, RedisSetupError, whenReady } from '../../src/state/connect.js';
+import { redisConnectionSchema, redisSectionSchema } from '../../src/redis/schema.js';
+import { createRedisClient, preflightRedis, RedisSetupError, whenReady } from '../../src/redis/connect.js';
 import { Secret } from '../../src/config/secret.js';
 
 const c = testCerts();

@@ -12,8 +12,8 @@ import { testCerts } from '../helpers/certs.js';
 import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
 import { RedisRevocationStore, type Invalidation } from '../../src/auth/revocation-redis.js';
 import type { SessionClaims } from '../../src/auth/claims.js';
-import { redisRevocationSchema, redisSectionSchema, type RedisSectionConfig } from '../../src/state/config.js';
-import { createRedisClient, preflightRedis, whenReady } from '../../src/state/connect.js';
+import { redisRevocationSchema, redisSectionSchema, type RedisSectionConfig } from '../../src/redis/schema.js';
+import { createRedisClient, preflightRedis, whenReady } from '../../src/redis/connect.js';
 import { Metrics } from '../../src/observe/metrics.js';
 
 const c = testCerts();

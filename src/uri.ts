@@ -2,7 +2,7 @@
 // checks, upstream paths) works on the canonical form produced here, so an encoding
 // trick that survives this module would survive everywhere: be strict.
 import { LRUCache } from 'lru-cache';
-import type { Reason } from '../reasons.js';
+import { ReasonError } from './reasons.js';
 
 export interface DataUri {
   /** lower-case scheme without ':' (s3, gs, https, local …) */
@@ -15,14 +15,8 @@ export interface DataUri {
   readonly canonical: string;
 }
 
-export class UriError extends Error {
-  constructor(
-    readonly reason: Reason,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A URI refused by the grammar, with the uri_* reason. */
+export class UriError extends ReasonError {}
 
 const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
 // Control characters (C0, DEL, C1), backslash. Checked on the raw and on every decoded segment.

@@ -6,8 +6,8 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as index from 'undici';
-import { extractMimeType, headerSafeMimeType, inertTextType, JAVASCRIPT_ESSENCES, parseMimeType, runsOrApplies, serializeMimeType, splitFieldValues } from '../../src/relay/mime.js';
-import { dataType, MEDIA_SANDBOX, SANDBOX } from '../../src/relay/headers.js';
+import { extractMimeType, headerSafeMimeType, inertTextType, JAVASCRIPT_ESSENCES, parseMimeType, runsOrApplies, serializeMimeType, splitFieldValues } from '../../src/http/mime.js';
+import { dataType, MEDIA_SANDBOX, SANDBOX } from '../../src/http/data-head.js';
 
 const fixture = <T>(name: string): T[] =>
   // A string entry is a comment (wpt's own convention; the first one names the source).

@@ -18,11 +18,11 @@ import type { Logger } from 'pino';
 import { MemoryRevocationStore, RevocationUnavailable } from '../auth/revocation.js';
 import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { handleAdmin, type AdminHooks } from './admin.js';
+import { handleAdmin, type AdminHooks } from '../server/admin.js';
 import { createServeLogger, drainThenExit, KeyholeInstance, revocationSettings, restartOnlyChanges, type ReloadResult } from './instance.js';
-import { sendError } from './respond.js';
-import { createRuntime, type Runtime } from './runtime.js';
-import { readServerTls } from './tls-material.js';
+import { sendError } from '../http/answer.js';
+import { createRuntime, type Runtime } from '../server/runtime.js';
+import { readServerTls } from '../tls/server.js';
 
 type MetricsJson = MetricFamily[];
 
@@ -173,7 +173,7 @@ class Primary {
       (req, res) => {
         handleAdmin(this.runtime, hooks, req, res).catch((err: unknown) => {
           this.logger.error({ err }, 'admin request failed');
-          if (!res.headersSent) sendError(res, 500, 'internal', randomUUID());
+          if (!res.headersSent) sendError(res, 'internal', randomUUID());
           else res.destroy();
         });
       },

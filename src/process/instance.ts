@@ -7,10 +7,10 @@ import { createLogger, type Logger } from '../observe/logger.js';
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { Secret } from '../config/secret.js';
-import type { AdminHooks } from './admin.js';
-import { createRuntime, type Runtime } from './runtime.js';
-import { KeyholeServer, type Listening } from './server.js';
-import { readServerTls, watchTlsFiles, type ServerTlsMaterial } from './tls-material.js';
+import type { AdminHooks } from '../server/admin.js';
+import { createRuntime, type Runtime } from '../server/runtime.js';
+import { KeyholeServer, type Listening } from '../server/server.js';
+import { readServerTls, watchTlsFiles, type ServerTlsMaterial } from '../tls/server.js';
 
 /**
  * Logs to stdout, batched (src/observe/line-writer.ts), but never more than 100 ms late

@@ -1,8 +1,8 @@
 // `keyhole presign`: the URL a provider would hand out for one URI at a given time, for
 // ops and tests. Refusals come out as their reason code and rule, never a credential.
-import type { Config } from '../../config/schema.js';
-import { createProvider } from '../kinds.js';
-import { ProviderRegistry } from '../registry.js';
+import type { Config } from '../config/schema.js';
+import { createProvider } from '../providers/kinds.js';
+import { ProviderRegistry } from '../providers/registry.js';
 import { parseDataUri } from '../uri.js';
 
 export async function presignUri(config: Config, raw: string, opts: { at?: Date | undefined; ttlSeconds?: number | undefined }): Promise<string> {

@@ -2,8 +2,8 @@
 // must survive a reload.
 import t from 'tap';
 import { parseConfig } from '../../src/config/load.js';
-import { fingerprintSection, restartOnlyChanges, revocationSettings } from '../../src/server/instance.js';
-import { InFlight } from '../../src/server/lifecycle.js';
+import { fingerprintSection, restartOnlyChanges, revocationSettings } from '../../src/process/instance.js';
+import { InFlight } from '../../src/server/in-flight.js';
 import { EventEmitter } from 'node:events';
 import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.js';
 

@@ -1,0 +1,18 @@
+// Keyhole's own paths on the data listener. Every other path belongs to the labeling app
+// (when one is configured): this table is the one place that decides which is which.
+export const DATA_PATH = '/v1/data';
+export const SESSION_PATH = '/v1/session';
+export const PRESIGN_PATH = '/v1/presign';
+
+export type OwnRoute = 'data' | 'session' | 'presign';
+
+const OWN: ReadonlyMap<string, OwnRoute> = new Map([
+  [DATA_PATH, 'data'],
+  [SESSION_PATH, 'session'],
+  [PRESIGN_PATH, 'presign'],
+]);
+
+/** The Keyhole route a path (without its query) names, or undefined: the app's. */
+export function ownRoute(path: string | undefined): OwnRoute | undefined {
+  return path === undefined ? undefined : OWN.get(path);
+}
