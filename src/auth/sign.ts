@@ -2,7 +2,7 @@
 // (The labeling app signs real ones; docs/integrate.md shows how.)
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
-import type { Config } from '../config/schema.js';
+import type { AuthConfig } from './schema.js';
 
 export interface TokenRequest {
   sub: string;
@@ -18,7 +18,7 @@ export interface TokenRequest {
 }
 
 /** Reads only auth.issuer, auth.audience and auth.keys: `keyhole token` loads no more of the file. */
-export async function signDevToken(config: { auth: Pick<Config['auth'], 'issuer' | 'audience' | 'keys'> }, req: TokenRequest): Promise<string> {
+export async function signDevToken(config: { auth: Pick<AuthConfig, 'issuer' | 'audience' | 'keys'> }, req: TokenRequest): Promise<string> {
   const key = config.auth.keys.find((k) => 'secret' in k && (req.kid === undefined || k.kid === req.kid));
   if (!key || !('secret' in key)) throw new Error(req.kid ? `no HS key with kid ${req.kid}` : 'the config has no HS key to sign with');
   const first = (v: string | string[]) => (Array.isArray(v) ? v[0]! : v);

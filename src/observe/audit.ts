@@ -2,7 +2,7 @@
 // aborted), per URI of a presign batch, and per request head refused before any route: who
 // asked for what, what Keyhole decided and why, and what it cost.
 import pino, { type Logger } from 'pino';
-import type { Reason } from '../reasons.js';
+import { statusOf, type Reason } from '../reasons.js';
 import { redactUrl } from './logger.js';
 
 export type Decision = 'allow' | 'deny' | 'error';
@@ -55,6 +55,23 @@ export function decisionFor(reason: Reason, status: number): Decision {
   // An upstream that fails after the 200 head went out leaves status 200: still an error.
   if (status >= 500 || reason.startsWith('upstream_') || reason === 'internal') return 'error';
   return 'deny';
+}
+
+/** What a route knows of an event: the rest has defaults (see auditEvent). */
+export type AuditFields = Pick<AuditEvent, 'id' | 'kind' | 'reason'> & Partial<Omit<AuditEvent, 'id' | 'kind' | 'reason'>>;
+
+/**
+ * An audit event with the defaults filled in: no subject, provider or URI; the reason's own
+ * status; the decision that reason and status make; nothing sent, not cut, no time taken.
+ * Every field is assigned in one order (one object shape for every event).
+ */
+export function auditEvent(f: AuditFields): AuditEvent {
+  const status = f.status ?? statusOf(f.reason);
+  return {
+    id: f.id, kind: f.kind, sub: f.sub, jti: f.jti, unverified: f.unverified, org: f.org, provider: f.provider, uri: f.uri,
+    decision: f.decision ?? decisionFor(f.reason, status), reason: f.reason, status, bytes: f.bytes ?? 0, aborted: f.aborted ?? false,
+    ms: f.ms ?? 0, client: f.client, tokenSource: f.tokenSource, detail: f.detail, expiresAt: f.expiresAt,
+  };
 }
 
 /** A second destination for audit events (the Redis stream): must never block or throw. */

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
-import { decisionFor } from '../observe/audit.js';
+import { auditEvent, decisionFor } from '../observe/audit.js';
 import { runningDestination, setFields } from '../http/data-head.js';
 import type { DataRequest, Outcome } from '../http/data-request.js';
 import type { Resolved } from '../providers/registry.js';
@@ -154,25 +154,13 @@ class DataExchange {
     if (outcome.reason === 'upstream_error' || outcome.reason === 'upstream_timeout' || outcome.reason === 'upstream_status' || outcome.reason === 'upstream_credential_echo') {
       rt.metrics.upstreamErrors.labels(provider, outcome.reason).inc();
     }
-    rt.audit.write({
-      id: this.id,
-      kind: 'data',
-      sub: this.sub,
-      jti: this.jti,
-      unverified: this.unverified,
-      org: this.org,
-      provider: this.providerName,
-      uri: this.uriText,
-      decision,
-      reason: outcome.reason,
-      status,
-      bytes: outcome.bytes,
-      aborted,
-      ms: Math.round(seconds * 1e4) / 10,
-      client: this.client,
-      tokenSource: this.tokenSource,
-      detail: outcome.detail || undefined,
-    });
+    rt.audit.write(
+      auditEvent({
+        id: this.id, kind: 'data', sub: this.sub, jti: this.jti, unverified: this.unverified, org: this.org, provider: this.providerName, uri: this.uriText,
+        decision, reason: outcome.reason, status, bytes: outcome.bytes, aborted, ms: Math.round(seconds * 1e4) / 10, client: this.client,
+        tokenSource: this.tokenSource, detail: outcome.detail || undefined,
+      }),
+    );
   }
 
   /**

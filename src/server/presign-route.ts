@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authorize } from '../auth/scope.js';
 import { parseDataUri, UriError } from '../uri.js';
 import { CloudRefusal } from '../providers/cloud/errors.js';
+import { auditEvent } from '../observe/audit.js';
 import { statusOf, type Reason } from '../reasons.js';
 import { BodyError, readJson } from './body.js';
 import { sendError, sendJson } from '../http/answer.js';
@@ -31,10 +32,12 @@ export async function handlePresign(rt: Runtime, req: IncomingMessage, res: Serv
   const client = req.socket.remoteAddress;
   /** One event per URI of the batch (`kind: presign`): an issued URL is not a download, so no bytes. */
   const audit = (who: Asker, decision: 'allow' | 'deny' | 'error', reason: Reason, status: number, provider?: string, uri?: string, expiresAt?: string): void =>
-    rt.audit.write({
-      id, kind: 'presign', sub: who.sub, jti: who.jti, unverified: who.unverified, org: who.org, provider, uri, decision, reason, status,
-      bytes: 0, aborted: false, ms: Math.round((performance.now() - started) * 10) / 10, client, tokenSource: who.tokenSource, expiresAt,
-    });
+    rt.audit.write(
+      auditEvent({
+        id, kind: 'presign', sub: who.sub, jti: who.jti, unverified: who.unverified, org: who.org, provider, uri, decision, reason, status,
+        ms: Math.round((performance.now() - started) * 10) / 10, client, tokenSource: who.tokenSource, expiresAt,
+      }),
+    );
   /** The whole batch refused: its audit event is the log line that the answer's request id finds. */
   const refuse = (who: Asker, reason: Reason, extra?: Record<string, string>): void => {
     audit(who, 'deny', reason, statusOf(reason));

@@ -18,6 +18,7 @@ import { handleUpgrade, refuseUpgrade } from './app-route.js';
 import { InFlight } from './in-flight.js';
 import { setFields } from '../http/data-head.js';
 import { readServerTls, type ServerTlsMaterial } from '../tls/server.js';
+import { auditEvent } from '../observe/audit.js';
 
 export interface Listening {
   data: AddressInfo;
@@ -170,10 +171,7 @@ export class KeyholeServer {
     if (!answered) return;
     const { status, reason, id } = answered;
     this.runtime.metrics.requests.labels('-', String(status), 'deny').inc();
-    this.runtime.audit.write({
-      id, kind: 'head', sub: undefined, jti: undefined, org: undefined, provider: undefined, uri: undefined, decision: 'deny', reason, status,
-      bytes: 0, aborted: false, ms: 0, client: (socket as Socket).remoteAddress, tokenSource: undefined,
-    });
+    this.runtime.audit.write(auditEvent({ id, kind: 'head', reason, status, client: (socket as Socket).remoteAddress }));
   }
 
   private crash(err: unknown, req: IncomingMessage, res: ServerResponse): void {
