@@ -4,12 +4,17 @@
 // most 4 KiB) and sonic-boom's synchronous mode. process.cpuUsage counts every thread, the
 // thread pool's too. Usage: taskset -c 0 node bench/audit-cost.mjs [BUILD_DIR=bench/.work/build]
 import pino from 'pino';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const build = resolve(process.argv[2] ?? 'bench/.work/build');
-const mod = (p) => import(pathToFileURL(`${build}/${p}`).href);
+/** The first of the build's module paths that exists (the src/ layout moves between commits). */
+const mod = (...paths) => {
+  const found = paths.map((p) => `${build}/${p}`).find((f) => existsSync(f));
+  if (!found) throw new Error(`none of ${paths.join(', ')} in ${build}`);
+  return import(pathToFileURL(found).href);
+};
 const { createLogger } = await mod('observe/logger.js');
 const { AuditLog } = await mod('observe/audit.js');
 const { LineWriter } = await mod('observe/line-writer.js');

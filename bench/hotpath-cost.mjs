@@ -3,7 +3,7 @@
 // under load). Evidence for where the per-request budget goes besides socket I/O and undici.
 // Pin it: taskset -c 0 node bench/hotpath-cost.mjs [BUILD_DIR] [CONFIG] [TOKENS]
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
@@ -11,16 +11,21 @@ import pino from 'pino';
 const build = resolve(process.argv[2] ?? 'bench/.work/build');
 const configFile = resolve(process.argv[3] ?? 'bench/.work/run/keyhole.yaml');
 const tokens = readFileSync(resolve(process.argv[4] ?? 'bench/.work/run/tokens.txt'), 'utf8').trim().split('\n');
-const mod = (p) => import(pathToFileURL(`${build}/${p}`).href);
+/** The first of the build's module paths that exists: the new src/ layout first, then the old. */
+const mod = (...paths) => {
+  const found = paths.map((p) => `${build}/${p}`).find((f) => existsSync(f));
+  if (!found) throw new Error(`none of ${paths.join(', ')} in ${build}`);
+  return import(pathToFileURL(found).href);
+};
 const { loadConfigFile } = await mod('config/load.js');
 const { createRuntime } = await mod('server/runtime.js');
 const { authenticate } = await mod('server/authenticate.js');
 const { dataQuery } = await mod('server/data-route.js');
-const { parseDataUri } = await mod('providers/uri.js');
+const { parseDataUri } = await mod('uri.js', 'providers/uri.js');
 const { authorize } = await mod('auth/scope.js');
 const { AuditLog, decisionFor } = await mod('observe/audit.js');
 const { LineWriter } = await mod('observe/line-writer.js');
-const { relayedResponseFields, forwardedRequestHeaders } = await mod('relay/headers.js');
+const { relayedResponseFields, forwardedRequestHeaders } = await mod('http/data-head.js', 'relay/headers.js');
 
 const config = loadConfigFile(configFile);
 const logger = pino({ level: 'silent' });
@@ -33,6 +38,8 @@ const audit = new AuditLog(pino({ level: 'info' }, new LineWriter({ fd: (await i
 const head = ['referrer-policy', 'no-referrer', 'x-request-id', randomUUID()];
 
 const claims = (await authenticate(rt, headersFor(tokens[0]), null)).claims;
+// authorize() took the claims, and now takes a session ({ claims, providers? }): this serves both.
+const session = { ...claims, claims };
 const uri = parseDataUri('https://data.bench/obj/1k', 2048);
 const resolved = rt.registry.resolve(uri);
 const steps = {
@@ -41,7 +48,7 @@ const steps = {
   'authenticate (extract + cached verify + revocation)': async (i) => authenticate(rt, headersFor(tokens[i % tokens.length]), null),
   'parseDataUri': () => parseDataUri('https://data.bench/obj/1k', 2048),
   'registry.resolve': () => rt.registry.resolve(uri),
-  'authorize (scope)': () => authorize(claims, uri.canonical, resolved.provider),
+  'authorize (scope)': () => authorize(session, uri.canonical, resolved.provider),
   'forwardedRequestHeaders + injected copy': () => forwardedRequestHeaders(headersFor(tokens[0]), { 'accept-encoding': 'identity', authorization: 'Basic dXNlcjpwYXNz' }),
   'relayedResponseFields': () => relayedResponseFields(upstreamHeaders, head, 200),
   'metrics (recordRequest, as the data route does)': () => rt.metrics.recordRequest('upstream', 200, decisionFor('ok', 200), 0.0013, 1024, false),

@@ -6,6 +6,7 @@ BENCH=${BENCH:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 ROOT=$(cd "$BENCH/.." && pwd)
 W=${BENCH_WORK:-$BENCH/.work}          # everything generated: build, data, configs, logs, raw results
 BUILD=$W/build                          # Keyhole compiled here (not dist/: others may be building it)
+BUILD_BASE=$W/build-base                # BASE_REF=<commit>: the baseline Keyhole (contender keyhole-base)
 RAW=$W/raw.jsonl
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -19,6 +20,7 @@ P_UP=$PB; P_NGINX=$((PB + 1)); P_AUTHREQ=$((PB + 2)); P_UNDICI=$((PB + 3)); P_KE
 P_NGINX_TLS=$((PB + 5)); P_KEYHOLE_TLS=$((PB + 6)); P_KEYHOLE_W2=$((PB + 7)); P_KEYHOLE_FLAT=$((PB + 8))
 P_KEYHOLE_PROF=$((PB + 9)); P_VERIFIER=$((PB + 20))
 P_DISPATCH=$((PB + 10)); P_HTTPPROXY=$((PB + 11)); P_FASTIFY=$((PB + 12)); P_CADDY=$((PB + 13))
+P_KEYHOLE_BASE=$((PB + 14))
 PEERS=$W/peers                          # the Node peers (http-proxy, fastify), installed here, never in the project
 # Keyhole runs with the node flags its own start command uses (package.json scripts.start, the
 # image's ENTRYPOINT and the bin's shebang carry the same: test/ops/container.test.ts).
@@ -77,7 +79,10 @@ port_of() { case $1 in
   undici-dispatch) echo $P_DISPATCH;; http-proxy) echo $P_HTTPPROXY;; fastify) echo $P_FASTIFY;; caddy) echo $P_CADDY;;
   keyhole) echo $P_KEYHOLE;; nginx-tls) echo $P_NGINX_TLS;; keyhole-tls) echo $P_KEYHOLE_TLS;;
   keyhole-w2) echo $P_KEYHOLE_W2;; keyhole-flat) echo $P_KEYHOLE_FLAT;; keyhole-prof) echo $P_KEYHOLE_PROF;;
+  keyhole-base) echo $P_KEYHOLE_BASE;;
 esac; }
+# The Keyhole build a contender runs: the baseline for keyhole-base, the current one otherwise.
+build_of() { [ "$1" = keyhole-base ] && echo "$BUILD_BASE" || echo "$BUILD"; }
 scheme_of() { case $1 in *-tls) echo https;; *) echo http;; esac; }
 path_of() { # contender object
   case $1 in keyhole*) keyhole_path "$SCOPE$2";; *) echo "/obj/$2";; esac
@@ -112,10 +117,12 @@ stop_upstream() {
 }
 
 # Writes $W/run/NAME.yaml for a Keyhole on PORT; SERVER_EXTRA goes under server:, TOP_EXTRA at top level.
-keyhole_yaml() { # name port server_extra top_extra
-  local f=$W/run/$1.yaml http_extra=''
+# BUILD_DIR (default: the contender's build) is the Keyhole that will read it.
+keyhole_yaml() { # name port server_extra top_extra [build_dir]
+  local f=$W/run/$1.yaml http_extra='' build=${5:-$(build_of "$1")}
   # The upstream is on loopback: builds with the SSRF guard need it allowed explicitly.
-  grep -q allowPrivateNetworks "$BUILD/providers/http.js" 2>/dev/null && http_extra='    allowPrivateNetworks: true'
+  # (searched in the whole build: the file that declares it moves between layouts)
+  grep -rqs --include='*.js' allowPrivateNetworks "$build" && http_extra='    allowPrivateNetworks: true'
   sed -e "s#@WORK@#$W#g" -e "s#@P_UP@#$P_UP#g" -e "s#@PORT@#$2#g" -e "s#@ADMIN_PORT@#$(($2 + ADMIN_OFFSET))#g" \
       -e "s#@SERVER_EXTRA@#$3#" -e "s#@TOP_EXTRA@#$4#" -e "s#@HTTP_EXTRA@#$http_extra#" "$BENCH/conf/keyhole.yaml.in" >"$f"
   echo "$f"
@@ -161,7 +168,7 @@ start_contender() {
       CONTENDER_OUT=$W/logs/$c.audit.log; : >"$CONTENDER_OUT"
       # stdout carries pino's lines (audit events included) to a real file
       # shellcheck disable=SC2086
-      taskset -c "$cpus" node $KEYHOLE_NODE_FLAGS ${NODE_FLAGS:-} "$BUILD/cli.js" serve --config "$yaml" >>"$CONTENDER_OUT" 2>>"$W/logs/$c.err" &
+      taskset -c "$cpus" node $KEYHOLE_NODE_FLAGS ${NODE_FLAGS:-} "$(build_of "$c")/cli.js" serve --config "$yaml" >>"$CONTENDER_OUT" 2>>"$W/logs/$c.err" &
       PIDS=$!; RSSPIDS=$PIDS;;
     *) die "unknown contender $c";;
   esac

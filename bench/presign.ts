@@ -8,7 +8,7 @@ import { cpus } from 'node:os';
 import { Secret } from '../src/config/secret.js';
 import { createProvider, providerSchema } from '../src/providers/kinds.js';
 import type { Provider } from '../src/providers/types.js';
-import { parseDataUri } from '../src/providers/uri.js';
+import { parseDataUri } from '../src/uri.js';
 
 const seconds = Number(process.argv[2] ?? 2);
 const saFile = new URL('../../shared/vectors/gcs/test_service_account.not-a-test.json', import.meta.url);

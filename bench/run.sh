@@ -10,7 +10,18 @@
 # CONNS (64), C100 (4), TLS (1: also a TLS round), PROFILE (1: --cpu-prof Keyhole at 1 KiB),
 # FLAT (1: the 2 GiB memory check), PRESIGN (1: npm run bench:presign when present),
 # CONTENDERS, PROXY_CPU (0), LOAD_CPU (1), BENCH_PORT_BASE (19400), BUILD_KEYHOLE (1),
-# STEPS (default "check rounds flat presign profile"; e.g. STEPS=profile for the profile alone).
+# STEPS (default "check rounds flat presign profile"; e.g. STEPS=profile for the profile alone),
+# KEYHOLE_REF (build this commit instead of the working tree), RESULTS_DIR (where RESULTS.md
+# and results.json go; default bench/), W2 (1: also keyhole-w2 when the build accepts workers: 2).
+#
+# Before/after a change, in one run: BASE_REF=<commit> also builds that commit (into
+# $BENCH_WORK/build-base) and adds the contender keyhole-base: the same YAML, tokens and
+# pinning as keyhole, its own port, the baseline build. It is checked and measured in every
+# round beside keyhole (order alternating), and RESULTS.md opens with a "Before/after" table
+# (req/s and MB/s at 1 KiB, 64 KiB, 1 MiB, 100 MiB, current/base). Use an even ROUNDS so each
+# build goes first equally often; keep the measured tree out of others' way with KEYHOLE_REF:
+#   BASE_REF=HEAD~3 KEYHOLE_REF=HEAD CONTENDERS="keyhole-base keyhole" ROUNDS=4 TLS=0 W2=0 \
+#     FLAT=0 PRESIGN=0 PROFILE=0 BENCH_WORK=/tmp/kb RESULTS_DIR=/tmp/kb npm run bench
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -18,11 +29,16 @@ QUICK=${QUICK:-0}
 # Warm-up is generous: a pinned Node process compiles (JIT, GC threads) on its one core too.
 if [ "$QUICK" = 1 ]; then d_rounds=1; d_dur=3; d_d100=3; d_warm=2; d_prof=0; else d_rounds=3; d_dur=6; d_d100=6; d_warm=4; d_prof=1; fi
 ROUNDS=${ROUNDS:-$d_rounds}; DURATION=${DURATION:-$d_dur}; D100=${D100:-$d_d100}; WARM=${WARM:-$d_warm}
-CONNS=${CONNS:-64}; C100=${C100:-4}; TLS=${TLS:-1}; PROFILE=${PROFILE:-$d_prof}; FLAT=${FLAT:-1}; PRESIGN=${PRESIGN:-1}
+CONNS=${CONNS:-64}; C100=${C100:-4}; TLS=${TLS:-1}; W2=${W2:-1}; PROFILE=${PROFILE:-$d_prof}; FLAT=${FLAT:-1}; PRESIGN=${PRESIGN:-1}
 CONTENDERS=${CONTENDERS:-"direct nginx nginx-authreq caddy http-proxy fastify undici undici-dispatch keyhole"}
 STEPS=${STEPS:-check rounds flat presign profile}
 step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
 TLS_CONTENDERS="nginx-tls keyhole-tls"
+BASE_COMMIT=""   # BASE_REF, checked before anything is built
+case " $CONTENDERS " in *" keyhole-base "*) [ -n "${BASE_REF:-}" ] || die "contender keyhole-base needs BASE_REF=<commit>";; esac
+if [ -n "${BASE_REF:-}" ]; then
+  BASE_COMMIT=$(git -C "$ROOT" rev-parse --short "$BASE_REF^{commit}" 2>/dev/null) || die "BASE_REF=$BASE_REF is not a commit"
+fi
 SMALL_OBJECTS="1k 64k 1m"
 
 PIDS=""; RSSPIDS=""; SAMPLER_PID=""; UPSTREAM_PID=""
@@ -43,31 +59,45 @@ ensure_tools
 case " $CONTENDERS " in *" http-proxy "*|*" fastify "*) ensure_peers;; esac
 # Keyhole is compiled from the working tree, or from a commit with KEYHOLE_REF=HEAD (a tree
 # that others are editing may not compile; then the last commit is measured, and said so).
-build_ref() { # ref → builds a snapshot of src/ at that commit
-  local snap=$W/src-snapshot
-  rm -rf "$snap" "$BUILD"; mkdir -p "$snap"
-  git -C "$ROOT" archive "$1" src tsconfig.json tsconfig.build.json | tar -x -C "$snap" || return 1
-  (cd "$snap" && "$ROOT/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$BUILD") >"$W/logs/build.log" 2>&1
+# Only tsconfig and src/ are taken from the commit: cli.js is the entry in every layout.
+build_ref() { # ref out_dir log → builds a snapshot of src/ at that commit into out_dir
+  local ref=$1 out=$2 snap=$2.src
+  rm -rf "$snap" "$out"; mkdir -p "$snap"
+  git -C "$ROOT" archive "$ref" src tsconfig.json tsconfig.build.json | tar -x -C "$snap" || return 1
+  (cd "$snap" && "$ROOT/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$out") >"$3" 2>&1
 }
-BUILT_FROM=""
+# A BENCH_WORK outside the repo: the snapshots (tsc) and the builds (node) find the project's
+# packages through $W/node_modules, and its module type through $W/package.json.
+case "$W/" in "$ROOT"/*) ;; *)
+  [ -e "$W/node_modules" ] || ln -s "$ROOT/node_modules" "$W/node_modules"
+  node -e 'const p = require(process.argv[1]); process.stdout.write(JSON.stringify({ name: "keyhole-bench-work", private: true, type: p.type }) + "\n")' "$ROOT/package.json" >"$W/package.json";;
+esac
+BUILT_FROM=""; CURRENT_COMMIT=""
 if [ "${BUILD_KEYHOLE:-1}" = 1 ]; then
   if [ -n "${KEYHOLE_REF:-}" ]; then
     log "building Keyhole at $KEYHOLE_REF into $BUILD"
-    build_ref "$KEYHOLE_REF" || die "Keyhole at $KEYHOLE_REF does not compile (see $W/logs/build.log)"
-    BUILT_FROM="commit $(git -C "$ROOT" rev-parse --short "$KEYHOLE_REF")"
+    build_ref "$KEYHOLE_REF" "$BUILD" "$W/logs/build.log" || die "Keyhole at $KEYHOLE_REF does not compile (see $W/logs/build.log)"
+    CURRENT_COMMIT=$(git -C "$ROOT" rev-parse --short "$KEYHOLE_REF"); BUILT_FROM="commit $CURRENT_COMMIT"
   else
     log "building Keyhole (working tree) into $BUILD"
     rm -rf "$BUILD"
     if "$ROOT/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$BUILD" >"$W/logs/build.log" 2>&1; then
-      BUILT_FROM="working tree"
+      BUILT_FROM="working tree"; CURRENT_COMMIT="$(git -C "$ROOT" rev-parse --short HEAD)+working tree"
     else
       log "the working tree does not compile (see $W/logs/build.log): measuring HEAD instead"
-      build_ref HEAD || die "HEAD does not compile either"
-      BUILT_FROM="commit $(git -C "$ROOT" rev-parse --short HEAD) (working tree did not compile)"
+      build_ref HEAD "$BUILD" "$W/logs/build.log" || die "HEAD does not compile either"
+      CURRENT_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD); BUILT_FROM="commit $CURRENT_COMMIT (working tree did not compile)"
     fi
   fi
 fi
 [ -f "$BUILD/cli.js" ] || die "no $BUILD/cli.js: the build failed"
+# The baseline: BASE_REF builds a second Keyhole, measured as keyhole-base beside keyhole.
+if [ -n "$BASE_COMMIT" ]; then
+  log "building the baseline Keyhole at $BASE_REF ($BASE_COMMIT) into $BUILD_BASE"
+  build_ref "$BASE_REF" "$BUILD_BASE" "$W/logs/build-base.log" || die "Keyhole at $BASE_REF does not compile (see $W/logs/build-base.log)"
+  [ -f "$BUILD_BASE/cli.js" ] || die "no $BUILD_BASE/cli.js: the baseline has no cli.js entry"
+  case " $CONTENDERS " in *" keyhole-base "*) ;; *) CONTENDERS="keyhole-base $CONTENDERS";; esac
+fi
 
 for s in 1k:1024 64k:65536 1m:1048576 100m:104857600; do
   f=$W/data/${s%%:*}; [ "$(stat -c %s "$f" 2>/dev/null)" = "${s##*:}" ] || head -c "${s##*:}" /dev/urandom >"$f"
@@ -85,6 +115,12 @@ render "$BENCH/conf/Caddyfile.in" "$W/run/Caddyfile"
 
 yaml=$(keyhole_yaml keyhole "$P_KEYHOLE" '  insecurePlainHttp: true' '')
 node "$BUILD/cli.js" check-config "$yaml" >"$W/logs/check-config.log" 2>&1 || { cat "$W/logs/check-config.log" >&2; die "bench config refused"; }
+if [ -n "$BASE_COMMIT" ]; then   # the same template and auth block, read by the baseline build
+  base_yaml=$(keyhole_yaml keyhole-base "$P_KEYHOLE_BASE" '  insecurePlainHttp: true' '')
+  node "$BUILD_BASE/cli.js" check-config "$base_yaml" >"$W/logs/check-config-base.log" 2>&1 || { cat "$W/logs/check-config-base.log" >&2; die "bench config refused by the baseline"; }
+fi
+# Tokens are signed with the current build only: both builds verify the same auth block
+# (the check step proves the baseline accepts them).
 log "signing 1024 distinct session tokens"
 node "$BENCH/srv/sign-tokens.mjs" "$BUILD" "$yaml" 1024 "$SCOPE" user >"$TOKENS" || die "token signing"
 node "$BENCH/srv/sign-tokens.mjs" "$BUILD" "$yaml" 1 "$SCOPE" revoked-user >"$W/run/revoked-token.txt" || die "token signing"
@@ -97,13 +133,13 @@ if node "$BUILD/cli.js" check-config "$w2yaml" >"$W/logs/check-workers.log" 2>&1
 # The first token with one signature character changed (not the last: its low bits are padding).
 tampered_token() { node -e 'const t = process.argv[1]; const i = t.length - 10; process.stdout.write(t.slice(0, i) + (t[i] === "A" ? "B" : "A") + t.slice(i + 1))' "$(head -1 "$TOKENS")"; }
 json_str() { node -e 'process.stdout.write(JSON.stringify(process.argv[1] ?? ""))' -- "$1"; }   # -- : a value may start with --
-echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"d100_s\":$D100,\"conns\":$CONNS,\"c100\":$C100,\"proxy_cpu\":$PROXY_CPU,\"load_cpu\":$LOAD_CPU,\"cpus\":$(nproc),\"cpu_model\":$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"),\"kernel\":$(json_str "$(uname -r)"),\"node\":$(json_str "$(node -v)"),\"nginx\":$(json_str "$(nginx -v 2>&1)"),\"wrk\":$(json_str "$(wrk -v 2>&1 | head -1)"),\"git\":$(json_str "$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null)"),\"dirty\":$(json_str "$(git -C "$ROOT" status --short -- src | wc -l)"),\"built_from\":$(json_str "$BUILT_FROM"),\"loadavg_start\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),\"workers_supported\":$WORKERS_SUPPORTED,\"keyhole_node_flags\":$(json_str "$KEYHOLE_NODE_FLAGS")}" >>"$RAW"
+echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"d100_s\":$D100,\"conns\":$CONNS,\"c100\":$C100,\"proxy_cpu\":$PROXY_CPU,\"load_cpu\":$LOAD_CPU,\"cpus\":$(nproc),\"cpu_model\":$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"),\"kernel\":$(json_str "$(uname -r)"),\"node\":$(json_str "$(node -v)"),\"nginx\":$(json_str "$(nginx -v 2>&1)"),\"wrk\":$(json_str "$(wrk -v 2>&1 | head -1)"),\"git\":$(json_str "$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null)"),\"dirty\":$(json_str "$(git -C "$ROOT" status --short -- src | wc -l)"),\"built_from\":$(json_str "$BUILT_FROM"),\"current_commit\":$(json_str "$CURRENT_COMMIT"),\"base_ref\":$(json_str "${BASE_REF:-}"),\"base_commit\":$(json_str "$BASE_COMMIT"),\"base_subject\":$(json_str "$([ -n "$BASE_COMMIT" ] && git -C "$ROOT" log -1 --format=%s "$BASE_COMMIT")"),\"current_subject\":$(json_str "$(git -C "$ROOT" log -1 --format=%s "${KEYHOLE_REF:-HEAD}" 2>/dev/null)"),\"loadavg_start\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),\"workers_supported\":$WORKERS_SUPPORTED,\"keyhole_node_flags\":$(json_str "$KEYHOLE_NODE_FLAGS")}" >>"$RAW"
 
 start_upstream
 log "upstream nginx on :$P_UP (cpu$LOAD_CPU); contenders on cpu$PROXY_CPU; wrk on cpu$LOAD_CPU"
 
 # --- correctness first: every contender returns the exact bytes; auth contenders refuse ---
-ALL="$CONTENDERS"; [ "$TLS" = 1 ] && ALL="$ALL $TLS_CONTENDERS"; [ "$WORKERS_SUPPORTED" = 1 ] && ALL="$ALL keyhole-w2"
+ALL="$CONTENDERS"; [ "$TLS" = 1 ] && ALL="$ALL $TLS_CONTENDERS"; [ "$WORKERS_SUPPORTED$W2" = 11 ] && ALL="$ALL keyhole-w2"
 step check || ALL=""
 for c in $ALL; do
   start_contender "$c" || { log "$c failed to start"; echo "{\"type\":\"check\",\"contender\":\"$c\",\"started\":false}" >>"$RAW"; stop_contender; continue; }
@@ -150,7 +186,7 @@ bench_contender() { # contender round
   esac
 }
 
-ROUND_LIST="$CONTENDERS"; [ "$WORKERS_SUPPORTED" = 1 ] && ROUND_LIST="$ROUND_LIST keyhole-w2"; [ "$TLS" = 1 ] && ROUND_LIST="$ROUND_LIST $TLS_CONTENDERS"
+ROUND_LIST="$CONTENDERS"; [ "$WORKERS_SUPPORTED$W2" = 11 ] && ROUND_LIST="$ROUND_LIST keyhole-w2"; [ "$TLS" = 1 ] && ROUND_LIST="$ROUND_LIST $TLS_CONTENDERS"
 step rounds || ROUNDS=0
 for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then order=$ROUND_LIST; else order=$(echo $ROUND_LIST | tr ' ' '\n' | tac | tr '\n' ' '); fi
@@ -195,5 +231,6 @@ fi
 
 echo "{\"type\":\"end\",\"finished\":\"$(date -u +%FT%TZ)\",\"loadavg_end\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)")}" >>"$RAW"
 stop_upstream
-node "$BENCH/summarize.mjs" "$RAW" "$BENCH/RESULTS.md" "$BENCH/results.json" || die "summarize failed"
-log "wrote bench/RESULTS.md and bench/results.json"
+RESULTS_DIR=${RESULTS_DIR:-$BENCH}; mkdir -p "$RESULTS_DIR"
+node "$BENCH/summarize.mjs" "$RAW" "$RESULTS_DIR/RESULTS.md" "$RESULTS_DIR/results.json" || die "summarize failed"
+log "wrote $RESULTS_DIR/RESULTS.md and $RESULTS_DIR/results.json"

@@ -34,13 +34,14 @@ const LABEL = {
   fastify: '@fastify/http-proxy (no auth)',
   undici: 'minimal undici proxy (no auth)',
   'undici-dispatch': 'undici dispatch floor (no auth, no audit, no metrics)',
+  'keyhole-base': 'Keyhole baseline build (BASE_REF), same config',
   keyhole: '**Keyhole**, all security on',
   'nginx-tls': 'nginx proxy_pass, TLS',
   'keyhole-tls': '**Keyhole**, TLS, all security on',
   'keyhole-w2': '**Keyhole** `workers: 2` (cpu0+cpu1)',
   'keyhole-prof': 'Keyhole under --cpu-prof',
 };
-const ORDER = ['direct', 'nginx', 'nginx-authreq', 'caddy', 'http-proxy', 'fastify', 'undici', 'undici-dispatch', 'keyhole', 'keyhole-w2', 'nginx-tls', 'keyhole-tls'];
+const ORDER = ['direct', 'nginx', 'nginx-authreq', 'caddy', 'http-proxy', 'fastify', 'undici', 'undici-dispatch', 'keyhole-base', 'keyhole', 'keyhole-w2', 'nginx-tls', 'keyhole-tls'];
 /** The Node proxies Keyhole is measured against (none of them checks a token). */
 const NODE_PEERS = ['http-proxy', 'fastify', 'undici', 'undici-dispatch'];
 
@@ -85,11 +86,13 @@ function stats(c, o) {
     cpu_pct: median(pick((r) => r.cpu_pct)),
     // requests per CPU-second of the contender: its one-core capacity, less sensitive to sharing
     per_cpu_s: median(pick((r) => (r.cpu_pct ? rps(r) / (r.cpu_pct / 100) : null))),
+    mb_per_cpu_s: median(pick((r) => (r.cpu_pct ? mbs(r) / (r.cpu_pct / 100) : null))),
     rss_peak_mb: pick((r) => r.rss_peak_kb).length ? Math.max(...pick((r) => r.rss_peak_kb)) / 1024 : null,
     errors: rs.reduce((s, r) => s + errorsOf(r), 0),
     requests: rs.reduce((s, r) => s + r.requests, 0),
   };
 }
+if (meta.base_commit) LABEL['keyhole-base'] = `Keyhole baseline build (${meta.base_commit}), same config`;
 const contenders = ORDER.filter((c) => runs.some((r) => r.contender === c));
 const table = {};
 for (const c of contenders) {
@@ -106,6 +109,7 @@ for (const c of contenders) {
   if (h.length) wholeRunPeak[c] = { max: Math.max(...h), median: median(h), idle: median(idle) };
 }
 
+const nameOf = { '1k': '1 KiB', '64k': '64 KiB', '1m': '1 MiB', '100m': '100 MiB' };
 const fmt = (x, d = 0) => (x === null || x === undefined || Number.isNaN(x) ? '—' : x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }));
 const ratio = (a, b) => (a && b ? a / b : null);
 const get = (c, o, k) => table[c]?.[o]?.[k] ?? null;
@@ -132,6 +136,41 @@ md.push('- Tokens: 1,024 distinct HS256 session tokens (distinct `sub`, `jti`), 
 md.push('- Keyhole config (bench/conf/keyhole.yaml.in): token verified (HS256 + iss/aud/exp/sub), scope checked, revocation in memory holding entries (a revoked subject and jti), one pino audit line per request written to a file, Prometheus metrics counted, `http` provider injecting BasicAuth.');
 md.push('');
 
+// --- before/after: the baseline build (BASE_REF) beside the current one, same run
+const beforeAfter = [];
+if (contenders.includes('keyhole-base')) {
+  const base = `${meta.base_commit || '?'}${meta.base_ref && meta.base_ref !== meta.base_commit ? ` (${meta.base_ref})` : ''}`;
+  const current = meta.current_commit || meta.built_from || '?';
+  const short = (t) => (t && t.length > 90 ? `${t.slice(0, 89)}…` : t);
+  const ba = [];
+  ba.push('## Before/after: baseline build vs current build');
+  ba.push('');
+  ba.push(`- Base: ${base}${meta.base_subject ? ` — ${short(meta.base_subject)}` : ''}`);
+  ba.push(`- Current: ${current}${meta.built_from === 'working tree' ? ` (${meta.dirty} uncommitted file(s) under src/)` : meta.current_subject ? ` — ${short(meta.current_subject)}` : ''}`);
+  ba.push(`- Same YAML template, tokens, pinning and load for both; ${meta.rounds} round(s), order alternating round by round${meta.rounds % 2 ? ' (odd: the build that went first in round 1 went first once more)' : ''}. Load average at start / end: ${meta.loadavg_start ?? '?'} / ${end.loadavg_end ?? '?'}.`);
+  if (load1 > 1) ba.push(`- **NOISY RUN** (1-minute load ${load1} on ${meta.cpus} cores at the start): other work shared the cores; a ratio from this run is not a figure to quote.`);
+  ba.push('');
+  ba.push('| object | base req/s (min–max) | current req/s (min–max) | current/base | base MB/s | current MB/s | per CPU-s base / current | p99 ms base / current | errors base / current | n |');
+  ba.push('|---|---|---|---|---|---|---|---|---|---|');
+  for (const o of ['1k', '64k', '1m', '100m']) {
+    const b = table['keyhole-base']?.[o];
+    const c = table.keyhole?.[o];
+    if (!b && !c) continue;
+    // 100 MiB is a throughput figure (few, partly finished downloads): compare MB/s there
+    const key = o === '100m' ? 'mbs' : 'rps';
+    const r = ratio(c?.[key], b?.[key]);
+    beforeAfter.push({ object: o, compared: key, base: b ?? null, current: c ?? null, ratio: r });
+    const range = (x) => (!x ? '—' : key === 'mbs' ? `${fmt(x.mbs)} MB/s (${fmt(x.mbs_min)}–${fmt(x.mbs_max)})` : `${fmt(x.rps)} (${fmt(x.rps_min)}–${fmt(x.rps_max)})`);
+    ba.push(`| ${nameOf[o]} | ${range(b)} | ${range(c)} | **${fmt(r, 3)}×** | ${fmt(b?.mbs, 1)} | ${fmt(c?.mbs, 1)} | ${key === 'mbs' ? `${fmt(b?.mb_per_cpu_s)} / ${fmt(c?.mb_per_cpu_s)} MB` : `${fmt(b?.per_cpu_s)} / ${fmt(c?.per_cpu_s)} req`} | ${fmt(b?.p99_ms, 2)} / ${fmt(c?.p99_ms, 2)} | ${b?.errors ?? '—'} / ${c?.errors ?? '—'} | ${b?.n ?? 0} / ${c?.n ?? 0} |`);
+  }
+  ba.push('');
+  ba.push('current/base is the ratio of the medians (MB/s at 100 MiB, req/s otherwise): above 1 the current build is faster. Differences of a few per cent are within the round-to-round spread that min–max shows; the figure per CPU-second of the proxy process (req, or MB at 100 MiB) is the less noise-sensitive one.');
+  ba.push('');
+  md.push(...ba);
+  // on the console too: the figure a before/after run is for
+  process.stdout.write(`${ba.join('\n')}\n`);
+}
+
 // --- correctness
 const checks = of('check');
 if (checks.length) {
@@ -150,7 +189,6 @@ if (checks.length) {
 }
 
 // --- small objects
-const nameOf = { '1k': '1 KiB', '64k': '64 KiB', '1m': '1 MiB', '100m': '100 MiB' };
 for (const o of ['1k', '64k', '1m']) {
   const rows = contenders.filter((c) => table[c][o] && !c.endsWith('-tls'));
   if (!rows.length) continue;
@@ -383,4 +421,4 @@ md.push('See docs/performance.md for how to run the harness, how to read these f
 md.push('');
 
 writeFileSync(mdFile, md.join('\n'));
-writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');
+writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, beforeAfter, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');
