@@ -208,7 +208,7 @@ export function appResponseHeaders(upstream: IncomingHttpHeaders, cookies: Cooki
   const out: OutgoingHttpHeaders = {};
   // First: Node's writeHead re-reads a Content-Disposition that follows a Content-Length as
   // UTF-8 (nodejs/node#46528) and so mangles a filename sent as UTF-8 bytes; before it, the
-  // value goes out as the bytes the app sent (as on the data route, relay/headers.ts).
+  // value goes out as the bytes the app sent (as on the data route, http/data-head.ts).
   if (upstream['content-disposition'] !== undefined && !named.has('content-disposition')) out['content-disposition'] = upstream['content-disposition'];
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;

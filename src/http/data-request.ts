@@ -18,7 +18,7 @@ export interface DataRequest {
   /**
    * Response header fields every answer to this request carries (HSTS, referrer policy,
    * request id, CORS), as a flat [name, value, …] list: providers send them with their own
-   * in one `writeHead` (relay/headers.ts `writeDataHead`, server/respond.ts `refuseData`).
+   * in one `writeHead` (http/data-head.ts `writeDataHead`, http/answer.ts `refuseData`).
    */
   readonly head: readonly string[];
   /**

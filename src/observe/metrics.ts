@@ -69,7 +69,7 @@ export class Metrics {
     collect: () => this.flush(),
   });
 
-  // Shared state over Redis (src/state, src/auth/revocation-redis.ts, src/observe/audit-stream.ts).
+  // Shared state over Redis (src/redis, src/auth/revocation-redis.ts, src/observe/audit-stream.ts).
   readonly revocationLookups = new Counter({
     name: 'keyhole_revocation_lookups_total',
     help: 'Revocation checks by result: hit (answered from the replica cache), miss (asked Redis)',
