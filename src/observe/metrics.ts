@@ -9,49 +9,28 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 export class Metrics {
   readonly registry = new Registry();
+
+  /** A counter in this registry; `collect` brings values counted elsewhere up to date before a read. */
+  private counter<L extends string = never>(name: string, help: string, labelNames: readonly L[] = [], collect?: () => void): Counter<L> {
+    return new Counter<L>({ name, help, labelNames, registry: this.registry, ...(collect ? { collect } : {}) });
+  }
+
   // The data route's own counts live in per-provider tallies (./tally.ts) and reach these
   // counters when they are read.
   /** tallies by provider name */
   private readonly tallies = new Map<string, ProviderTally>();
   private readonly flush = (): void => flushTallies(this.tallies.values(), this);
-  readonly requests = new Counter({
-    name: 'keyhole_requests_total',
-    help: 'Data requests by provider, HTTP status and decision (allow, deny, error)',
-    labelNames: ['provider', 'status', 'decision'] as const,
-    registry: this.registry,
-    collect: () => this.flush(),
-  });
+  readonly requests = this.counter('keyhole_requests_total', 'Data requests by provider, HTTP status and decision (allow, deny, error)', ['provider', 'status', 'decision'] as const, this.flush);
   readonly duration = new TalliedHistogram(
     'keyhole_request_duration_seconds',
     'Data request duration until the response ended or was aborted',
     () => this.tallies.values(),
     this.registry,
   );
-  readonly bytes = new Counter({
-    name: 'keyhole_bytes_sent_total',
-    help: 'Body bytes relayed to clients',
-    labelNames: ['provider'] as const,
-    registry: this.registry,
-    collect: () => this.flush(),
-  });
-  readonly upstreamErrors = new Counter({
-    name: 'keyhole_upstream_errors_total',
-    help: 'Upstream failures by provider and reason code',
-    labelNames: ['provider', 'reason'] as const,
-    registry: this.registry,
-  });
-  readonly tokenFailures = new Counter({
-    name: 'keyhole_token_failures_total',
-    help: 'Refused tokens by reason code',
-    labelNames: ['reason'] as const,
-    registry: this.registry,
-  });
-  readonly tokenCache = new Counter({
-    name: 'keyhole_token_cache_total',
-    help: 'Verified-token cache lookups (hit: no signature check needed)',
-    labelNames: ['result'] as const,
-    registry: this.registry,
-  });
+  readonly bytes = this.counter('keyhole_bytes_sent_total', 'Body bytes relayed to clients', ['provider'] as const, this.flush);
+  readonly upstreamErrors = this.counter('keyhole_upstream_errors_total', 'Upstream failures by provider and reason code', ['provider', 'reason'] as const);
+  readonly tokenFailures = this.counter('keyhole_token_failures_total', 'Refused tokens by reason code', ['reason'] as const);
+  readonly tokenCache = this.counter('keyhole_token_cache_total', 'Verified-token cache lookups (hit: no signature check needed)', ['result'] as const);
   /** set by the runtime: is the revocation store answering? read at scrape time */
   revocationProbe: () => boolean = () => true;
   readonly revocationUp: Gauge = new Gauge({
@@ -61,32 +40,12 @@ export class Metrics {
     aggregator: 'min', // over a cluster: the worst process
     collect: (): void => this.revocationUp.set(this.revocationProbe() ? 1 : 0),
   });
-  readonly aborted = new Counter({
-    name: 'keyhole_aborted_responses_total',
-    help: 'Data responses that ended before completion (client left or upstream died)',
-    labelNames: ['provider'] as const,
-    registry: this.registry,
-    collect: () => this.flush(),
-  });
+  readonly aborted = this.counter('keyhole_aborted_responses_total', 'Data responses that ended before completion (client left or upstream died)', ['provider'] as const, this.flush);
 
   // Shared state over Redis (src/redis, src/auth/revocation-redis.ts, src/observe/audit-stream.ts).
-  readonly revocationLookups = new Counter({
-    name: 'keyhole_revocation_lookups_total',
-    help: 'Revocation checks by result: hit (answered from the replica cache), miss (asked Redis)',
-    labelNames: ['result'] as const,
-    registry: this.registry,
-  });
-  readonly revocationUnavailable = new Counter({
-    name: 'keyhole_revocation_unavailable_total',
-    help: 'Revocation checks Redis could not answer, by action: denied (fail closed, 503) or allowed (onRedisError: allow)',
-    labelNames: ['action'] as const,
-    registry: this.registry,
-  });
-  readonly revocationInvalidations = new Counter({
-    name: 'keyhole_revocation_invalidations_total',
-    help: 'Revocations received over Redis pub/sub from any replica',
-    registry: this.registry,
-  });
+  readonly revocationLookups = this.counter('keyhole_revocation_lookups_total', 'Revocation checks by result: hit (answered from the replica cache), miss (asked Redis)', ['result'] as const);
+  readonly revocationUnavailable = this.counter('keyhole_revocation_unavailable_total', 'Revocation checks Redis could not answer, by action: denied (fail closed, 503) or allowed (onRedisError: allow)', ['action'] as const);
+  readonly revocationInvalidations = this.counter('keyhole_revocation_invalidations_total', 'Revocations received over Redis pub/sub from any replica');
   /** set by the Redis revocation store: are its connections (commands + pub/sub) up? */
   redisProbe: (() => boolean) | undefined;
   readonly redisUp: Gauge = new Gauge({
@@ -99,16 +58,8 @@ export class Metrics {
       else this.redisUp.clear();
     },
   });
-  readonly auditStreamWritten = new Counter({
-    name: 'keyhole_audit_stream_written_total',
-    help: 'Audit events written to the Redis stream',
-    registry: this.registry,
-  });
-  readonly auditStreamDropped = new Counter({
-    name: 'keyhole_audit_stream_dropped_total',
-    help: 'Audit events dropped because the in-process buffer for the Redis stream was full',
-    registry: this.registry,
-  });
+  readonly auditStreamWritten = this.counter('keyhole_audit_stream_written_total', 'Audit events written to the Redis stream');
+  readonly auditStreamDropped = this.counter('keyhole_audit_stream_dropped_total', 'Audit events dropped because the in-process buffer for the Redis stream was full');
 
   /** Everything one finished (or aborted) data request counts. */
   recordRequest(provider: string, status: number, decision: 'allow' | 'deny' | 'error', seconds: number, bytes: number, aborted: boolean): void {
