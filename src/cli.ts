@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --single-threaded-gc
-// keyhole serve | check-config | certs | token | presign | tasks — contracts for ops, tests and scripts.
+// keyhole serve | check-config | certs | token | presign | tasks | audit — contracts for ops, tests and scripts.
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { ConfigError, formatProblem, loadConfigFile } from './config/load.js';
@@ -25,6 +25,9 @@ const USAGE = `usage: keyhole <command> [options]
   tasks rewrite --config FILE [--to keyhole|storage] [--base URL] [--input F] [--output F]
                                    rewrite a Label Studio task export's storage URIs into
                                    Keyhole URLs, or back (keyhole tasks --help)
+  audit verify FILE… [--key PUBLIC.pem]… [--partial] [--json]
+                                   check an audit trail's chain and signed checkpoints;
+                                   exit 1 when tampered (keyhole audit --help)
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -114,6 +117,11 @@ async function main(argv: string[]): Promise<void> {
     case 'tasks': {
       const { tasksCommand } = await import('./cli/tasks.js');
       await tasksCommand(rest);
+      return;
+    }
+    case 'audit': {
+      const { auditCommand } = await import('./cli/audit-verify.js');
+      await auditCommand(rest);
       return;
     }
     case undefined:

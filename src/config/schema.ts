@@ -5,6 +5,7 @@ import { appSchema } from '../app/schema.js';
 import { authSchema } from '../auth/schema.js';
 import { providerSchema } from '../providers/kinds.js';
 import { redisRevocationSchema, redisSectionSchema } from '../redis/schema.js';
+import { signingKeyProblem } from '../observe/audit-chain.js';
 import { duration, filePath, listen, secret, urlHolds } from './blocks.js';
 
 const serverSchema = z
@@ -63,10 +64,35 @@ const revocationSchema = z
   .prefault({ store: 'memory' })
   .describe('where revoked tokens are remembered: memory (one process, or one cluster of workers) or redis (every replica)');
 
+/** `stdout`, or a file (relative to the config file's folder) appended to and reopened when rotated away */
+const logTarget = () => z.union([z.literal('stdout'), filePath()]);
+
+const auditChainSchema = z
+  .strictObject({
+    signingKey: secret()
+      .optional()
+      .describe('Ed25519 private key (PKCS#8 PEM) as ${file:/path/key.pem}: signs every checkpoint; without it checkpoints are unsigned and only `keyhole audit verify` without --key passes them (docs/audit.md)'),
+    checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000).describe('a checkpoint after this many audit events of a process'),
+    checkpointInterval: duration(60_000).describe('and at most this long after an event that no checkpoint covers yet (0: by count only); a final checkpoint is written when the process ends'),
+  })
+  .prefault({})
+  .superRefine((c, ctx) => {
+    // An empty value is a reference that could not be read: that problem is reported already.
+    const pem = c.signingKey?.reveal();
+    const problem = pem ? signingKeyProblem(pem) : undefined;
+    if (problem) ctx.addIssue({ code: 'custom', message: problem, path: ['signingKey'] });
+  })
+  .describe('tamper evidence: every audit line carries its process stream, sequence number and the hash of the previous line; checkpoints, signed when a key is set, cover them');
+
 const logSchema = z
   .strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level (JSON lines on stdout)'),
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level (JSON lines)'),
     audit: z.boolean().default(true).describe('one audit event per data request'),
+    destination: logTarget().default('stdout').describe('where log lines go: stdout (default), or a file path (appended to; opened again when rotated away); a change takes effect after a restart'),
+    auditDestination: logTarget()
+      .optional()
+      .describe('where audit events and their checkpoints go, to ship and keep them on their own: stdout or a file path; default: with the other log lines (destination)'),
+    auditChain: auditChainSchema,
   })
   .prefault({});
 

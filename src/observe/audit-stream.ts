@@ -5,6 +5,7 @@
 // and counted (keyhole_audit_stream_dropped_total). The log keeps every event regardless.
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditSink } from './audit.js';
+import type { AuditCheckpoint } from './audit-chain.js';
 import type { Metrics } from './metrics.js';
 import type { AuditStreamConfig, RedisConnectionConfig } from '../redis/schema.js';
 import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.js';
@@ -19,10 +20,23 @@ export function streamFields(event: AuditEvent): string[] {
   return out;
 }
 
+/**
+ * A checkpoint of the audit log's chain as a stream entry (`kind` audit-checkpoint): compared
+ * with the log's own, it shows a log cut or rewritten after the checkpoint reached Redis.
+ */
+export function checkpointFields(cp: AuditCheckpoint): string[] {
+  const out = ['ts', new Date().toISOString(), 'kind', 'audit-checkpoint', 'stream', cp.stream, 'seq', String(cp.seq), 'prev', cp.prev, 'time', cp.time, 'final', String(cp.final)];
+  if (cp.kid !== undefined && cp.sig !== undefined) out.push('kid', cp.kid, 'sig', cp.sig);
+  return out;
+}
+
 export class AuditStream implements AuditSink {
   private readonly buffer: string[][] = [];
+  private readonly closing: (() => void)[] = [];
   private readonly client: RedisClient;
   private writing = false;
+  /** the batch being written (close waits for it) */
+  private draining: Promise<void> | undefined;
   private closed = false;
   private lastProblem: string | undefined;
 
@@ -52,12 +66,25 @@ export class AuditStream implements AuditSink {
 
   /** Never blocks and never throws: buffer, or drop and count. */
   push(event: AuditEvent): void {
+    this.add(streamFields(event));
+  }
+
+  /** A checkpoint goes the same way as the events, in order with them. */
+  checkpoint(cp: AuditCheckpoint): void {
+    this.add(checkpointFields(cp));
+  }
+
+  onClosing(fn: () => void): void {
+    this.closing.push(fn);
+  }
+
+  private add(fields: string[]): void {
     if (this.closed) return;
     if (this.buffer.length >= this.cfg.buffer) {
       this.metrics.auditStreamDropped.inc();
       return;
     }
-    this.buffer.push(streamFields(event));
+    this.buffer.push(fields);
     this.kick();
   }
 
@@ -83,7 +110,7 @@ export class AuditStream implements AuditSink {
     if (this.writing || this.buffer.length === 0 || !isUp(this.client)) return;
     this.writing = true;
     // Next turn of the event loop: events of the same tick go out in one pipeline.
-    setImmediate(() => void this.drain());
+    this.draining = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
   }
 
   private async drain(): Promise<void> {
@@ -120,7 +147,11 @@ export class AuditStream implements AuditSink {
   /** Writes what is buffered if Redis answers within its command timeout, then disconnects. */
   async close(): Promise<void> {
     if (this.closed) return;
+    // The audit log's checkpoint of what this stream got, written with the rest.
+    for (const fn of this.closing.splice(0)) fn();
     this.closed = true;
+    // A batch already on its way (events of this very tick included) is written first.
+    await this.draining;
     if (this.buffer.length > 0 && isUp(this.client) && !this.writing) {
       this.writing = true;
       await this.drain();

@@ -3,6 +3,7 @@
 // asked for what, what Keyhole decided and why, and what it cost.
 import pino, { type Logger } from 'pino';
 import { statusOf, type Reason } from '../reasons.js';
+import { auditTrailFor, type AuditChainOptions, type AuditCheckpoint, type AuditLineStream, type AuditTrail } from './audit-chain.js';
 import { redactUrl } from './logger.js';
 
 export type Decision = 'allow' | 'deny' | 'error';
@@ -77,15 +78,26 @@ export function auditEvent(f: AuditFields): AuditEvent {
 /** A second destination for audit events (the Redis stream): must never block or throw. */
 export interface AuditSink {
   push(event: AuditEvent): void;
+  /** a copy of each checkpoint of the audit log's chain (src/observe/audit-chain.ts) */
+  checkpoint?(cp: AuditCheckpoint): void;
+  /** `fn` runs when close() begins, before what is buffered is written */
+  onClosing?(fn: () => void): void;
   close(): Promise<void>;
 }
 
-interface LineStream {
-  write(line: string): unknown;
+export interface AuditLogOptions {
+  /** where audit lines go instead of the logger's destination (`log.auditDestination`) */
+  destination?: AuditLineStream | undefined;
+  /**
+   * Chain the lines and checkpoint them (`log.auditChain`; Keyhole always does). Without it,
+   * plain lines: the shape tests of the line itself.
+   */
+  chain?: AuditChainOptions | undefined;
 }
 
 export class AuditLog {
-  private readonly stream: LineStream | undefined;
+  private readonly stream: AuditLineStream | undefined;
+  private readonly trail: AuditTrail | undefined;
   /** the logger's own fields (service, a cluster worker's id …), serialised once */
   private readonly head: string;
 
@@ -94,16 +106,29 @@ export class AuditLog {
    * rather than through pino: an audit event is flat, carries no secret by construction
    * (never a header, a token or a request URL), and pino's redaction walk and serializers
    * cost more than the rest of Keyhole's own per-request work (see docs/performance.md).
-   * They are written whatever the log level: `log.audit` alone turns them off.
+   * They are written whatever the log level: `log.audit` alone turns them off (no logger:
+   * no line anywhere, `opts.destination` included).
+   *
+   * With `opts.chain`, lines join the chain of their destination: one per destination and
+   * process, which every AuditLog a reload builds on that destination continues, and whose
+   * checkpoints also go to the newest sink (and to a closing sink, covering what it got).
    */
   constructor(
     logger: Logger | undefined,
     private readonly sink?: AuditSink,
+    opts: AuditLogOptions = {},
   ) {
-    const stream = logger ? (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] : undefined;
-    this.stream = stream !== null && typeof stream === 'object' && typeof (stream as LineStream).write === 'function' ? (stream as LineStream) : undefined;
-    const fields = JSON.stringify({ ...logger?.bindings(), kind: 'audit' });
+    const stream = logger ? (opts.destination ?? (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]) : undefined;
+    this.stream = stream !== null && typeof stream === 'object' && typeof (stream as AuditLineStream).write === 'function' ? (stream as AuditLineStream) : undefined;
+    const bindings = logger?.bindings() ?? {};
+    const fields = JSON.stringify({ ...bindings, kind: 'audit' });
     this.head = fields.slice(1, -1);
+    const trail = this.stream && opts.chain ? auditTrailFor(this.stream, bindings, opts.chain) : undefined;
+    this.trail = trail;
+    if (trail && sink?.checkpoint) {
+      trail.witness = sink;
+      sink.onClosing?.(() => trail.checkpoint({ to: sink }));
+    }
   }
 
   write(event: AuditEvent): void {
@@ -114,8 +139,14 @@ export class AuditLog {
       const redacted = redactUrl(uri);
       if (redacted !== uri) event = { ...event, uri: redacted };
     }
-    this.stream?.write('{"level":"info","time":"' + isoNow() + '",' + this.head + ',"audit":' + auditJson(event) + ',"msg":"access"}\n');
+    // The sink first: a checkpoint this line brings about follows the event there too.
     this.sink?.push(event);
+    if (this.stream) {
+      const start = '{"level":"info","time":"' + isoNow() + '",' + this.head;
+      const rest = ',"audit":' + auditJson(event) + ',"msg":"access"}';
+      if (this.trail) this.trail.append(start, rest);
+      else this.stream.write(start + rest + '\n');
+    }
   }
 }
 

@@ -7,7 +7,9 @@
 // nginx's buffered access_log: a log reader that stops reading holds Keyhole up rather than
 // losing audit lines. A non-blocking descriptor that is full (EAGAIN) is retried on a timer;
 // past `maxPendingBytes` waiting, new lines are dropped and counted (`dropped`).
-import { fstatSync, writeSync } from 'node:fs';
+// Given a file `path` instead of a descriptor, the writer appends to it and opens it again
+// once it was renamed or removed (log rotation), so no signal is needed to follow a rotation.
+import { closeSync, fstatSync, openSync, statSync, writeSync } from 'node:fs';
 
 /** Writes of at most PIPE_BUF bytes to a pipe are atomic: lines of processes sharing it never mix. */
 const PIPE_BUF = 4096;
@@ -26,13 +28,24 @@ export interface LineWriterOptions {
   shared?: boolean;
   /** bound on what waits in memory while the descriptor refuses writes (default 16 MiB) */
   maxPendingBytes?: number;
+  /**
+   * A file to append to, instead of `fd`: opened here (O_APPEND, created with mode 0640), and
+   * opened again when the path no longer names it (renamed or removed by a log rotation).
+   * Opening it throws, so a destination that cannot be written fails at start-up.
+   */
+  path?: string;
+  /** with `path`: how often a flush checks whether the file was rotated away (default 1000 ms) */
+  reopenCheckMs?: number;
 }
 
 /** every writer, flushed at process exit */
 const writers = new Set<LineWriter>();
 
 export class LineWriter {
-  private readonly fd: number;
+  private fd: number;
+  private readonly path: string | undefined;
+  private readonly reopenCheckMs: number;
+  private nextReopenCheck = 0;
   private readonly flushMs: number;
   private readonly maxPending: number;
   /** split batches into PIPE_BUF-sized writes of whole lines */
@@ -53,7 +66,9 @@ export class LineWriter {
   };
 
   constructor(opts: LineWriterOptions = {}) {
-    this.fd = opts.fd ?? 1;
+    this.path = opts.path;
+    this.reopenCheckMs = opts.reopenCheckMs ?? 1000;
+    this.fd = this.path !== undefined ? openSync(this.path, 'a', 0o640) : (opts.fd ?? 1);
     this.batch = Buffer.allocUnsafe(opts.batchBytes ?? 65536);
     this.flushMs = opts.flushMs ?? 100;
     this.maxPending = opts.maxPendingBytes ?? 16 * 1024 * 1024;
@@ -114,6 +129,7 @@ export class LineWriter {
 
   private writeOut(wait: boolean): void {
     if (this.failed !== undefined) return;
+    if (this.path !== undefined && (this.used > 0 || this.heldBytes > 0)) this.followRotation(this.path);
     if (this.used > 0) {
       const batch = this.batch.subarray(0, this.used);
       this.used = 0;
@@ -135,6 +151,27 @@ export class LineWriter {
       }
       this.held.shift();
       this.heldBytes -= first.length;
+    }
+  }
+
+  /** Opens `path` again when it names another file than the one written (or none): rotated. */
+  private followRotation(path: string): void {
+    const now = Date.now();
+    if (now < this.nextReopenCheck) return;
+    this.nextReopenCheck = now + this.reopenCheckMs;
+    try {
+      const named = statSync(path);
+      const open = fstatSync(this.fd);
+      if (named.ino === open.ino && named.dev === open.dev) return;
+    } catch {
+      // renamed away and not created again yet, or unreadable: open (create) it
+    }
+    try {
+      const fd = openSync(path, 'a', 0o640);
+      closeSync(this.fd);
+      this.fd = fd;
+    } catch {
+      // the folder is gone or read-only: keep appending to the file already open
     }
   }
 

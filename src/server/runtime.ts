@@ -10,6 +10,7 @@ import { preflightRedisProviders } from '../providers/redis.js';
 import { TokenVerifier } from '../auth/verify.js';
 import type { Config } from '../config/schema.js';
 import { AuditLog } from '../observe/audit.js';
+import { auditLogOptions } from '../observe/destinations.js';
 import { Metrics } from '../observe/metrics.js';
 import { createProvider } from '../providers/kinds.js';
 import { ProviderRegistry } from '../providers/registry.js';
@@ -45,6 +46,8 @@ export interface RuntimeDeps {
 }
 
 export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<Runtime> {
+  // First: an audit file that cannot be opened refuses the config before anything is opened.
+  const auditOptions = auditLogOptions(config.log);
   const metrics = deps.metrics ?? new Metrics();
   const keys = await Promise.all(config.auth.keys.map(loadKey));
   const verifier = new TokenVerifier(keys, config.auth);
@@ -84,7 +87,7 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     config,
     logger: deps.logger,
     metrics,
-    audit: new AuditLog(config.log.audit ? deps.logger : undefined, auditStream),
+    audit: new AuditLog(config.log.audit ? deps.logger : undefined, auditStream, auditOptions),
     verifier,
     revocation,
     registry,

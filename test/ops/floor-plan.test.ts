@@ -3,7 +3,8 @@
 // it, a circle, and a module in no part. The bad imports are made in a copy of src/.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { appendFileSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -19,9 +20,9 @@ async function cruise(dir: string): Promise<{ ok: boolean; out: string }> {
   }
 }
 
-/** A copy of the project's src/ and the files the check reads, with `change` applied. */
-function copyWith(t: Tap.Test, change: (src: string) => void): string {
-  const dir = t.testdir();
+/** A fresh copy of the project's src/ and the files the check reads, with `change` applied. */
+function copyWith(change: (src: string) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-plan-'));
   for (const f of ['src', 'tsconfig.json', '.dependency-cruiser.cjs', 'package.json']) cpSync(join(root, f), join(dir, f), { recursive: true });
   change(join(dir, 'src'));
   return dir;
@@ -56,7 +57,9 @@ t.test('the check refuses what breaks the plan', async (t) => {
     ],
   ];
   for (const [name, change, rule] of cases) {
-    const { ok, out } = await cruise(copyWith(t, change));
+    const dir = copyWith(change);
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const { ok, out } = await cruise(dir);
     t.notOk(ok, `${name}: refused`);
     t.match(out, rule, `${name}: by ${rule.source}`);
   }
