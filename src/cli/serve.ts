@@ -2,15 +2,16 @@
 // bad one), then run one process, or a cluster primary and its workers (`workers:`).
 // SIGHUP reloads the config and certificates; SIGTERM/SIGINT drain, then exit 0.
 import cluster from 'node:cluster';
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { ConfigError, formatProblem, loadConfigFile, parseConfig } from '../config/load.js';
+import { readdirSync } from 'node:fs';
+import { ConfigError, formatProblem } from '../config/load.js';
 import { defaultConfig, SAMPLES_DIR } from '../config/default.js';
 import { configWarnings } from '../config/warnings.js';
 import type { Config } from '../config/schema.js';
 import { signDevToken } from '../auth/sign.js';
 import { createServeLogger, drainThenExit, KeyholeInstance } from '../process/instance.js';
-import { runPrimary, runWorker, workerCount } from '../process/cluster.js';
+import { runPrimary, workerCount } from '../process/primary.js';
+import { readConfig } from '../process/reload.js';
+import { runWorker } from '../process/worker.js';
 
 export interface ServeOptions {
   config?: string;
@@ -22,14 +23,7 @@ export interface ServeOptions {
 /** The config, and the YAML text it was parsed from (what cluster workers start from). */
 async function load(opts: ServeOptions): Promise<{ config: Config; yaml?: string }> {
   if (!opts.config) return { config: await defaultConfig({ certDir: opts.certDir, port: opts.port, adminPort: opts.adminPort }) };
-  let yaml: string;
-  try {
-    yaml = readFileSync(opts.config, 'utf8');
-  } catch {
-    // The loader words the problem the same way check-config does.
-    return { config: loadConfigFile(opts.config) };
-  }
-  return { config: parseConfig(yaml, { baseDir: dirname(resolve(opts.config)) }), yaml };
+  return readConfig(opts.config);
 }
 
 async function loadOrExit(opts: ServeOptions): Promise<{ config: Config; yaml?: string }> {
@@ -49,7 +43,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const { config, yaml } = await loadOrExit(opts);
   const workers = workerCount(config.workers);
   const clustered = workers > 1 && opts.config !== undefined && yaml !== undefined;
-  const logger = createServeLogger(config.log.level, { shared: clustered });
+  const logger = createServeLogger(config.log, { shared: clustered });
   // The same list check-config prints (server.insecurePlainHttp among them). The embedded
   // default is for a quick look on loopback: its warnings would only be noise.
   if (opts.config) for (const w of configWarnings(config)) logger.warn({ path: w.path }, `${w.path}: ${w.message}`);

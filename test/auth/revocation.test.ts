@@ -4,7 +4,7 @@
 import t from 'tap';
 import { acceptanceHorizon, MemoryRevocationStore, subjectCutoff, tokenRevokedUntil } from '../../src/auth/revocation.js';
 import type { SessionClaims } from '../../src/auth/claims.js';
-import { RelayedRevocationStore } from '../../src/process/cluster.js';
+import { RelayedRevocationStore } from '../../src/process/revocation-fanout.js';
 
 const times = { maxTokenLifetime: 3_600_000, clockTolerance: 30 };
 const NOW = 1_800_000_000;

@@ -8,9 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { readFileSync } from 'node:fs';
-import { RelayedRevocationStore, restartDelay } from '../../src/process/cluster.js';
+import { restartDelay } from '../../src/process/primary.js';
+import { RelayedRevocationStore } from '../../src/process/revocation-fanout.js';
 import { testCerts } from '../helpers/certs.js';
-import { dataPath, opsYaml, spawnKeyhole, type KeyholeProcess, type LogLine } from '../ops/spawn.js';
+import { dataUrl as dataPath } from '../helpers/keyhole.js';
+import { opsYaml, spawnKeyhole, type KeyholeProcess, type LogLine } from '../helpers/spawn.js';
 
 // Real processes on a shared 2-core machine: generous, but bounded.
 t.setTimeout(300000);

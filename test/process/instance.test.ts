@@ -2,7 +2,7 @@
 // must survive a reload.
 import t from 'tap';
 import { parseConfig } from '../../src/config/load.js';
-import { fingerprintSection, restartOnlyChanges, revocationSettings } from '../../src/process/instance.js';
+import { fingerprintSection, restartOnlyChanges, revocationSettings } from '../../src/process/reload.js';
 import { InFlight } from '../../src/server/in-flight.js';
 import { EventEmitter } from 'node:events';
 import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.js';
