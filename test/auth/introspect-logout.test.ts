@@ -7,7 +7,7 @@ import t from 'tap';
 import { SignJWT } from 'jose';
 import { request } from 'undici';
 import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { startRedis } from '../helpers/redis.js';
+import { redisRevocationYaml, startRedis } from '../helpers/redis.js';
 import { startTestApp, type TestApp } from '../app/test-app.js';
 import { MemoryRevocationStore, RevocationUnavailable } from '../../src/auth/revocation.js';
 import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
@@ -220,7 +220,7 @@ t.test('enabled: false is a real off switch (providers may be empty)', async (t)
 t.test('two Keyholes sharing a TLS Redis: a logout through one holds on the other', async (t) => {
   const r = await startRedis();
   t.teardown(() => r.stop());
-  const redisYaml = `revocation: { store: redis }\nredis:\n${r.yaml('  ', 'connectTimeout: 10s\ncommandTimeout: 3s')}\n`;
+  const redisYaml = redisRevocationYaml(r);
   const k1 = await startKeyhole(yaml('', redisYaml));
   t.teardown(() => k1.close());
   const k2 = await startKeyhole(yaml('', redisYaml));

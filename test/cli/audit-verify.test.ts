@@ -13,7 +13,8 @@ import { gzipSync } from 'node:zlib';
 import { Agent } from 'undici';
 import { verifyTrail, readVerifyKey, type Finding, type VerifyReport } from '../../src/cli/audit-verify.js';
 import { testCerts } from '../helpers/certs.js';
-import { dataPath, opsYaml, spawnKeyhole } from '../ops/spawn.js';
+import { dataUrl } from '../helpers/keyhole.js';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
 
 t.setTimeout(300_000);
 
@@ -334,16 +335,14 @@ t.test('a real Keyhole with two workers: its audit file verifies intact after a 
   const root = mkdtempSync(join(dir, 'files-'));
   writeFileSync(join(root, 'a.txt'), 'hello\n');
   const auditFile = join(dir, 'keyhole-audit.log');
-  const yaml =
-    'workers: 2\n' +
-    opsYaml(root).replace('log: { level: info, audit: false }', `log:\n  level: info\n  auditDestination: ${auditFile}\n  auditChain: { signingKey: "\${file:${KEY}}", checkpointEvery: 5 }`);
+  const yaml = 'workers: 2\n' + opsYaml(root, '', { log: `{ level: info, auditDestination: ${auditFile}, auditChain: { signingKey: "\${file:${KEY}}", checkpointEvery: 5 } }` });
   const k = await spawnKeyhole(yaml, { startTimeoutMs: 90_000 });
   t.teardown(() => k.stop());
   const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0 });
   t.teardown(() => fresh.close());
   const token = await k.token({ sub: 'alice' });
   for (let i = 0; i < 24; i++) {
-    const r = await k.get(dataPath(i % 4 === 0 ? 'local://files/missing.txt' : 'local://files/a.txt'), { headers: i % 6 === 5 ? {} : { authorization: `Bearer ${token}` }, dispatcher: fresh });
+    const r = await k.get(dataUrl(i % 4 === 0 ? 'local://files/missing.txt' : 'local://files/a.txt'), { headers: i % 6 === 5 ? {} : { authorization: `Bearer ${token}` }, dispatcher: fresh });
     t.ok([200, 401, 404].includes(r.status), `request ${i}: ${r.status}`);
   }
   k.child.kill('SIGTERM');

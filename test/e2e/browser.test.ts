@@ -5,26 +5,21 @@
 // Chromium trusts the test server certificate through --ignore-certificate-errors-spki-list
 // (its SPKI hash), not through a blanket ignoreHTTPSErrors. Screenshots: test-artifacts/.
 import t from 'tap';
-import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttps, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, type Page } from 'playwright-core';
 import { request } from 'undici';
 import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
 import { testCerts } from '../helpers/certs.js';
 import { startTestApp, type TestApp } from '../app/test-app.js';
+import { chromiumPresent, launchChromium } from './support/chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
 
-if (!existsSync(CHROMIUM)) {
-  // CI installs it (.ci/run); failing loudly beats a silent skip.
-  t.fail(`${CHROMIUM} is missing: apt-get install -y chromium`);
-  t.end();
-} else {
+if (chromiumPresent(t)) {
   const PNG = readFileSync(join(process.cwd(), 'samples', 'gradient.png'));
   const PNG_SIZE = { w: PNG.readUInt32BE(16), h: PNG.readUInt32BE(20) };
 
@@ -38,7 +33,6 @@ if (!existsSync(CHROMIUM)) {
   let otherOrigin: string;
   let k: Running;
   let context: BrowserContext;
-  let userDataDir: string;
   let svgDir: string;
 
   t.before(async () => {
@@ -73,34 +67,13 @@ app:
   upstream: ${app.origin}
 `),
     );
-    const spki = createHash('sha256')
-      .update(new X509Certificate(readFileSync(certs.serverCert)).publicKey.export({ type: 'spki', format: 'der' }))
-      .digest('base64');
-    userDataDir = mkdtempSync(join(tmpdir(), 'keyhole-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${spki}`,
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
+    context = await launchChromium(t);
   });
 
   t.teardown(async () => {
-    await context?.close();
     await k?.close();
     await app?.close();
     await new Promise<void>((r) => (other ? other.close(() => r()) : r()));
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
     if (svgDir) rmSync(svgDir, { recursive: true, force: true });
   });
 

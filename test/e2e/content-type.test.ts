@@ -11,22 +11,21 @@
 // WebAssembly (by a real nginx and by redis) loaded as scripts, workers, service workers,
 // worklets and stylesheets from the app's pages: none may run or apply.
 import t from 'tap';
-import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttp, type Server as HttpServer } from 'node:http';
 import { createServer as createHttps, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, type Page } from 'playwright-core';
 import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
 import { testCerts } from '../helpers/certs.js';
 import { startTestApp, type TestApp } from '../app/test-app.js';
 import { startNginx } from '../helpers/real-servers.js';
+import { corpProviderYaml } from '../helpers/upstream.js';
 import { startRedis, testClient } from '../helpers/redis.js';
+import { chromiumPresent, launchChromium } from './support/chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
 
 interface Row {
@@ -112,10 +111,7 @@ function payload(row: number, canary: string): string {
   );
 }
 
-if (!existsSync(CHROMIUM)) {
-  t.fail(`${CHROMIUM} is missing: apt-get install -y chromium`);
-  t.end();
-} else {
+if (chromiumPresent(t)) {
   const PNG = readFileSync(join(process.cwd(), 'samples', 'gradient.png'));
   const PNG_SIZE = { w: PNG.readUInt32BE(16), h: PNG.readUInt32BE(20) };
   const WAV = readFileSync(join(process.cwd(), 'samples', 'tone.wav'));
@@ -130,7 +126,6 @@ if (!existsSync(CHROMIUM)) {
   const canaryHits: string[] = [];
   let k: Running;
   let context: BrowserContext;
-  let userDataDir: string;
   let token: string;
 
   const rowUrl = (i: number) => `${k.base}${dataUrl(`https://data.corp/row/${i}`, token)}`;
@@ -187,48 +182,20 @@ if (!existsSync(CHROMIUM)) {
       },
     });
     k = await startKeyhole(
-      baseYaml(`providers:
-  - name: corp
-    kind: http
-    match: https://data.corp/
-    allowPrivateNetworks: true
-    baseUrl: http://127.0.0.1:${(upstream.address() as AddressInfo).port}/
-app:
-  upstream: ${app.origin}
-`),
+      baseYaml(`${corpProviderYaml(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`)}app:\n  upstream: ${app.origin}\n`),
     );
     token = await k.token({ sub: 'annotator-1', scope: ['https://data.corp/'] });
-    const spki = createHash('sha256')
-      .update(new X509Certificate(readFileSync(certs.serverCert)).publicKey.export({ type: 'spki', format: 'der' }))
-      .digest('base64');
-    userDataDir = mkdtempSync(join(tmpdir(), 'keyhole-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--ignore-certificate-errors-spki-list=${spki}`,
-        '--autoplay-policy=no-user-gesture-required',
-        // a second, plain-HTTP Keyhole under a name that is no secure origin: no Fetch metadata
-        '--host-resolver-rules=MAP kh-plain.test 127.0.0.1',
-      ],
-    });
+    context = await launchChromium(t, [
+      // a second, plain-HTTP Keyhole under a name that is no secure origin: no Fetch metadata
+      '--host-resolver-rules=MAP kh-plain.test 127.0.0.1',
+    ]);
   });
 
   t.teardown(async () => {
-    await context?.close();
     await k?.close();
     await app?.close();
     await new Promise<void>((r) => (upstream ? upstream.close(() => r()) : r()));
     await new Promise<void>((r) => (canaryServer ? canaryServer.close(() => r()) : r()));
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   /** What a document left behind, read from the page itself (null: it is not a document we can read). */

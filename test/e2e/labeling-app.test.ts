@@ -10,21 +10,20 @@
 //     out of scope; revoking the user cuts the token and the introspected session alike.
 // Each step is asserted twice: in the page (naturalWidth) and in Keyhole's audit events.
 import t, { type Test } from 'tap';
-import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Cookie, type Page } from 'playwright-core';
 import { request } from 'undici';
 import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, TEST_SECRET, type Running } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
 import { png } from '../helpers/png.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { startS3rver, S3RVER_KEY, S3RVER_SECRET, type RunningS3 } from '../fixtures/cloud/s3rver.js';
+import { redisRevocationYaml, startRedis, type TestRedis } from '../helpers/redis.js';
+import { startS3rver, S3RVER_ENV, type RunningS3 } from '../fixtures/cloud/s3rver.js';
+import { chromiumPresent, CHROMIUM, chromiumArgs } from './support/chromium.js';
 import { startLabelingApp, type AppProject, type AppUser, type LabelingApp } from './support/labeling-app.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
 
 interface Shown {
@@ -50,11 +49,7 @@ declare global {
 
 type Audit = Record<string, unknown>;
 
-if (!existsSync(CHROMIUM)) {
-  // CI installs it (.ci/run); failing loudly beats a silent skip.
-  t.fail(`${CHROMIUM} is missing: apt-get install -y chromium`);
-  t.end();
-} else {
+if (chromiumPresent(t)) {
   const ANN = { email: 'ann@example.org', id: 7, password: 'ann-password-1' };
   const BEN = { email: 'ben@example.org', id: 8, password: 'ben-password-1' };
   const CID = { email: 'cid@example.org', id: 9, password: 'cid-password-1' };
@@ -91,15 +86,7 @@ if (!existsSync(CHROMIUM)) {
   const providers = () => `providers:
   - { name: images, kind: local, match: "local://images/", root: ${imageDir} }
   - { name: private, kind: local, match: "local://private/", root: ${privateDir} }
-  - name: images-s3
-    kind: s3
-    mode: proxy
-    match: s3://labeling-data/
-    endpoint: ${s3.endpoint}
-    pathStyle: true
-    credentials: { accessKeyId: ${S3RVER_KEY}, secretAccessKey: "\${env:S3_SECRET}" }
-    buckets: [{ name: labeling-data, prefixes: [project-3/] }]
-`;
+${s3.providerItem({ name: 'images-s3', bucket: 'labeling-data', prefixes: ['project-3/'] })}`;
   /** docs/integrate.md 3a's block, for this app; `private` is left out on purpose. */
   const introspect = (app: LabelingApp) => `auth:
   introspect:
@@ -141,25 +128,19 @@ if (!existsSync(CHROMIUM)) {
       startLabelingApp(t, { mint: false, users: USERS, projects: PROJECTS, keyhole }),
       startLabelingApp(t, { mint: true, users: USERS, projects: PROJECTS, keyhole }),
     ]);
-    const env = { S3_SECRET: S3RVER_SECRET };
+    const env = S3RVER_ENV;
     const replica = () =>
       startKeyhole(
-        baseYaml(`revocation: { store: redis }
-redis:
-${redis.yaml('  ', 'commandTimeout: 3s')}
-${providers()}${front(app3a)}`).replace('auth:\n', introspect(app3a)),
+        baseYaml(`${redisRevocationYaml(redis, { redis: 'commandTimeout: 3s' })}${providers()}${front(app3a)}`).replace('auth:\n', introspect(app3a)),
         { env },
       );
     [a, b] = [await replica(), await replica()];
     c = await startKeyhole(baseYaml(`${providers()}${front(app3b)}`).replace('auth:\n', introspect(app3b)), { env });
 
-    const spki = createHash('sha256')
-      .update(new X509Certificate(readFileSync(testCerts().serverCert)).publicKey.export({ type: 'spki', format: 'der' }))
-      .digest('base64');
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${spki}`],
+      args: chromiumArgs(),
     });
   });
 

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
-import { baseYaml, dataUrl } from '../helpers/keyhole.js';
+import { baseYaml, dataUrl, localProviderItem } from '../helpers/keyhole.js';
+import { httpProviderItem } from '../helpers/upstream.js';
 import { Tally } from '../security/tally.js';
-import { startRedis, testClient } from '../helpers/redis.js';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
 import { startKeyholeChild } from './support/child.js';
 
 const ABORTS = Number(process.env.ABORT_STORM ?? 10_000);
@@ -60,28 +61,15 @@ seed.disconnect();
 
 const POOL = 16;
 const k = await startKeyholeChild(
-  baseYaml(`providers:
-  - name: up
-    kind: http
-    match: https://up.test/
-    baseUrl: http://127.0.0.1:${upPort}/
-    allowPrivateNetworks: true
-    connections: ${POOL}
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${dir}
-  - name: blobs
-    kind: redis
-    match: redis://0/
-    contentType: application/octet-stream
-    redis:
-${redis.yaml('      ', 'commandTimeout: 10s')}
-`)
+  baseYaml(
+    `providers:\n${httpProviderItem('up', 'https://up.test/', `http://127.0.0.1:${upPort}/`, `connections: ${POOL}`)}` +
+      localProviderItem('files', dir) +
+      redisProviderItem(redis, { extra: 'contentType: application/octet-stream' }),
+    { log: '{ level: silent, audit: false }' },
+  )
     // Plain HTTP keeps 10,000 connections cheap on a 2-core CI machine: what is measured
     // is the relay and the providers; TLS aborts are covered by test/fault/*.test.ts.
-    .replace(/ {2}tls: \{[^\n]*\n/, '  insecurePlainHttp: true\n')
-    .replace('log: { level: debug }', 'log: { level: silent, audit: false }'),
+    .replace(/ {2}tls: \{[^\n]*\n/, '  insecurePlainHttp: true\n'),
 );
 t.teardown(() => k.close());
 const token = await k.token({ scope: ['https://up.test/', 'local://files/', 'redis://0/'] });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { testCerts } from '../helpers/certs.js';
-import { baseYaml, dataUrl } from '../helpers/keyhole.js';
+import { baseYaml, dataUrl, filesProviderYaml } from '../helpers/keyhole.js';
 import { Tally } from '../security/tally.js';
 import { startKeyholeChild } from './support/child.js';
 
@@ -19,14 +19,7 @@ const SIZE = 64 * 1024 * 1024;
 writeFileSync(join(dir, 'big.bin'), Buffer.alloc(SIZE, 0x63));
 
 const k = await startKeyholeChild(
-  baseYaml(`providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${dir}
-`)
-    .replace('  listen: { host: 127.0.0.1, port: 0 }\n', '  listen: { host: 127.0.0.1, port: 0 }\n  timeouts: { headers: 1s, request: 5s, idle: 1500ms }\n')
-    .replace('log: { level: debug }', 'log: { level: silent }'),
+  baseYaml(filesProviderYaml(dir), { server: 'timeouts: { headers: 1s, request: 5s, idle: 1500ms }', log: '{ level: silent }' }),
 );
 t.teardown(() => k.close());
 const token = await k.token({ scope: ['local://files/'] });

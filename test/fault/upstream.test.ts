@@ -4,41 +4,25 @@
 // 200, timeouts must fire and free the upstream socket, and nothing of the upstream's
 // error body reaches the client.
 import t from 'tap';
-import { createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
 import { request } from 'undici';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { testCerts } from '../helpers/certs.js';
 import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
+import { httpProviderItem, startRawUpstream } from '../helpers/upstream.js';
 import { Tally } from '../security/tally.js';
 
 const tally = new Tally('upstream faults');
 
 type Fault = (socket: Socket) => void;
 const faults = new Map<string, Fault>();
-const sockets = new Set<Socket>();
-const raw = createServer((socket) => {
-  sockets.add(socket);
-  socket.on('close', () => sockets.delete(socket));
-  socket.on('error', () => {});
-  let head = '';
-  socket.on('data', (d: Buffer) => {
-    if (head.includes('\r\n\r\n')) return;
-    head += d.toString('latin1');
-    if (!head.includes('\r\n\r\n')) return;
-    const path = /^GET (\S+)/.exec(head)?.[1] ?? '';
-    const fault = faults.get(path.replace(/^\/files\//, ''));
-    if (fault) fault(socket);
-    else socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
-  });
+// One request per connection: every fault closes its socket or is cut by a timeout.
+const raw = await startRawUpstream(t, (socket, method, path) => {
+  const fault = method === 'GET' ? faults.get(path.replace(/^files\//, '')) : undefined;
+  if (fault) fault(socket);
+  else socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
 });
-await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
-t.teardown(() => new Promise<void>((r) => {
-  for (const s of sockets) s.destroy();
-  raw.close(() => r());
-}));
-const port = (raw.address() as AddressInfo).port;
 
 const LEN = 1_000_000;
 const body = (n: number) => Buffer.alloc(n, 0x62);
@@ -85,17 +69,8 @@ faults.set('smuggled-second-response', (s) => s.end('HTTP/1.1 200 OK\r\nContent-
 let k: Running;
 let token: string;
 t.before(async () => {
-  k = await startKeyhole(
-    baseYaml(`providers:
-  - name: raw
-    kind: http
-    match: https://raw.test/
-    baseUrl: http://127.0.0.1:${port}/files/
-    allowPrivateNetworks: true
-    connections: 4
-    timeouts: { connect: 1s, headers: 400ms, body: 400ms }
-`),
-  );
+  const provider = httpProviderItem('raw', 'https://raw.test/', `${raw.origin}/files/`, 'connections: 4\ntimeouts: { connect: 1s, headers: 400ms, body: 400ms }');
+  k = await startKeyhole(baseYaml(`providers:\n${provider}`));
   token = await k.token({ scope: ['https://raw.test/'] });
 });
 t.teardown(() => k.close());
@@ -195,8 +170,8 @@ t.test('pipelined requests on a connection that dies: both are aborted upstream 
 
 t.test('after every fault, timeouts and aborts have freed the upstream sockets', async (t) => {
   const until = Date.now() + 5000;
-  while (sockets.size > 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  t.ok(sockets.size <= 4, `upstream sockets still open: ${sockets.size} (pool bound 4, all idle keep-alive)`);
+  while (raw.openSockets() > 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  t.ok(raw.openSockets() <= 4, `upstream sockets still open: ${raw.openSockets()} (pool bound 4, all idle keep-alive)`);
 });
 
 t.test('hostile inputs tally', async (t) => tally.report(t));

@@ -3,11 +3,11 @@
 // like the root's) never serve a byte from outside, and every refusal carries a reason code.
 import t from 'tap';
 import fc from 'fast-check';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REASONS } from '../../src/reasons.js';
-import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { dataUrl, filesProviderYaml, keyholeWith, writeFiles } from '../helpers/keyhole.js';
 import { Tally } from '../security/tally.js';
 
 const RUNS = Math.max(50, Math.floor(Number(process.env.FUZZ_RUNS ?? 400) / 2));
@@ -16,14 +16,13 @@ const tally = new Tally('fuzz: local confinement');
 const dir = mkdtempSync(join(tmpdir(), 'keyhole-confine-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const root = join(dir, 'root');
-mkdirSync(join(root, 'sub'), { recursive: true });
-mkdirSync(join(dir, 'outside'));
-mkdirSync(join(dir, 'root-evil'));
-writeFileSync(join(root, 'pub.txt'), 'PUBLIC');
-writeFileSync(join(root, 'sub', 'inner.txt'), 'INNER');
-writeFileSync(join(dir, 'outside', 'secret.txt'), 'OUTSIDE-CANARY');
-writeFileSync(join(dir, 'root-evil', 'secret.txt'), 'PREFIX-CANARY');
-writeFileSync(join(dir, 'top.txt'), 'PARENT-CANARY');
+writeFiles(dir, {
+  'root/pub.txt': 'PUBLIC',
+  'root/sub/inner.txt': 'INNER',
+  'outside/secret.txt': 'OUTSIDE-CANARY',
+  'root-evil/secret.txt': 'PREFIX-CANARY',
+  'top.txt': 'PARENT-CANARY',
+});
 symlinkSync(join(dir, 'outside'), join(root, 'link-out'));
 symlinkSync(join(dir, 'outside', 'secret.txt'), join(root, 'file-out'));
 symlinkSync(join(dir, 'root-evil'), join(root, 'link-evil'));
@@ -31,16 +30,7 @@ symlinkSync('../top.txt', join(root, 'rel-out'));
 symlinkSync('/etc/passwd', join(root, 'passwd'));
 symlinkSync(join(root, 'sub'), join(root, 'link-in'));
 
-const k = await startKeyhole(
-  baseYaml(`providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`),
-);
-t.teardown(() => k.close());
-const token = await k.token({ scope: ['local://files/'] });
+const { k, token } = await keyholeWith(t, filesProviderYaml(root), ['local://files/']);
 const CANARY = /CANARY|root:x:0:0/;
 
 async function fetchUri(uri: string) {

@@ -1,9 +1,13 @@
 // Starts a real Keyhole (HTTPS, admin listener) on ephemeral loopback ports from a YAML
 // string, with logs captured in memory for audit assertions, plus a client that trusts
-// the test CA.
+// the test CA. The config comes from here too: the shared base (`baseYaml`), the local
+// provider items, and the temporary folders they serve.
+import type { Test } from 'tap';
 import { Writable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createLogger } from '../../src/observe/logger.js';
@@ -40,31 +44,85 @@ export interface Running {
   close(): Promise<void>;
 }
 
-/** The auth and server sections every test config shares; `providers:` and extras come after. */
-export function baseYaml(extra = ''): string {
+export interface BaseYamlOptions {
+  /** the `log:` value; debug by default, so a test can read every line */
+  log?: string;
+  /** more lines for the `server:` section (timeouts, drainTimeout) */
+  server?: string;
+  /** more lines for the `auth:` section (cookie) */
+  auth?: string;
+  /** the server certificate and key; the test CA's server pair by default */
+  tls?: { cert: string; key: string };
+}
+
+/** `text`'s lines indented by `indent`, ending in a newline ('' for no text): YAML to slot into a section. */
+export function indentLines(text: string | undefined, indent: string): string {
+  return text ? `${text.trimEnd().replace(/^/gm, indent)}\n` : '';
+}
+
+/**
+ * The server, admin, auth and log sections every test config shares; `providers:` and other
+ * sections come in `extra`. Its lines are what tests patch with `.replace`, so keep them stable.
+ */
+export function baseYaml(extra = '', opts: BaseYamlOptions = {}): string {
   const c = testCerts();
+  const tls = opts.tls ?? { cert: c.serverCert, key: c.serverKey };
   return `server:
   listen: { host: 127.0.0.1, port: 0 }
-  tls: { cert: ${c.serverCert}, key: ${c.serverKey} }
+${indentLines(opts.server, '  ')}  tls: { cert: ${tls.cert}, key: ${tls.key} }
 admin:
   listen: { host: 127.0.0.1, port: 0 }
   token: \${env:KEYHOLE_TEST_ADMIN}
 auth:
   issuer: test-issuer
   audience: keyhole
-  keys:
+${indentLines(opts.auth, '  ')}  keys:
     - kid: k1
       algorithms: [HS256]
       secret: \${env:KEYHOLE_TEST_SECRET}
-log: { level: debug }
+log: ${opts.log ?? '{ level: debug }'}
 ${extra}`;
+}
+
+/** One `local` provider item of a `providers:` list: `name` serves local://NAME/ from `root`. */
+export function localProviderItem(name: string, root: string): string {
+  return `  - name: ${name}
+    kind: local
+    match: local://${name}/
+    root: ${root}
+`;
+}
+
+/** `providers:` with the local provider `files` (local://files/ → root) most tests read through; more items may follow. */
+export function filesProviderYaml(root: string): string {
+  return `providers:\n${localProviderItem('files', root)}`;
+}
+
+/** Writes `files` (path under `dir` → content) into `dir`, making folders as needed; returns `dir`. */
+export function writeFiles(dir: string, files: Record<string, string | Buffer>): string {
+  for (const [path, body] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), body);
+  }
+  return dir;
+}
+
+/** A fresh temporary folder holding `files`; by default the `a.txt` most tests read. */
+export function tempFiles(prefix: string, files: Record<string, string | Buffer> = { 'a.txt': 'hello' }): string {
+  return writeFiles(mkdtempSync(join(tmpdir(), `keyhole-${prefix}-`)), files);
 }
 
 export function dataUrl(uri: string, token?: string): string {
   return `/v1/data?uri=${encodeURIComponent(uri)}${token ? `&token=${encodeURIComponent(token)}` : ''}`;
 }
 
-export async function startKeyhole(yaml: string, opts: { env?: Record<string, string>; revocation?: RevocationStore } = {}): Promise<Running> {
+export interface StartOptions {
+  /** what `${env:…}` references in the config read, besides the test secrets */
+  env?: Record<string, string>;
+  revocation?: RevocationStore;
+}
+
+export async function startKeyhole(yaml: string, opts: StartOptions = {}): Promise<Running> {
   const env = { ...process.env, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN, ...opts.env };
   const config = parseConfig(yaml, { env });
   const chunks: string[] = [];
@@ -107,6 +165,21 @@ export async function startKeyhole(yaml: string, opts: { env?: Record<string, st
     },
   };
   return running;
+}
+
+export interface WithToken {
+  k: Running;
+  token: string;
+  /** the token as an Authorization header */
+  auth: { authorization: string };
+}
+
+/** A Keyhole from the base config and `yaml` (providers and more), closed on teardown, with a token for `scope`. */
+export async function keyholeWith(t: Test, yaml: string, scope: string[], opts: StartOptions = {}): Promise<WithToken> {
+  const k = await startKeyhole(baseYaml(yaml), opts);
+  t.teardown(() => k.close());
+  const token = await k.token({ scope });
+  return { k, token, auth: { authorization: `Bearer ${token}` } };
 }
 
 /** Waits until the audit event for a request id has been written (it is written on close). */

@@ -3,10 +3,11 @@
 // CGI output by closing the connection). Each is stopped by the test's teardown.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { freePort } from './redis.js';
 
 
 /** A server's own folder (config, files, logs): stopWith removes it once the server is gone. */
@@ -20,17 +21,10 @@ export interface RealServer {
   dir: string;
 }
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
-  return port;
-}
-
-async function listening(port: number, child: ChildProcess, what: string): Promise<void> {
+/** Resolves once `port` accepts a connection; throws if `child` exits first (`detail`: what to tell then). */
+export async function waitListening(port: number, child: ChildProcess, what: string, detail: () => string = () => ''): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}${detail()}`);
     const up = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1', () => {
         s.destroy();
@@ -86,7 +80,7 @@ ${server}
   );
   const child = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
   stopWith(t, child, dir);
-  await listening(port, child, 'nginx');
+  await waitListening(port, child, 'nginx');
   return { origin: `http://127.0.0.1:${port}`, dir: root };
 }
 
@@ -107,7 +101,7 @@ export async function startPythonHttpServer(t: Test, files: Record<string, strin
   const port = await freePort();
   const child = spawn('/usr/bin/python3', ['-m', 'http.server', '--cgi', '--bind', '127.0.0.1', String(port)], { cwd: dir, stdio: 'ignore' });
   stopWith(t, child, dir);
-  await listening(port, child, 'python3 -m http.server');
+  await waitListening(port, child, 'python3 -m http.server');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
 
@@ -122,7 +116,7 @@ export async function startGunicorn(t: Test, app: string, env: Record<string, st
   const port = await freePort();
   const child = spawn('/usr/bin/python3', ['-m', 'gunicorn', '--bind', `127.0.0.1:${port}`, '--workers', '1', '--chdir', dir, 'wsgi_app:application'], { cwd: dir, stdio: 'ignore', env: { ...process.env, ...env } });
   stopWith(t, child, dir);
-  await listening(port, child, 'gunicorn');
+  await waitListening(port, child, 'gunicorn');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
 
@@ -133,7 +127,7 @@ export async function startUvicorn(t: Test, app: string): Promise<RealServer> {
   const port = await freePort();
   const child = spawn('/usr/bin/python3', ['-m', 'uvicorn', '--host', '127.0.0.1', '--port', String(port), '--app-dir', dir, '--no-access-log', '--log-level', 'warning', 'asgi_app:app'], { cwd: dir, stdio: 'ignore' });
   stopWith(t, child, dir);
-  await listening(port, child, 'uvicorn');
+  await waitListening(port, child, 'uvicorn');
   return { origin: `http://127.0.0.1:${port}`, dir };
 }
 
@@ -148,7 +142,7 @@ export async function startCaddy(t: Test, files: Record<string, string | Buffer>
   writeFileSync(join(dir, 'Caddyfile'), `{\n  admin off\n  auto_https off\n}\nhttp://:${port} {\n  bind 127.0.0.1\n  root * ${root}\n  file_server\n}\n`);
   const child = spawn('/usr/bin/caddy', ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], { cwd: dir, stdio: 'ignore', env: { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir } });
   stopWith(t, child, dir);
-  await listening(port, child, 'caddy');
+  await waitListening(port, child, 'caddy');
   return { origin: `http://127.0.0.1:${port}`, dir: root };
 }
 
@@ -182,6 +176,6 @@ DocumentRoot ${root}
   );
   const child = spawn('/usr/sbin/apache2', ['-X', '-f', join(dir, 'httpd.conf')], { cwd: dir, stdio: 'ignore' });
   stopWith(t, child, dir);
-  await listening(port, child, 'apache2');
+  await waitListening(port, child, 'apache2');
   return { origin: `http://127.0.0.1:${port}`, dir: root };
 }

@@ -1,7 +1,9 @@
 // A real redis-server for tests: TLS only (plain port 0 = closed) with client certificates
 // demanded, certificates from the test dev CA, no persistence, on ephemeral loopback ports.
 // Never the machine's own Redis on 6379. `stop()` kills it; `restart()` brings it back on the
-// same port (for "Redis returns" tests).
+// same port (for "Redis returns" tests). Also the config that points Keyhole at it: the
+// revocation store, a `redis` provider, and a Keyhole keeping its revocations there.
+import type { Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -10,6 +12,8 @@ import { join } from 'node:path';
 import { testCerts } from './certs.js';
 import { redisConnectionSchema } from '../../src/redis/schema.js';
 import { createRedisClient, whenReady, type RedisClient } from '../../src/redis/connect.js';
+import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
+import { baseYaml, filesProviderYaml, indentLines, startKeyhole, type Running } from './keyhole.js';
 
 export interface TestRedis {
   /** the TLS port */
@@ -212,4 +216,39 @@ export async function testClient(target: { url: string }, opts: { db?: number; n
   const client = createRedisClient(conn, { name: opts.name ?? 'test-client', offlineQueue: true, ...(opts.db !== undefined ? { db: opts.db } : {}) });
   await whenReady(client, 20_000);
   return client;
+}
+
+/**
+ * The `revocation:` and `redis:` sections that keep revocations in `r`. `revocation`: more
+ * of its settings (cacheTtl); `redis`: the connection's own lines, generous by default.
+ */
+export function redisRevocationYaml(r: TestRedis, opts: { revocation?: string; redis?: string } = {}): string {
+  return `revocation: { store: redis${opts.revocation ? `, ${opts.revocation}` : ''} }
+redis:
+${r.yaml('  ', opts.redis ?? 'connectTimeout: 10s\ncommandTimeout: 3s')}
+`;
+}
+
+/**
+ * A fresh test Redis and a Keyhole keeping its revocations there, with the `files` provider
+ * on `root`; both stopped on teardown. Resolves once Keyhole's Redis link is up.
+ */
+export async function keyholeOnRedis(t: Test, root: string): Promise<{ k: Running; r: TestRedis; store: RedisRevocationStore }> {
+  const r = await startRedis();
+  t.teardown(() => r.stop());
+  const k = await startKeyhole(baseYaml(redisRevocationYaml(r) + filesProviderYaml(root)));
+  t.teardown(() => k.close());
+  const store = k.server.current.revocation as RedisRevocationStore;
+  await store.whenConnected();
+  return { k, r, store };
+}
+
+/** One `redis` provider item of a `providers:` list, reading `r`; `extra`: more of its YAML (chunkSize, contentTypeKey). */
+export function redisProviderItem(r: TestRedis, opts: { name?: string; match?: string; extra?: string } = {}): string {
+  return `  - name: ${opts.name ?? 'blobs'}
+    kind: redis
+    match: ${opts.match ?? 'redis://0/'}
+${indentLines(opts.extra, '    ')}    redis:
+${r.yaml('      ', 'commandTimeout: 10s')}
+`;
 }

@@ -3,14 +3,10 @@
 // stream — refused raw (unparsed) or parsed (an encoded presigned URL is a valid data URI).
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { AuditLog, type AuditEvent, type AuditSink } from '../../src/observe/audit.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, dataUrl, filesProviderYaml, keyholeWith, tempFiles } from '../helpers/keyhole.js';
 
-const root = mkdtempSync(join(tmpdir(), 'keyhole-audit-redaction-'));
-writeFileSync(join(root, 'a.txt'), 'hello');
+const root = tempFiles('audit-redaction');
 
 // Long random values: a short literal could turn up in a timestamp or a request id.
 const secret = () => randomBytes(16).toString('hex');
@@ -26,16 +22,7 @@ const HOSTILE: [string, string][] = [
   [`local://files/a.txt%3Faccess_token%3D${S[6]}`, 'scope_denied'],
 ];
 
-const k = await startKeyhole(
-  baseYaml(`providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`),
-);
-t.teardown(() => k.close());
-const token = await k.token({ scope: ['local://files/a.txt'] });
+const { k, token } = await keyholeWith(t, filesProviderYaml(root), ['local://files/a.txt']);
 
 const noSecretIn = (t: Test, text: string, what: string) => {
   for (const [i, s] of S.entries()) t.notOk(text.includes(s), `${what}: secret ${i} appears nowhere`);

@@ -2,14 +2,11 @@
 // stream entry; MAXLEN ~ bounds the stream; while Redis is away the data path does not wait,
 // the buffer is bounded and drops are counted; buffered events go out when Redis returns.
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { once } from 'node:events';
 import pino from 'pino';
 import { startRedis, testClient } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
-import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.js';
 import { AuditStream, streamFields } from '../../src/observe/audit-stream.js';
 import type { AuditEvent } from '../../src/observe/audit.js';
 import { Metrics } from '../../src/observe/metrics.js';
@@ -34,15 +31,8 @@ t.test('fields are flat strings; absent values are left out', async (t) => {
 t.test('Keyhole writes one stream entry per data request', async (t) => {
   const r = await startRedis();
   t.teardown(() => r.stop());
-  const root = mkdtempSync(join(tmpdir(), 'keyhole-as-'));
-  writeFileSync(join(root, 'a.txt'), 'hello');
-  const k = await startKeyhole(
-    baseYaml(`redis:
-${r.yaml('  ', 'auditStream: { key: "audit:test", maxLen: 1000 }\ncommandTimeout: 10s')}
-providers:
-  - { name: files, kind: local, match: "local://files/", root: ${root} }
-`),
-  );
+  const yaml = `redis:\n${r.yaml('  ', 'auditStream: { key: "audit:test", maxLen: 1000 }\ncommandTimeout: 10s')}\n${filesProviderYaml(tempFiles('as'))}`;
+  const k = await startKeyhole(baseYaml(yaml));
   t.teardown(() => k.close());
   const reader = await testClient(r, { name: 'reader' });
   t.teardown(() => reader.disconnect());

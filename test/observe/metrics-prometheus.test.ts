@@ -14,11 +14,11 @@ import { Agent, request } from 'undici';
 import { Counter } from '../../src/observe/instruments.js';
 import { Metrics } from '../../src/observe/metrics.js';
 import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
-import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
-import { freePort, startRedis } from '../helpers/redis.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { baseYaml, dataUrl, filesProviderYaml, startKeyhole } from '../helpers/keyhole.js';
+import { freePort, redisRevocationYaml, startRedis } from '../helpers/redis.js';
+import { httpProviderItem, startUpstream } from '../helpers/upstream.js';
 import { testCerts } from '../helpers/certs.js';
-import { dataPath, opsYaml, spawnKeyhole } from '../ops/spawn.js';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
 
 // Three real processes and a Prometheus on a shared 2-core machine: bounded, not tight.
 t.setTimeout(120_000);
@@ -137,7 +137,7 @@ t.teardown(() => rmSync(root, { recursive: true, force: true }));
 writeFileSync(join(root, 'a.txt'), 'hello\n');
 
 const clusterStarting = spawnKeyhole(
-  'workers: 2\n' + opsYaml(root, `revocation: { store: redis }\nredis:\n${redis.yaml('  ', 'connectTimeout: 10s\ncommandTimeout: 3s')}\n`),
+  'workers: 2\n' + opsYaml(root, redisRevocationYaml(redis)),
   { startTimeoutMs: 90_000 },
 );
 clusterStarting.catch(() => undefined); // awaited in its test; a failure is reported there
@@ -154,22 +154,12 @@ t.teardown(() => failing.close());
 const closedPort = await freePort(); // nothing listens there: a refused connection
 
 const k = await startKeyhole(
-  baseYaml(`revocation: { store: redis }
-redis:
-${redis.yaml('  ', 'connectTimeout: 10s\ncommandTimeout: 3s')}
-providers:
-  - { name: files, kind: local, match: "local://files/", root: ${root} }
-  - name: failing
-    kind: http
-    match: https://failing.test/
-    baseUrl: ${failing.origin}/
-    allowPrivateNetworks: true
-  - name: unreachable
-    kind: http
-    match: https://unreachable.test/
-    baseUrl: http://127.0.0.1:${closedPort}/
-    allowPrivateNetworks: true
-`),
+  baseYaml(
+    redisRevocationYaml(redis) +
+      filesProviderYaml(root) +
+      httpProviderItem('failing', 'https://failing.test/', `${failing.origin}/`) +
+      httpProviderItem('unreachable', 'https://unreachable.test/', `http://127.0.0.1:${closedPort}/`),
+  ),
 );
 t.teardown(() => k.close());
 await (k.server.current.revocation as RedisRevocationStore).whenConnected();
@@ -249,8 +239,8 @@ t.test('a two-worker cluster: the primary’s sum passes promtool', async (t) =>
   t.teardown(() => fresh.close());
   const tok = await c.token();
   const statuses: number[] = [];
-  for (let i = 0; i < 8; i++) statuses.push((await c.get(dataPath('local://files/a.txt'), { headers: bearer(tok), dispatcher: fresh })).status);
-  for (let i = 0; i < 2; i++) statuses.push((await c.get(dataPath('local://files/a.txt'), { dispatcher: fresh })).status);
+  for (let i = 0; i < 8; i++) statuses.push((await c.get(dataUrl('local://files/a.txt'), { headers: bearer(tok), dispatcher: fresh })).status);
+  for (let i = 0; i < 2; i++) statuses.push((await c.get(dataUrl('local://files/a.txt'), { dispatcher: fresh })).status);
   t.same(statuses, [...Array(8).fill(200), 401, 401]);
   const text = await until('the cluster counted every request', async () => {
     const body = await getText(`${c.admin}/metrics`);

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { DEFAULT_HOSTS, issueLeaf } from '../../src/tls/devca.js';
 import { testCerts } from '../helpers/certs.js';
-import { dataPath, opsYaml, spawnKeyhole } from './spawn.js';
+import { dataUrl, tempFiles } from '../helpers/keyhole.js';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
 
 // Real processes on a shared 2-core machine: generous, but bounded.
 t.setTimeout(240000);
@@ -40,9 +41,8 @@ t.test('a rotated certificate is served to new clients without a restart', async
   const ca = { cert: readFileSync(c.caCert, 'utf8'), key: readFileSync(c.caKey, 'utf8') };
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-ops-tls-'));
   const first = install(dir, await issueLeaf(ca, { cn: 'first', hosts: DEFAULT_HOSTS, usage: 'server' }));
-  const root = mkdtempSync(join(tmpdir(), 'keyhole-ops-data-'));
-  writeFileSync(join(root, 'a.txt'), 'hello\n');
-  const k = await spawnKeyhole(opsYaml(root, '', { cert: join(dir, 'server.pem'), key: join(dir, 'server-key.pem') }));
+  const root = tempFiles('ops-data', { 'a.txt': 'hello\n' });
+  const k = await spawnKeyhole(opsYaml(root, '', { tls: { cert: join(dir, 'server.pem'), key: join(dir, 'server-key.pem') } }));
   t.teardown(() => k.stop());
   const pid = k.child.pid;
   t.equal(await servedSerial(k.dataPort), first, 'the first certificate is served');
@@ -53,7 +53,7 @@ t.test('a rotated certificate is served to new clients without a restart', async
   t.equal((seen.certificate as { fingerprint: string }).fingerprint, new X509Certificate(readFileSync(join(dir, 'server.pem'))).fingerprint256, 'the log names the new fingerprint');
   t.equal(await servedSerial(k.dataPort), second, 'a new TLS client sees the new certificate');
   const token = await k.token();
-  t.equal((await k.get(dataPath('local://files/a.txt'), { headers: { authorization: `Bearer ${token}` } })).status, 200, 'and is served over it');
+  t.equal((await k.get(dataUrl('local://files/a.txt'), { headers: { authorization: `Bearer ${token}` } })).status, 200, 'and is served over it');
 
   // A pair that does not belong together is refused; the second certificate stays.
   const third = await issueLeaf(ca, { cn: 'third', hosts: DEFAULT_HOSTS, usage: 'server' });

@@ -1,32 +1,32 @@
 // SIGTERM on a real `keyhole serve`: readiness turns false at once, nothing new is
 // accepted, a long download in flight finishes whole, pools close, exit code 0 — and a
 // request that outlives the drain timeout is cut, still with exit 0.
-import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { request } from 'undici';
-import { dataPath, opsYaml, spawnKeyhole, startGatedUpstream } from './spawn.js';
+import { dataUrl, tempFiles } from '../helpers/keyhole.js';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
+import { httpProviderItem, startGatedUpstream } from '../helpers/upstream.js';
 
 // Real processes on a shared 2-core machine: generous, but bounded.
 t.setTimeout(240000);
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-function config(upstream: string, drainTimeout: string): string {
-  const root = mkdtempSync(join(tmpdir(), 'keyhole-ops-data-'));
-  writeFileSync(join(root, 'a.txt'), 'hello\n');
-  return opsYaml(
-    root,
-    `  - name: up
-    kind: http
-    match: https://up.test/
-    baseUrl: ${upstream}/
-    allowPrivateNetworks: true
-`,
-  ).replace('  tls: {', `  drainTimeout: ${drainTimeout}\n  tls: {`);
+/** A gated upstream of `size` bytes and a Keyhole that drains within `drainTimeout`, both stopped on teardown. */
+async function keyholeOverGate(t: Test, size: number, drainTimeout: string) {
+  const up = await startGatedUpstream(size);
+  t.teardown(() => up.close());
+  const root = tempFiles('ops-data', { 'a.txt': 'hello\n' });
+  const k = await spawnKeyhole(opsYaml(root, httpProviderItem('up', 'https://up.test/', `${up.origin}/`), { server: `drainTimeout: ${drainTimeout}` }));
+  t.teardown(() => k.stop());
+  /** starts the long download of `/big`, held open until `up.release()` */
+  const download = async () => {
+    const token = await k.token({ scope: ['https://up.test/'] });
+    return request(k.base + dataUrl('https://up.test/big'), { headers: { authorization: `Bearer ${token}` }, dispatcher: k.dispatcher });
+  };
+  return { up, k, download };
 }
 
 /** true when a TCP connection to the port is refused (nothing listens any more). */
@@ -42,14 +42,10 @@ function refused(port: number): Promise<boolean> {
 }
 
 t.test('SIGTERM during a long download: readiness off, download finishes, exit 0', async (t) => {
-  const up = await startGatedUpstream(2 << 20);
-  t.teardown(() => up.close());
-  const k = await spawnKeyhole(config(up.origin, '30s'));
-  t.teardown(() => k.stop());
-  const token = await k.token({ scope: ['https://up.test/'] });
+  const { up, k, download } = await keyholeOverGate(t, 2 << 20, '30s');
   t.equal((await k.adminGet('/readyz')).status, 200, 'ready before the drain');
 
-  const res = await request(k.base + dataPath('https://up.test/big'), { headers: { authorization: `Bearer ${token}` }, dispatcher: k.dispatcher });
+  const res = await download();
   t.equal(res.statusCode, 200);
   const chunks: Buffer[] = [];
   res.body.on('data', (c: Buffer) => chunks.push(c));
@@ -74,12 +70,8 @@ t.test('SIGTERM during a long download: readiness off, download finishes, exit 0
 });
 
 t.test('a request that outlives the drain timeout is cut; exit is still 0', async (t) => {
-  const up = await startGatedUpstream(1 << 20);
-  t.teardown(() => up.close());
-  const k = await spawnKeyhole(config(up.origin, '300ms'));
-  t.teardown(() => k.stop());
-  const token = await k.token({ scope: ['https://up.test/'] });
-  const res = await request(k.base + dataPath('https://up.test/big'), { headers: { authorization: `Bearer ${token}` }, dispatcher: k.dispatcher });
+  const { up, k, download } = await keyholeOverGate(t, 1 << 20, '300ms');
+  const res = await download();
   t.equal(res.statusCode, 200);
   const outcome = new Promise<string>((resolve) => {
     res.body.on('data', () => undefined);

@@ -2,35 +2,23 @@
 // in-flight stream finishes on the old runtime (which closes only then), and a bad config
 // is refused with every problem while the old one keeps serving.
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { request } from 'undici';
-import { dataPath, opsYaml, spawnKeyhole, startGatedUpstream } from './spawn.js';
+import { dataUrl, localProviderItem, tempFiles } from '../helpers/keyhole.js';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
+import { httpProviderItem, startGatedUpstream } from '../helpers/upstream.js';
 
 // Real processes on a shared 2-core machine: generous, but bounded.
 t.setTimeout(240000);
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-function dataDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-ops-data-'));
-  writeFileSync(join(dir, 'a.txt'), 'hello\n');
-  return dir;
-}
+const dataDir = () => tempFiles('ops-data', { 'a.txt': 'hello\n' });
 
 /** The config under test: a local provider, an http one on the gated upstream, optionally one more. */
 function yaml(root: string, upstream: string, extra: boolean): string {
-  return opsYaml(
-    root,
-    `  - name: up
-    kind: http
-    match: https://up.test/
-    baseUrl: ${upstream}/
-    allowPrivateNetworks: true
-${extra ? `  - name: extra\n    kind: local\n    match: local://extra/\n    root: ${root}\n` : ''}`,
-  );
+  return opsYaml(root, httpProviderItem('up', 'https://up.test/', `${upstream}/`) + (extra ? localProviderItem('extra', root) : ''));
 }
 
 t.test('reload under steady load loses no request; in-flight streams finish on the old runtime', async (t) => {
@@ -44,7 +32,7 @@ t.test('reload under steady load loses no request; in-flight streams finish on t
   const auth = (tok: string) => ({ authorization: `Bearer ${tok}` });
 
   // A long download that starts on the first runtime and is held open across every reload.
-  const bigRes = await request(k.base + dataPath('https://up.test/big'), { headers: auth(token), dispatcher: k.dispatcher });
+  const bigRes = await request(k.base + dataUrl('https://up.test/big'), { headers: auth(token), dispatcher: k.dispatcher });
   t.equal(bigRes.statusCode, 200);
   const bigChunks: Buffer[] = [];
   bigRes.body.on('data', (c: Buffer) => bigChunks.push(c));
@@ -59,7 +47,7 @@ t.test('reload under steady load loses no request; in-flight streams finish on t
     for (let i = 0; running; i++) {
       const bad = (i + n) % 5 === 0;
       try {
-        const r = await k.get(dataPath('local://files/a.txt'), { headers: auth(bad ? outsider : token) });
+        const r = await k.get(dataUrl('local://files/a.txt'), { headers: auth(bad ? outsider : token) });
         const ok = bad ? r.status === 403 && JSON.parse(r.body.toString()).error === 'scope_denied' : r.status === 200 && r.body.toString() === 'hello\n';
         count(ok ? (bad ? '403 intended' : '200') : `unexpected ${r.status}`);
       } catch (err) {
@@ -83,7 +71,7 @@ t.test('reload under steady load loses no request; in-flight streams finish on t
       t.equal(r.json.ok, true);
     }
     // The new config is what serves now: the extra provider comes and goes.
-    const probe = await k.get(dataPath('local://extra/a.txt'), { headers: auth(token) });
+    const probe = await k.get(dataUrl('local://extra/a.txt'), { headers: auth(token) });
     t.equal(probe.status, extra ? 200 : 403, `after reload ${i} the extra provider is ${extra ? 'present' : 'gone'}`);
   }
   running = false;
@@ -124,7 +112,7 @@ t.test('a bad reload is refused with every problem, and the old config keeps ser
   const bad = good
     .replace('log: { level: info, audit: false }', 'log: { level: info, audit: false, colour: true }')
     .replace(`root: ${root}\n`, `root: ${join(root, 'missing-folder')}\n`)
-    .replace('secret: "${env:KEYHOLE_TEST_SECRET}"', 'secret: "${env:KEYHOLE_NOT_SET_ANYWHERE}"');
+    .replace('secret: ${env:KEYHOLE_TEST_SECRET}', 'secret: ${env:KEYHOLE_NOT_SET_ANYWHERE}');
   k.rewriteConfig(bad);
 
   const r = await k.adminPost('/admin/reload');
@@ -143,13 +131,13 @@ t.test('a bad reload is refused with every problem, and the old config keeps ser
   t.match((second.problems as string[]).join('\n'), /providers\[\d\]\.root: .*missing-folder/);
 
   // Still the old config: both providers answer.
-  t.equal((await k.get(dataPath('local://files/a.txt'), { headers: auth })).status, 200, 'old config still serves');
-  t.equal((await k.get(dataPath('local://extra/a.txt'), { headers: auth })).status, 200, 'old providers all still there');
+  t.equal((await k.get(dataUrl('local://files/a.txt'), { headers: auth })).status, 200, 'old config still serves');
+  t.equal((await k.get(dataUrl('local://extra/a.txt'), { headers: auth })).status, 200, 'old providers all still there');
   t.notOk(k.logs.some((l) => l.msg === 'configuration reloaded'), 'nothing was reloaded');
   t.notOk(k.logs.some((l) => JSON.stringify(l).includes('test-secret-0123456789')), 'no secret in the logs');
 
   k.rewriteConfig(yaml(root, up.origin, false));
   const fixed = await k.adminPost('/admin/reload');
   t.equal(fixed.status, 200, 'a fixed config reloads');
-  t.equal((await k.get(dataPath('local://extra/a.txt'), { headers: auth })).status, 403, 'and takes effect');
+  t.equal((await k.get(dataUrl('local://extra/a.txt'), { headers: auth })).status, 403, 'and takes effect');
 });

@@ -3,7 +3,7 @@
 // mode, each with a Range request and a HEAD, for both URI forms.
 import t from 'tap';
 import { request } from 'undici';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole } from '../helpers/keyhole.js';
 import { cloudProvider, uri } from '../fixtures/cloud/vectors.js';
 import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY } from '../fixtures/cloud/azurite.js';
 
@@ -61,10 +61,7 @@ t.test('response overrides (rsct, rscd) are signed and honoured by Azurite', asy
 });
 
 t.test('presign mode: 307 to a SAS URL Azurite serves, Range and HEAD, both URI forms', async (t) => {
-  const k = await startKeyhole(baseYaml(`providers:\n${yaml('presign')}`), { env });
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['azure-blob://labels/'] });
-  const auth = { authorization: `Bearer ${token}` };
+  const { k, auth } = await keyholeWith(t, `providers:\n${yaml('presign')}`, ['azure-blob://labels/'], { env });
   const res = await k.get(dataUrl('azure-blob://labels/img/a b.png'), auth);
   t.equal(res.status, 307);
   t.equal(res.headers['cache-control'], 'private, no-store');

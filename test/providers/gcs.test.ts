@@ -7,7 +7,7 @@ import { createPrivateKey } from 'node:crypto';
 import { request } from 'undici';
 import { signGcsUrl, type GcsKey } from '../../src/providers/cloud/gcs-sign.js';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { baseYaml, dataUrl, startKeyhole, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.js';
+import { ADMIN_TOKEN, baseYaml, dataUrl, keyholeWith, startKeyhole, TEST_SECRET } from '../helpers/keyhole.js';
 import { cloudProvider, GCS_KEY_FILE, uri, vector } from '../fixtures/cloud/vectors.js';
 import { publicKeyOf, startGcsVerifier } from '../fixtures/cloud/gcs-verifier.js';
 
@@ -132,9 +132,7 @@ for (const cred of ['rsa', 'hmac'] as const) {
     t.equal(head.status, 200);
     t.equal(head.headers['content-length'], String(BODY.length));
 
-    const k2 = await startKeyhole(baseYaml(`providers:\n${yaml('presign')}`), { env });
-    t.teardown(() => k2.close());
-    const token2 = await k2.token({ scope: ['gs://labels/'] });
+    const { k: k2, token: token2 } = await keyholeWith(t, `providers:\n${yaml('presign')}`, ['gs://labels/'], { env });
     const redirect = await k2.get(dataUrl('gs://labels/img/a.png'), { authorization: `Bearer ${token2}` });
     t.equal(redirect.status, 307);
     const loc = redirect.headers.location as string;

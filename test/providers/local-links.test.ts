@@ -5,10 +5,10 @@
 // link (its other names may be anywhere). Real files, symlinks and hard links in a temp dir;
 // the checks are on the opened file, so a symlink flipped during requests never leaks.
 import t from 'tap';
-import { linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, startKeyhole, writeFiles } from '../helpers/keyhole.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'keyhole-local-links-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,12 +16,13 @@ const pub = join(dir, 'pub');
 const priv = join(pub, 'priv'); // a root nested in another one
 const other = join(dir, 'other'); // a root beside it
 const outside = join(dir, 'outside');
-for (const d of [priv, other, outside]) mkdirSync(d, { recursive: true });
-writeFileSync(join(pub, 'hello.txt'), 'PUBLIC');
-writeFileSync(join(priv, 'secret.txt'), 'PRIVATE-ACME');
-writeFileSync(join(other, 'secret.txt'), 'OTHER-ACME');
-writeFileSync(join(outside, 'secret.txt'), 'OUTSIDE-HARD');
-writeFileSync(join(pub, 'own.txt'), 'OWN');
+writeFiles(dir, {
+  'pub/hello.txt': 'PUBLIC',
+  'pub/priv/secret.txt': 'PRIVATE-ACME',
+  'other/secret.txt': 'OTHER-ACME',
+  'outside/secret.txt': 'OUTSIDE-HARD',
+  'pub/own.txt': 'OWN',
+});
 symlinkSync(join(priv, 'secret.txt'), join(pub, 'to-priv.txt'));
 symlinkSync('priv/secret.txt', join(pub, 'to-priv-relative.txt'));
 symlinkSync(priv, join(pub, 'to-priv-dir'));

@@ -2,36 +2,31 @@
 // symlink escape, NUL, absolute paths), and Range / ETag / Last-Modified / conditionals.
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync, statSync } from 'node:fs';
+import { mkdtempSync, symlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, type Running, startKeyhole, writeFiles } from '../helpers/keyhole.js';
 
 const base = mkdtempSync(join(tmpdir(), 'keyhole-local-'));
 const root = join(base, 'root');
 const outside = join(base, 'outside');
-mkdirSync(join(root, 'sub'), { recursive: true });
-mkdirSync(outside);
 const digits = Buffer.from('0123456789'.repeat(10)); // 100 bytes
-writeFileSync(join(root, 'digits.bin'), digits);
-writeFileSync(join(root, 'sub', 'note.txt'), 'note');
-writeFileSync(join(root, 'page.html'), '<script>alert(1)</script>');
-writeFileSync(join(root, 'pic.svg'), '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>');
-writeFileSync(join(root, 'data.xml'), '<a/>');
-writeFileSync(join(root, 'empty.txt'), '');
-writeFileSync(join(root, 'a b%.txt'), 'odd name');
-writeFileSync(join(outside, 'secret.txt'), 'SECRET OUTSIDE');
+writeFiles(root, {
+  'digits.bin': digits,
+  'sub/note.txt': 'note',
+  'page.html': '<script>alert(1)</script>',
+  'pic.svg': '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+  'data.xml': '<a/>',
+  'empty.txt': '',
+  'a b%.txt': 'odd name',
+});
+writeFiles(outside, { 'secret.txt': 'SECRET OUTSIDE' });
 symlinkSync(join(outside, 'secret.txt'), join(root, 'escape.txt'));
 symlinkSync(outside, join(root, 'escape-dir'));
 symlinkSync(join(root, 'sub', 'note.txt'), join(root, 'inside-link.txt'));
 execFileSync('mkfifo', [join(root, 'fifo')]);
 
-const yaml = baseYaml(`providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`);
+const yaml = baseYaml(filesProviderYaml(root));
 
 async function setup(t: Test): Promise<{ k: Running; get: (uri: string, h?: Record<string, string>, m?: 'GET' | 'HEAD') => ReturnType<Running['get']> }> {
   const k = await startKeyhole(yaml);

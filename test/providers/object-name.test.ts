@@ -9,10 +9,10 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startUpstream } from '../helpers/upstream.js';
-import { startRedis, testClient } from '../helpers/redis.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
-import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
+import { httpProviderItem, startUpstream } from '../helpers/upstream.js';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
+import { auditFor, baseYaml, dataUrl, localProviderItem, startKeyhole } from '../helpers/keyhole.js';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
 import type { RedisClient } from '../../src/redis/connect.js';
 
 const SIBLING = 'SIBLING-OBJECT-OUTSIDE-THE-SCOPE';
@@ -53,47 +53,8 @@ await s3.put('bucket1', 'images/proj/inner.txt', 'inner s3');
 
 const k = await startKeyhole(
   baseYaml(`providers:
-  - name: files-http
-    kind: http
-    match: https://files.corp.example/
-    baseUrl: ${up.origin}/data/
-    allowPrivateNetworks: true
-  - name: exact-http
-    kind: http
-    match: https://other.corp.example/proj
-    baseUrl: ${up.origin}/other/
-    allowPrivateNetworks: true
-  - name: blobs
-    kind: redis
-    match: redis://0/
-    redis:
-${redis.yaml('      ', 'commandTimeout: 10s')}
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${join(dir, 'files')}
-  - name: twin
-    kind: local
-    match: local://twin/
-    root: ${join(dir, 'twin')}
-  - name: store
-    kind: s3
-    mode: proxy
-    match: s3://bucket1/
-    endpoint: ${s3.endpoint}
-    pathStyle: true
-    credentials: { accessKeyId: ${S3RVER_KEY}, secretAccessKey: "\${env:S3_SECRET}" }
-    buckets: [{ name: bucket1, prefixes: [images/] }]
-  - name: signed
-    kind: s3
-    mode: presign
-    match: s3://bucket2/
-    endpoint: ${s3.endpoint}
-    pathStyle: true
-    credentials: { accessKeyId: ${S3RVER_KEY}, secretAccessKey: "\${env:S3_SECRET}" }
-    buckets: [{ name: bucket2 }]
-`),
-  { env: { S3_SECRET: S3RVER_SECRET } },
+${httpProviderItem('files-http', 'https://files.corp.example/', `${up.origin}/data/`)}${httpProviderItem('exact-http', 'https://other.corp.example/proj', `${up.origin}/other/`)}${redisProviderItem(redis)}${localProviderItem('files', join(dir, 'files'))}${localProviderItem('twin', join(dir, 'twin'))}${s3.providerItem({ name: 'store', bucket: 'bucket1', prefixes: ['images/'] })}${s3.providerItem({ name: 'signed', bucket: 'bucket2', mode: 'presign' })}`),
+  { env: S3RVER_ENV },
 );
 t.teardown(() => k.close());
 

@@ -2,9 +2,9 @@
 // and across GETRANGE chunks), HEAD, a missing key, content types, databases.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { startRedis, testClient } from '../helpers/redis.js';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
 import { testCerts } from '../helpers/certs.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole } from '../helpers/keyhole.js';
 import { whenReady } from '../../src/redis/connect.js';
 import { redisProviderSchema } from '../../src/providers/redis.js';
 
@@ -28,26 +28,8 @@ t.test('redis provider over mTLS', async (t) => {
   await db0.rpush('a-list', 'x');
   await db1.set('Mixed/Case Key.txt', 'from db 1');
 
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - name: blobs
-    kind: redis
-    match: redis://0/
-    chunkSize: 1024
-    contentType: application/x-keyhole-test
-    contentTypeKey: "{key}:type"
-    redis:
-${r.yaml('      ', 'commandTimeout: 10s')}
-  - name: other-db
-    kind: redis
-    match: redis://1/
-    redis:
-${r.yaml('      ', 'commandTimeout: 10s')}
-`),
-  );
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['redis://0/', 'redis://1/'] });
-  const auth = { authorization: `Bearer ${token}` };
+  const blobs = redisProviderItem(r, { extra: 'chunkSize: 1024\ncontentType: application/x-keyhole-test\ncontentTypeKey: "{key}:type"' });
+  const { k, auth } = await keyholeWith(t, `providers:\n${blobs}${redisProviderItem(r, { name: 'other-db', match: 'redis://1/' })}`, ['redis://0/', 'redis://1/']);
 
   t.test('whole value larger than one chunk', async (t) => {
     const res = await k.get(dataUrl('redis://0/images/big.bin'), auth);

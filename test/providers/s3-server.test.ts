@@ -5,7 +5,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { HttpRequest } from '@smithy/protocol-http';
 import { s3Signer } from '../../src/providers/s3.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, dataUrl, keyholeWith } from '../helpers/keyhole.js';
 import { cloudProvider, uri } from '../fixtures/cloud/vectors.js';
 import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
 
@@ -17,15 +17,7 @@ await s3.put('bucket1', 'images/cat.jpg', BODY, 'image/jpeg');
 await s3.put('bucket1', 'images/a b+c.jpg', BODY.subarray(0, 100), 'image/jpeg');
 await s3.put('bucket1', 'private/secret.txt', 'no');
 
-const providerYaml = (mode: string, secretEnv = 'S3_SECRET', extra = '') => `  - name: store
-    kind: s3
-    mode: ${mode}
-    match: s3://bucket1/
-    endpoint: ${s3.endpoint}
-    pathStyle: true
-    credentials: { accessKeyId: ${S3RVER_KEY}, secretAccessKey: "\${env:${secretEnv}}" }
-    buckets: [{ name: bucket1, prefixes: [images/] }]
-${extra}`;
+const providerYaml = (mode: 'proxy' | 'presign', secretEnv = 'S3_SECRET', extra = '') => s3.providerItem({ name: 'store', bucket: 'bucket1', mode, prefixes: ['images/'], secretEnv, extra });
 const env = { S3_SECRET: S3RVER_SECRET, WRONG_SECRET: 'not-the-secret' };
 
 const fetchUrl = async (url: string, method: 'GET' | 'HEAD' = 'GET', headers: Record<string, string> = {}) => {
@@ -68,10 +60,7 @@ t.test('the oracle also verifies header-signed SigV4 (Authorization), and reject
 });
 
 t.test('presign mode end to end: 307 to a URL the S3 server serves, Range and HEAD', async (t) => {
-  const k = await startKeyhole(baseYaml(`providers:\n${providerYaml('presign')}`), { env });
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['s3://bucket1/'] });
-  const auth = { authorization: `Bearer ${token}` };
+  const { k, auth } = await keyholeWith(t, `providers:\n${providerYaml('presign')}`, ['s3://bucket1/'], { env });
 
   const res = await k.get(dataUrl('s3://bucket1/images/cat.jpg'), auth);
   t.equal(res.status, 307);
@@ -121,7 +110,7 @@ t.test('presign mode end to end: 307 to a URL the S3 server serves, Range and HE
 });
 
 t.test('response overrides are signed into the URL and honoured by the server', async (t) => {
-  const p = cloudProvider(providerYaml('presign', 'S3_SECRET', '    response: { contentType: text/plain, contentDisposition: attachment }\n'), env);
+  const p = cloudProvider(providerYaml('presign', 'S3_SECRET', 'response: { contentType: text/plain, contentDisposition: attachment }'), env);
   t.teardown(() => p.close());
   const res = await fetchUrl((await p.presignFor(uri('s3://bucket1/images/cat.jpg'), [])).url);
   t.equal(res.status, 200);
@@ -130,9 +119,7 @@ t.test('response overrides are signed into the URL and honoured by the server', 
 });
 
 t.test('POST /v1/presign: per-URI answers, errors with reason codes, TTL', async (t) => {
-  const k = await startKeyhole(baseYaml(`providers:\n${providerYaml('presign', 'S3_SECRET', '    ttl: { default: 300s, max: 900s }\n')}`), { env });
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['s3://bucket1/', 's3://bucket2/'] });
+  const { k, token } = await keyholeWith(t, `providers:\n${providerYaml('presign', 'S3_SECRET', 'ttl: { default: 300s, max: 900s }')}`, ['s3://bucket1/', 's3://bucket2/'], { env });
   const post = (body: unknown) => k.get('/v1/presign', { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, 'POST', JSON.stringify(body));
   const res = await post({ uris: ['s3://bucket1/images/cat.jpg', 's3://bucket2/x.jpg', 's3://bucket1/private/secret.txt', 'gs://nope/x'] });
   t.equal(res.status, 200);
@@ -149,10 +136,7 @@ t.test('POST /v1/presign: per-URI answers, errors with reason codes, TTL', async
 });
 
 t.test('proxy mode end to end: signed by Keyhole, streamed, Range and HEAD', async (t) => {
-  const k = await startKeyhole(baseYaml(`providers:\n${providerYaml('proxy')}`), { env });
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['s3://bucket1/'] });
-  const auth = { authorization: `Bearer ${token}` };
+  const { k, auth } = await keyholeWith(t, `providers:\n${providerYaml('proxy')}`, ['s3://bucket1/'], { env });
   const full = await k.get(dataUrl('s3://bucket1/images/cat.jpg'), auth);
   t.equal(full.status, 200);
   t.same(full.body, BODY);
@@ -174,9 +158,7 @@ t.test('proxy mode end to end: signed by Keyhole, streamed, Range and HEAD', asy
 });
 
 t.test('proxy mode with a wrong secret: the server refuses, Keyhole answers 502 and leaks nothing', async (t) => {
-  const k = await startKeyhole(baseYaml(`providers:\n${providerYaml('proxy', 'WRONG_SECRET')}`), { env });
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['s3://bucket1/'] });
+  const { k, token } = await keyholeWith(t, `providers:\n${providerYaml('proxy', 'WRONG_SECRET')}`, ['s3://bucket1/'], { env });
   const res = await k.get(dataUrl('s3://bucket1/images/cat.jpg'), { authorization: `Bearer ${token}` });
   t.equal(res.status, 502);
   t.equal(JSON.parse(res.body.toString()).error, 'upstream_status');

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
 import { testCerts } from '../helpers/certs.js';
-import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
 import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY } from '../fixtures/cloud/azurite.js';
 import { rawRequest, SLOW_READERS } from './support/client.js';
 import { oneAudit } from './support/audit.js';
@@ -34,16 +34,8 @@ const STORES: Store[] = [
       t.teardown(() => s3.close());
       for (const o of Object.values(objects)) await s3.put('labels', `img/${o.name}`, readFileSync(o.path));
       return {
-        provider: `  - name: store
-    kind: s3
-    mode: proxy
-    match: s3://labels/
-    endpoint: ${s3.endpoint}
-    pathStyle: true
-    credentials: { accessKeyId: ${S3RVER_KEY}, secretAccessKey: "\${env:S3_SECRET}" }
-    buckets: [{ name: labels, prefixes: [img/] }]
-`,
-        env: { S3_SECRET: S3RVER_SECRET },
+        provider: s3.providerItem({ name: 'store', bucket: 'labels', prefixes: ['img/'] }),
+        env: S3RVER_ENV,
         uri: (name) => `s3://labels/img/${name}`,
         scope: 's3://labels/img/',
       };

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { testCerts } from '../helpers/certs.js';
 import { startGunicorn, startPythonHttpServer } from '../helpers/real-servers.js';
 import { wsgiFiles } from './support/apps.js';
-import { dataPath, opsYaml, spawnKeyhole } from '../ops/spawn.js';
+import { dataUrl } from '../helpers/keyhole.js';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
+import { httpProviderItem } from '../helpers/upstream.js';
 import { rawRequest, sha256 } from './support/client.js';
 
 t.setTimeout(300_000);
@@ -20,23 +22,13 @@ t.test('two workers, four slow downloads from a closing upstream: all whole, all
   const files = await startPythonHttpServer(t, { big: body }); // a folder holding the file
   const py = await startGunicorn(t, wsgiFiles(files.dir));
   const root = mkdtempSync(join(tmpdir(), 'keyhole-workers-'));
-  const yaml =
-    'workers: 2\n' +
-    opsYaml(
-      root,
-      `  - name: py
-    kind: http
-    match: https://py.test/
-    baseUrl: ${py.origin}/
-    allowPrivateNetworks: true
-`,
-    ).replace('audit: false', 'audit: true');
+  const yaml = 'workers: 2\n' + opsYaml(root, httpProviderItem('py', 'https://py.test/', `${py.origin}/`), { log: '{ level: info, audit: true }' });
   const k = await spawnKeyhole(yaml, { startTimeoutMs: 90_000 });
   t.teardown(() => k.stop());
   const auth = { authorization: `Bearer ${await k.token({ scope: ['https://py.test/'] })}` };
   const ca = readFileSync(testCerts().caCert);
   const answers = await Promise.all(
-    [700, 500, 300, 600].map((pauseMs) => rawRequest({ port: k.dataPort, ca, path: dataPath('https://py.test/big'), headers: auth, pace: { stallMs: pauseMs } })),
+    [700, 500, 300, 600].map((pauseMs) => rawRequest({ port: k.dataPort, ca, path: dataUrl('https://py.test/big'), headers: auth, pace: { stallMs: pauseMs } })),
   );
   for (const [i, a] of answers.entries()) {
     t.equal(a.status, 200, `download ${i}`);

@@ -2,13 +2,10 @@
 // closed with 503 revocation_unavailable and /readyz says not ready; Redis restarted on the
 // same port → Keyhole recovers by itself; admin revocation works again.
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { request } from 'undici';
-import { startRedis } from '../helpers/redis.js';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
-import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
+import { keyholeOnRedis, startRedis } from '../helpers/redis.js';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole, tempFiles } from '../helpers/keyhole.js';
 
 async function admin(base: string, path: string, body?: unknown) {
   const res = await request(base + path, {
@@ -21,24 +18,7 @@ async function admin(base: string, path: string, body?: unknown) {
 }
 
 t.test('fail closed while Redis is away, recover when it returns', async (t) => {
-  const r = await startRedis();
-  t.teardown(() => r.stop());
-  const root = mkdtempSync(join(tmpdir(), 'keyhole-fc-'));
-  writeFileSync(join(root, 'a.txt'), 'hello');
-  const k = await startKeyhole(
-    baseYaml(`revocation: { store: redis }
-redis:
-${r.yaml('  ', 'connectTimeout: 10s\ncommandTimeout: 3s')}
-providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`),
-  );
-  t.teardown(() => k.close());
-  const store = k.server.current.revocation as RedisRevocationStore;
-  await store.whenConnected();
+  const { k, r, store } = await keyholeOnRedis(t, tempFiles('fc'));
   const token = await k.token({ scope: ['local://files/'], jti: 'fc-1' });
   const auth = { authorization: `Bearer ${token}` };
 

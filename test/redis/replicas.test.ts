@@ -3,111 +3,37 @@
 // cache still holds "not revoked" for a minute: only pub/sub can carry it. The delay from
 // A's answer to B's first 401 is measured and printed.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { once } from 'node:events';
-import { Agent, request } from 'undici';
-import { startRedis } from '../helpers/redis.js';
-import { testCerts } from '../helpers/certs.js';
-import { ADMIN_TOKEN, TEST_SECRET, baseYaml, dataUrl } from '../helpers/keyhole.js';
-import { parseConfig } from '../../src/config/load.js';
-import { signDevToken } from '../../src/auth/sign.js';
-
-const REPO = resolve(import.meta.dirname, '../..');
-const env = { ...process.env, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN };
-
-interface Replica {
-  data: string;
-  admin: string;
-  child: ChildProcess;
-  output(): string;
-}
-
-/** Starts `keyhole serve --config FILE` and waits for its listening and redis-up log lines. */
-async function startReplica(configFile: string): Promise<Replica> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configFile], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let listening: { data: { port: number }; admin: { port: number } } | undefined;
-  let redisUp = false;
-  const ready = new Promise<void>((resolvePromise, reject) => {
-    const onLine = (line: string) => {
-      if (!line.startsWith('{')) return;
-      const rec = JSON.parse(line) as { msg: string; data?: { port: number }; admin?: { port: number } };
-      if (rec.msg === 'keyhole listening') listening = rec as typeof listening;
-      if (rec.msg === 'redis revocation store is up') redisUp = true;
-      if (listening && redisUp) resolvePromise();
-    };
-    let partial = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      partial += b.toString();
-      const lines = partial.split('\n');
-      partial = lines.pop()!;
-      lines.forEach(onLine);
-    });
-    child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('exit', (code) => reject(new Error(`keyhole exited (${code}):\n${out}`)));
-  });
-  await ready;
-  return { data: `https://localhost:${listening!.data.port}`, admin: `http://127.0.0.1:${listening!.admin.port}`, child, output: () => out };
-}
-
-async function stopReplica(r: Replica): Promise<void> {
-  if (r.child.exitCode !== null) return;
-  const exited = once(r.child, 'exit');
-  r.child.kill('SIGTERM');
-  await exited;
-}
+import { redisRevocationYaml, startRedis } from '../helpers/redis.js';
+import { ADMIN_TOKEN, TEST_SECRET, baseYaml, dataUrl, filesProviderYaml, tempFiles } from '../helpers/keyhole.js';
+import { spawnKeyhole, type KeyholeProcess } from '../helpers/spawn.js';
 
 t.test('revocation through replica A reaches replica B by pub/sub', async (t) => {
   const redis = await startRedis();
   t.teardown(() => redis.stop());
-  const dir = mkdtempSync(join(tmpdir(), 'keyhole-replicas-'));
-  writeFileSync(join(dir, 'a.txt'), 'shared bytes');
-  const yaml = baseYaml(`revocation: { store: redis, cacheTtl: 60s }
-redis:
-${redis.yaml('  ', 'commandTimeout: 3s')}
-providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${dir}
-`).replace('log: { level: debug }', 'log: { level: info }');
-  const file = join(dir, 'keyhole.yaml');
-  writeFileSync(file, yaml);
-  const config = parseConfig(yaml, { env });
-
-  const [a, b] = await Promise.all([startReplica(file), startReplica(file)]);
-  t.teardown(async () => {
-    await Promise.all([stopReplica(a), stopReplica(b)]);
-  });
-  const dispatcher = new Agent({ connect: { ca: readFileSync(testCerts().caCert) } });
-  t.teardown(() => dispatcher.close());
-  const get = async (base: string, token: string) => {
-    const res = await request(base + dataUrl('local://files/a.txt'), { headers: { authorization: `Bearer ${token}` }, dispatcher });
-    await res.body.dump();
-    return res.statusCode;
+  const dir = tempFiles('replicas', { 'a.txt': 'shared bytes' });
+  const yaml = baseYaml(redisRevocationYaml(redis, { revocation: 'cacheTtl: 60s', redis: 'commandTimeout: 3s' }) + filesProviderYaml(dir), { log: '{ level: info }' });
+  const replica = async () => {
+    const k = await spawnKeyhole(yaml);
+    t.teardown(() => k.stop());
+    await k.waitForLog((l) => l.msg === 'redis revocation store is up', 60_000, 'the Redis link');
+    return k;
   };
-  const revoke = async (body: object) => {
-    const res = await request(`${a.admin}/admin/revoke`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    await res.body.dump();
-    return res.statusCode;
-  };
+  const [a, b] = await Promise.all([replica(), replica()]);
+  const get = async (k: KeyholeProcess, token: string) => (await k.get(dataUrl('local://files/a.txt'), { headers: { authorization: `Bearer ${token}` } })).status;
+  const revoke = async (body: object) => (await a.adminPost('/admin/revoke', body)).status;
 
   /** Warms B's cache, revokes through A, then asks B until it refuses. */
   const measure = async (token: string, body: object) => {
-    t.equal(await get(b.data, token), 200, 'B serves the token');
-    t.equal(await get(b.data, token), 200, 'B serves it from its cache');
-    t.equal(await get(a.data, token), 200, 'A serves it too');
+    t.equal(await get(b, token), 200, 'B serves the token');
+    t.equal(await get(b, token), 200, 'B serves it from its cache');
+    t.equal(await get(a, token), 200, 'A serves it too');
     const answer = await revoke(body);
     t.equal(answer, 200, 'A answers the revocation');
     if (answer !== 200) throw new Error('revocation refused');
     const answered = performance.now();
     let served = 0;
     for (;;) {
-      const status = await get(b.data, token);
+      const status = await get(b, token);
       if (status === 401) break;
       t.equal(status, 200);
       served++;
@@ -118,11 +44,11 @@ providers:
 
   const rounds: { kind: string; ms: number; served: number }[] = [];
   for (let i = 0; i < 5; i++) {
-    const token = await signDevToken(config, { sub: `user-${i}`, scope: ['local://files/'], jti: `replica-jti-${i}` });
+    const token = await a.token({ sub: `user-${i}`, jti: `replica-jti-${i}` });
     rounds.push({ kind: 'jti', ...(await measure(token, { jti: `replica-jti-${i}` })) });
   }
   for (let i = 0; i < 3; i++) {
-    const token = await signDevToken(config, { sub: `reset-user-${i}`, scope: ['local://files/'] });
+    const token = await a.token({ sub: `reset-user-${i}` });
     rounds.push({ kind: 'sub', ...(await measure(token, { sub: `reset-user-${i}` })) });
   }
   const sorted = rounds.map((r) => r.ms).sort((x, y) => x - y);

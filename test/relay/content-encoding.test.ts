@@ -7,9 +7,10 @@ import t, { type Test as Tap } from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { dataUrl, keyholeWith } from '../helpers/keyhole.js';
+import { httpProviderItem } from '../helpers/upstream.js';
 import { startNginx } from '../fixtures/nginx.js';
-import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
 import { request } from 'undici';
 
 const CSV = Buffer.from(Array.from({ length: 400 }, (_, i) => `row${i},${(i * 37) % 101},label-${i % 7}\n`).join(''));
@@ -41,13 +42,7 @@ t.test('nginx gzip_static always: the .gz is sent with its encoding, to GET and 
   t.equal(direct.headers['content-encoding'], 'gzip', 'nginx sends its .gz even to an identity client');
   await direct.body.dump();
 
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - { name: web, kind: http, match: "https://web.corp/", allowPrivateNetworks: true, baseUrl: "${nginx.origin}/" }
-`),
-  );
-  t.teardown(() => k.close());
-  const auth = { authorization: `Bearer ${await k.token({ scope: ['https://web.corp/'] })}` };
+  const { k, auth } = await keyholeWith(t, `providers:\n${httpProviderItem('web', 'https://web.corp/', `${nginx.origin}/`)}`, ['https://web.corp/']);
   const url = dataUrl('https://web.corp/data/table.csv');
   checkEncoded(t, 'nginx', await k.get(url, auth), await k.get(url, auth, 'HEAD'));
   // nginx serves no ranges of a gzip_static file: the whole encoded object, said so.
@@ -64,21 +59,7 @@ t.test('an S3 object stored with Content-Encoding: gzip, proxy mode: GET, HEAD a
   const put = await request(`${s3.endpoint}/bucket1/tables/table.csv`, { method: 'PUT', body: GZ, headers: { 'content-type': 'text/csv', 'content-encoding': 'gzip' }, reset: true });
   t.equal(put.statusCode, 200, 'uploaded compressed');
   await put.body.dump();
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - name: store
-    kind: s3
-    mode: proxy
-    match: s3://bucket1/
-    endpoint: ${s3.endpoint}
-    pathStyle: true
-    credentials: { accessKeyId: ${S3RVER_KEY}, secretAccessKey: "\${env:S3_SECRET}" }
-    buckets: [{ name: bucket1, prefixes: [tables/] }]
-`),
-    { env: { S3_SECRET: S3RVER_SECRET } },
-  );
-  t.teardown(() => k.close());
-  const auth = { authorization: `Bearer ${await k.token({ scope: ['s3://bucket1/'] })}` };
+  const { k, auth } = await keyholeWith(t, `providers:\n${s3.providerItem({ name: 'store', bucket: 'bucket1', prefixes: ['tables/'] })}`, ['s3://bucket1/'], { env: S3RVER_ENV });
   const url = dataUrl('s3://bucket1/tables/table.csv');
   checkEncoded(t, 'S3', await k.get(url, auth), await k.get(url, auth, 'HEAD'));
 

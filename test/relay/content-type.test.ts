@@ -10,11 +10,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
+import { dataUrl, filesProviderYaml, keyholeWith } from '../helpers/keyhole.js';
+import { httpProviderItem, keyholeInFront } from '../helpers/upstream.js';
 import { MEDIA_SANDBOX, SANDBOX } from '../../src/http/data-head.js';
 import { startNginx } from '../fixtures/nginx.js';
-import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
-import { startRedis, testClient } from '../helpers/redis.js';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
 
 const BODY = '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>';
 
@@ -80,13 +81,7 @@ t.test('the http relay: each hostile field, GET and HEAD, and a 304', async (t) 
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => upstream.close(() => r())));
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - { name: corp, kind: http, match: "https://data.corp/", allowPrivateNetworks: true, baseUrl: "http://127.0.0.1:${(upstream.address() as AddressInfo).port}/" }
-`),
-  );
-  t.teardown(() => k.close());
-  const auth = { authorization: `Bearer ${await k.token({ scope: ['https://data.corp/'] })}` };
+  const { k, auth } = await keyholeInFront(t, `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`);
   for (let i = 0; i < HOSTILE.length; i++) {
     const [lines, type] = HOSTILE[i]!;
     for (const method of ['GET', 'HEAD'] as const) {
@@ -112,13 +107,7 @@ t.test('a real nginx: a type list as default_type, a second Content-Type from ad
   for (const f of ['list.bin', 'page.txt', 'mixed.txt']) writeFileSync(join(nginx.root, f), BODY);
   mkdirSync(join(nginx.root, 'typed'));
   for (const f of ['evil.js', 'evil.mjs', 'evil.css', 'evil.wasm']) writeFileSync(join(nginx.root, 'typed', f), BODY);
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - { name: web, kind: http, match: "https://web.corp/", allowPrivateNetworks: true, baseUrl: "${nginx.origin}/" }
-`),
-  );
-  t.teardown(() => k.close());
-  const auth = { authorization: `Bearer ${await k.token({ scope: ['https://web.corp/'] })}` };
+  const { k, auth } = await keyholeWith(t, `providers:\n${httpProviderItem('web', 'https://web.corp/', `${nginx.origin}/`)}`, ['https://web.corp/']);
   for (const [file, type] of [
     ['list.bin', 'text/html'],
     ['page.txt', 'text/html'],
@@ -140,20 +129,9 @@ t.test('a real S3 server, proxy mode: the object’s own type list, and a config
   t.teardown(() => s3.close());
   await s3.put('bucket1', 'files/page.txt', BODY, 'text/plain, text/html');
   await s3.put('bucket1', 'other/pic.png', BODY, 'image/png');
-  const provider = (name: string, prefix: string, extra = '') => `  - name: ${name}
-    kind: s3
-    mode: proxy
-    match: s3://bucket1/${prefix}
-    endpoint: ${s3.endpoint}
-    pathStyle: true
-    credentials: { accessKeyId: ${S3RVER_KEY}, secretAccessKey: "\${env:S3_SECRET}" }
-    buckets: [{ name: bucket1, prefixes: [${prefix}] }]
-${extra}`;
-  const k = await startKeyhole(baseYaml(`providers:\n${provider('files', 'files/')}${provider('other', 'other/', '    response: { contentType: "image/png, image/svg+xml" }\n')}`), {
-    env: { S3_SECRET: S3RVER_SECRET },
-  });
-  t.teardown(() => k.close());
-  const auth = { authorization: `Bearer ${await k.token({ scope: ['s3://bucket1/'] })}` };
+  const provider = (name: string, prefix: string, extra = '') => s3.providerItem({ name, bucket: 'bucket1', match: `s3://bucket1/${prefix}`, prefixes: [prefix], extra });
+  const yaml = `providers:\n${provider('files', 'files/')}${provider('other', 'other/', 'response: { contentType: "image/png, image/svg+xml" }')}`;
+  const { k, auth } = await keyholeWith(t, yaml, ['s3://bucket1/'], { env: S3RVER_ENV });
   const stored = await k.get(dataUrl('s3://bucket1/files/page.txt'), auth);
   checkAnswer(t, stored, 'text/html', 'S3 object metadata "text/plain, text/html"');
   t.equal(stored.body.toString(), BODY);
@@ -167,9 +145,7 @@ t.test('the local provider: types by extension go through the same judgment', as
   const root = mkdtempSync(join(tmpdir(), 'keyhole-ct-local-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   for (const f of ['a.svg', 'a.html', 'a.wav', 'a.txt', 'a.png', 'a.unknown']) writeFileSync(join(root, f), BODY);
-  const k = await startKeyhole(baseYaml(`providers:\n  - { name: files, kind: local, match: "local://files/", root: ${root} }\n`));
-  t.teardown(() => k.close());
-  const auth = { authorization: `Bearer ${await k.token({ scope: ['local://files/'] })}` };
+  const { k, auth } = await keyholeWith(t, filesProviderYaml(root), ['local://files/']);
   for (const [file, type] of [
     ['a.svg', 'image/svg+xml'],
     ['a.html', 'text/html;charset=utf-8'],
@@ -202,18 +178,7 @@ t.test('the redis provider: a stored type goes through the same judgment', async
     await db.set(key, BODY);
     if (type !== undefined) await db.set(`${key}:type`, type);
   }
-  const k: Running = await startKeyhole(
-    baseYaml(`providers:
-  - name: blobs
-    kind: redis
-    match: redis://0/
-    contentTypeKey: "{key}:type"
-    redis:
-${r.yaml('      ', 'commandTimeout: 10s')}
-`),
-  );
-  t.teardown(() => k.close());
-  const auth = { authorization: `Bearer ${await k.token({ scope: ['redis://0/'] })}` };
+  const { k, auth } = await keyholeWith(t, `providers:\n${redisProviderItem(r, { extra: 'contentTypeKey: "{key}:type"' })}`, ['redis://0/']);
   for (const [key, type] of [
     ['v/html', 'text/html'],
     ['v/upper', 'text/plain;charset=UTF-8'],

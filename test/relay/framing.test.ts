@@ -6,9 +6,9 @@
 // by the close; files with Content-Length then close) is the real peer; a raw server plays
 // the exact closes and resets.
 import t, { type Test as Tap } from 'tap';
-import { createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
 import { startPythonHttpServer } from '../helpers/real-servers.js';
+import { startRawUpstream } from '../helpers/upstream.js';
 import { keyholeFor } from './pair.js';
 
 const SIZE = 1536 * 1024;
@@ -51,28 +51,7 @@ t.test("Python's http.server (HTTP/1.0): close-framed and Content-Length answers
 type Answer = (socket: Socket, method: string) => void;
 
 /** A raw upstream: each path answers with exactly the bytes, closes and resets given. */
-async function rawUpstream(t: Tap, answers: Record<string, Answer>) {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    let head = '';
-    socket.on('data', (d: Buffer) => {
-      head += d.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      const [method, path] = head.split(' ');
-      head = '';
-      answers[path!.slice(1)]!(socket, method!);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const rawUpstream = async (t: Tap, answers: Record<string, Answer>) => (await startRawUpstream(t, (socket, method, path) => answers[path]!(socket, method))).origin;
 
 const part1 = payload.subarray(0, 100_000);
 const part2 = payload.subarray(100_000, 300_000);

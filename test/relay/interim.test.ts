@@ -3,10 +3,8 @@
 // and an unsolicited 100 Continue (writeContinue); a raw server plays what no real server
 // sends on its own (an unregistered 1xx, 101 to a request that asked for no upgrade).
 import t, { type Test as Tap } from 'tap';
-import { createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { ServerResponse } from 'node:http';
-import { startUpstream } from '../helpers/upstream.js';
+import { startRawUpstream, startUpstream } from '../helpers/upstream.js';
 import { keyholeFor } from './pair.js';
 
 const FINAL = 'the final answer';
@@ -58,28 +56,13 @@ t.test('interim answers (102, 103, several) are skipped: the final answer is rel
 });
 
 /** A raw upstream: each path writes its bytes, then the final answer unless told otherwise. */
-async function rawUpstream(t: Tap, answers: Record<string, string>) {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    let head = '';
-    socket.on('data', (d: Buffer) => {
-      head += d.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      const [method, path] = head.split(' ');
-      head = '';
-      const bytes = answers[path!.slice(1)] ?? 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n';
+const rawUpstream = async (t: Tap, answers: Record<string, string>) =>
+  (
+    await startRawUpstream(t, (socket, method, path) => {
+      const bytes = answers[path] ?? 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n';
       socket.write(bytes.replace('BODY', method === 'HEAD' ? '' : FINAL));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+    })
+  ).origin;
 
 const FINAL_HEAD = `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${FINAL.length}\r\n\r\nBODY`;
 

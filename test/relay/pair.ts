@@ -2,7 +2,8 @@
 // and a client that reads a whole answer and says whether it ended cleanly or was cut.
 import type { Test } from 'tap';
 import { request } from 'undici';
-import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
+import { auditFor, dataUrl, type Running } from '../helpers/keyhole.js';
+import { CORP, keyholeInFront } from '../helpers/upstream.js';
 
 export interface Fetched {
   status: number;
@@ -22,26 +23,13 @@ export interface Pair {
 
 /** `extra`: more provider YAML (auth, timeouts); `env`: what its `${env:…}` references read. */
 export async function keyholeFor(t: Test, origin: string, extra = '', env: Record<string, string> = {}): Promise<Pair> {
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - name: corp
-    kind: http
-    match: https://data.corp/
-    allowPrivateNetworks: true
-    baseUrl: ${origin}/
-    timeouts: { connect: 5s, headers: 5s, body: 5s }
-${extra.replace(/^/gm, '    ')}
-`),
-    { env },
-  );
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['https://data.corp/'] });
+  const { k, token } = await keyholeInFront(t, `${origin}/`, { extra: `timeouts: { connect: 5s, headers: 5s, body: 5s }\n${extra}`, env });
   return {
     k,
     token,
     async fetch(path, opts = {}) {
       // Bounded: an answer that never ends fails the test instead of hanging it.
-      const res = await request(k.base + dataUrl(`https://data.corp/${path}`), {
+      const res = await request(k.base + dataUrl(CORP + path), {
         method: opts.method ?? 'GET',
         headers: { authorization: `Bearer ${token}`, ...opts.headers },
         dispatcher: k.dispatcher,

@@ -5,8 +5,8 @@ import t, { type Test as Tap } from 'tap';
 import { createServer as createNet, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
-import { startUpstream, type UpstreamOptions } from '../helpers/upstream.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
+import { upstreamBehindKeyhole, type UpstreamOptions } from '../helpers/upstream.js';
+import { auditFor, dataUrl, type Running } from '../helpers/keyhole.js';
 
 /** The audit event for a data URI (written when the response closes). */
 async function auditOf(k: Running, uri: string): Promise<Record<string, unknown>> {
@@ -21,28 +21,8 @@ async function auditOf(k: Running, uri: string): Promise<Record<string, unknown>
 const big = Buffer.alloc(256 * 1024);
 for (let i = 0; i < big.length; i++) big[i] = (i * 7) % 251;
 
-async function pair(t: Tap, upstream: UpstreamOptions, extra = '', baseUrl?: string) {
-  const up = await startUpstream(upstream);
-  t.teardown(() => up.close());
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - name: corp
-    kind: http
-    match: https://data.corp/
-    allowPrivateNetworks: true
-    baseUrl: ${baseUrl ?? up.origin}/
-${extra.replace(/^/gm, '    ')}
-`),
-  );
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['https://data.corp/'] });
-  return {
-    up,
-    k,
-    token,
-    get: (path: string, h: Record<string, string> = {}, m: 'GET' | 'HEAD' = 'GET') => k.get(dataUrl(`https://data.corp/${path}`), { authorization: `Bearer ${token}`, ...h }, m),
-  };
-}
+const pair = (t: Tap, upstream: UpstreamOptions, extra = '', baseUrl?: string) =>
+  upstreamBehindKeyhole(t, upstream, { extra, ...(baseUrl ? { baseUrl: `${baseUrl}/` } : {}) });
 
 t.test('Range and conditionals: same answer as the upstream itself', async (t) => {
   const { up, get } = await pair(t, { objects: { '/big.bin': { body: big } } });

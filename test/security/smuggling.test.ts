@@ -6,28 +6,18 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { testCerts } from '../helpers/certs.js';
-import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { dataUrl } from '../helpers/keyhole.js';
+import { upstreamBehindKeyhole } from '../helpers/upstream.js';
 import { Tally } from './tally.js';
 
 const tally = new Tally('smuggling');
 
-const up = await startUpstream({
-  objects: { '/files/ok.txt': { body: 'ok', type: 'text/plain' }, '/files/secret.txt': { body: 'secret', type: 'text/plain' } },
-});
-t.teardown(() => up.close());
-const k = await startKeyhole(
-  baseYaml(`providers:
-  - name: corp
-    kind: http
-    match: https://data.corp/
-    baseUrl: ${up.origin}/files/
-    allowPrivateNetworks: true
-`),
+const { up, k, token } = await upstreamBehindKeyhole(
+  t,
+  { objects: { '/files/ok.txt': { body: 'ok', type: 'text/plain' }, '/files/secret.txt': { body: 'secret', type: 'text/plain' } } },
+  { path: '/files/' },
 );
-t.teardown(() => k.close());
 const port = Number(new URL(k.base).port);
-const token = await k.token({ scope: ['https://data.corp/'] });
 const ca = readFileSync(testCerts().caCert);
 const okPath = dataUrl('https://data.corp/ok.txt');
 const secretPath = dataUrl('https://data.corp/secret.txt');

@@ -1,7 +1,7 @@
 // SSRF: an http provider only reaches public addresses unless ops allow more, the address
 // checked is the address connected, redirects are never followed, and the data URI never
 // chooses where Keyhole connects.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, LookupFunction } from 'node:net';
 import { connect as netConnect } from 'node:net';
@@ -9,7 +9,7 @@ import { buildConnector } from 'undici';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { createPool } from '../../src/relay/pool.js';
 import { AddressRefused, classifyAddress, guardedConnector, refusal, type AddressCategory } from '../../src/relay/ssrf.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole, TEST_SECRET } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole, TEST_SECRET } from '../helpers/keyhole.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { Tally } from './tally.js';
 
@@ -166,9 +166,7 @@ t.test('runtime: a host NAME that resolves to loopback is refused at connect tim
   const up = await startUpstream({ objects: { '/x.txt': { body: 'private bytes', type: 'text/plain' } } });
   t.teardown(() => up.close());
   // `localhost` is a name: only the resolved address can tell it is loopback.
-  const k = await startKeyhole(baseYaml(providerYaml(`http://localhost:${up.port}/`)));
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['https://data.corp/'] });
+  const { k, token } = await keyholeWith(t, providerYaml(`http://localhost:${up.port}/`), ['https://data.corp/']);
   for (let i = 0; i < 3; i++) {
     const res = await k.get(dataUrl('https://data.corp/x.txt'), { authorization: `Bearer ${token}` });
     t.equal(res.status, 502);
@@ -184,9 +182,7 @@ t.test('runtime: a host NAME that resolves to loopback is refused at connect tim
 t.test('runtime: an allowance for another range does not open loopback; `true` does', async (t) => {
   const up = await startUpstream({ objects: { '/x.txt': { body: 'bytes', type: 'text/plain' } } });
   t.teardown(() => up.close());
-  const narrow = await startKeyhole(baseYaml(providerYaml(`http://localhost:${up.port}/`, '[10.0.0.0/8, "fd00::/8"]')));
-  t.teardown(() => narrow.close());
-  const token = await narrow.token({ scope: ['https://data.corp/'] });
+  const { k: narrow, token } = await keyholeWith(t, providerYaml(`http://localhost:${up.port}/`, '[10.0.0.0/8, "fd00::/8"]'), ['https://data.corp/']);
   const refused = await narrow.get(dataUrl('https://data.corp/x.txt'), { authorization: `Bearer ${token}` });
   t.equal(refused.status, 502);
   tally.record('localhost with 10/8 allowed', refused.status === 502 && up.log.length === 0);
@@ -198,6 +194,20 @@ t.test('runtime: an allowance for another range does not open loopback; `true` d
   t.equal(ok.status, 200, 'explicit opt-in reaches the loopback upstream');
   t.equal(ok.body.toString(), 'bytes');
 });
+
+/** A pool to `origin` that may reach public addresses only (127.0.0.2 counts as public here), names resolved by `lookup`; closed on teardown. */
+function publicOnlyPool(t: Test, origin: string, lookup: LookupFunction) {
+  const pool = createPool(origin, {
+    connections: 1,
+    connectTimeoutMs: 2000,
+    headersTimeoutMs: 2000,
+    bodyTimeoutMs: 2000,
+    addresses: { allowPrivate: false, allowed: [{ family: 4, value: 0x7f000002n, bits: 32 }] },
+    lookup,
+  });
+  t.teardown(() => pool.close());
+  return pool;
+}
 
 t.test('DNS rebinding: each connection checks the address it resolved; the private one is never reached', async (t) => {
   // This machine cannot make real DNS rebind, so a resolver that answers "public" first
@@ -214,15 +224,7 @@ t.test('DNS rebinding: each connection checks the address it resolved; the priva
     if (options.all) cb(null, [{ address, family: 4 }]);
     else cb(null, address, 4);
   };
-  const pool = createPool(`http://rebind.test:${pub.port}`, {
-    connections: 1,
-    connectTimeoutMs: 2000,
-    headersTimeoutMs: 2000,
-    bodyTimeoutMs: 2000,
-    addresses: { allowPrivate: false, allowed: [{ family: 4, value: 0x7f000002n, bits: 32 }] },
-    lookup: rebinding,
-  });
-  t.teardown(() => pool.close());
+  const pool = publicOnlyPool(t, `http://rebind.test:${pub.port}`, rebinding);
   const first = await pool.request({ path: '/one', method: 'GET', reset: true });
   t.equal(first.statusCode, 200);
   t.equal(await first.body.text(), 'canary');
@@ -252,15 +254,7 @@ t.test('DNS: an answer that mixes a public and a private address is refused whol
     if (options.all) cb(null, all);
     else cb(null, '127.0.0.1', 4);
   };
-  const pool = createPool(`http://mixed.test:${priv.port}`, {
-    connections: 1,
-    connectTimeoutMs: 2000,
-    headersTimeoutMs: 2000,
-    bodyTimeoutMs: 2000,
-    addresses: { allowPrivate: false, allowed: [{ family: 4, value: 0x7f000002n, bits: 32 }] },
-    lookup: mixed,
-  });
-  t.teardown(() => pool.close());
+  const pool = publicOnlyPool(t, `http://mixed.test:${priv.port}`, mixed);
   const err = await pool.request({ path: '/', method: 'GET' }).then(
     () => undefined,
     (e: unknown) => e,
@@ -313,9 +307,7 @@ t.test('upstream redirects are never followed, to any origin; Location never rea
     objects: { '/x.txt': { body: 'x' } },
   });
   t.teardown(() => up.close());
-  const k = await startKeyhole(baseYaml(providerYaml(`${up.origin}/`, 'true')));
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['https://data.corp/'] });
+  const { k, token } = await keyholeWith(t, providerYaml(`${up.origin}/`, 'true'), ['https://data.corp/']);
   for (const code of [300, 301, 302, 303, 305, 307, 308]) {
     for (const kind of ['other', 'same']) {
       const res = await k.get(dataUrl(`https://data.corp/r${code}-${kind}`), { authorization: `Bearer ${token}` });
@@ -334,9 +326,7 @@ t.test('the URI never selects the host: hostile URIs reach the configured upstre
   t.teardown(() => elsewhere.close());
   const up = await startUpstream({ objects: { '/files/ok.txt': { body: 'ok' } } });
   t.teardown(() => up.close());
-  const k = await startKeyhole(baseYaml(providerYaml(`${up.origin}/files/`, 'true')));
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['https://data.corp/', `http://127.0.0.1:${elsewhere.port}/`, 'https://'] });
+  const { k, token } = await keyholeWith(t, providerYaml(`${up.origin}/files/`, 'true'), ['https://data.corp/', `http://127.0.0.1:${elsewhere.port}/`, 'https://']);
   const p = elsewhere.port;
   const uris = [
     `https://data.corp/@127.0.0.1:${p}/x`,

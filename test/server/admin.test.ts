@@ -2,24 +2,14 @@
 // on the next request even for a token sitting in the verify cache; health, readiness and
 // metrics; bound to loopback unless configured otherwise.
 import t, { type Test } from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { request } from 'undici';
 import { parseConfig } from '../../src/config/load.js';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole, TEST_SECRET, type Running } from '../helpers/keyhole.js';
-import { startRedis, testClient } from '../helpers/redis.js';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles, TEST_SECRET, type Running } from '../helpers/keyhole.js';
+import { keyholeOnRedis, testClient } from '../helpers/redis.js';
 import { MemoryRevocationStore } from '../../src/auth/revocation.js';
-import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
 
-const root = mkdtempSync(join(tmpdir(), 'keyhole-admin-'));
-writeFileSync(join(root, 'a.txt'), 'hello');
-const yaml = baseYaml(`providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`);
+const root = tempFiles('admin');
+const yaml = baseYaml(filesProviderYaml(root));
 
 async function admin(k: Running, path: string, opts: { method?: 'GET' | 'POST' | 'PUT'; auth?: string; body?: unknown; type?: string } = {}) {
   const res = await request(k.admin + path, {
@@ -130,21 +120,7 @@ t.test('revocations outlive every token they kill (memory store): a clock ahead,
 });
 
 t.test('revocations outlive every token they kill (Redis store): a clock ahead, an early exp', async (t) => {
-  const r = await startRedis();
-  t.teardown(() => r.stop());
-  const k = await startKeyhole(
-    baseYaml(`revocation: { store: redis }
-redis:
-${r.yaml('  ', 'connectTimeout: 10s\ncommandTimeout: 3s')}
-providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`),
-  );
-  t.teardown(() => k.close());
-  await (k.server.current.revocation as RedisRevocationStore).whenConnected();
+  const { k, r } = await keyholeOnRedis(t, root);
   const redis = await testClient(r, { name: 'test-admin' });
   t.teardown(() => redis.disconnect());
   await revokeOnClockAhead(t, k);

@@ -4,7 +4,7 @@ import t from 'tap';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole } from '../helpers/keyhole.js';
 import { authenticate } from '../../src/server/authenticate.js';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-auth-'));
@@ -15,12 +15,7 @@ writeFileSync(join(root, 'private', 'x.txt'), 'private');
 writeFileSync(join(root, 'tenant', 't.txt'), 'tenant');
 
 const yaml = (extraAuth = '') =>
-  baseYaml(`providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-  - name: tenant
+  baseYaml(`${filesProviderYaml(root)}  - name: tenant
     kind: local
     match: local://tenant/
     root: ${join(root, 'tenant')}
@@ -31,7 +26,7 @@ const yaml = (extraAuth = '') =>
     root: ${join(root, 'tenant')}
     orgs: [acme]
     projects: [p1]
-`).replace('  keys:', `${extraAuth}  keys:`);
+`, { auth: extraAuth });
 
 const errorOf = (b: Buffer) => JSON.parse(b.toString()).error as string;
 
@@ -63,7 +58,7 @@ t.test('token sources: Bearer, cookie, ?token= (never logged)', async (t) => {
 });
 
 t.test('queryToken: false refuses ?token=', async (t) => {
-  const k = await startKeyhole(yaml('  queryToken: false\n'));
+  const k = await startKeyhole(yaml('queryToken: false'));
   t.teardown(() => k.close());
   const token = await k.token({ scope: ['local://files/'] });
   const res = await k.get(dataUrl('local://files/public/a.txt', token));

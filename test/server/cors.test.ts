@@ -1,21 +1,11 @@
 // CORS on the data route: exact-origin allowlist, credentials only for listed origins,
 // preflight with max-age, exposed headers for media players; only GET, HEAD, OPTIONS.
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.js';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 
-const root = mkdtempSync(join(tmpdir(), 'keyhole-cors-'));
-writeFileSync(join(root, 'a.txt'), 'hello');
-const yaml = baseYaml(`cors: { origins: ["https://app.example", "http://localhost:8080"], maxAge: 1234 }
-providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`);
+const root = tempFiles('cors');
+const yaml = baseYaml(`cors: { origins: ["https://app.example", "http://localhost:8080"], maxAge: 1234 }\n${filesProviderYaml(root)}`);
 
 t.test('exact-origin allowlist and exposed headers', async (t) => {
   const k = await startKeyhole(yaml);

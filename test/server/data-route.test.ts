@@ -1,27 +1,17 @@
 import t from 'tap';
-import { startUpstream } from '../helpers/upstream.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { upstreamBehindKeyhole } from '../helpers/upstream.js';
+import { auditFor } from '../helpers/keyhole.js';
 
 t.test('http provider streams the object with BasicAuth injected, audit event written', async (t) => {
-  const up = await startUpstream({
-    demand: { header: 'authorization', value: `Basic ${Buffer.from('user:pass').toString('base64')}` },
-    objects: { '/files/cat.jpg': { body: Buffer.alloc(1024, 7), type: 'image/jpeg' } },
-  });
-  t.teardown(() => up.close());
-  const k = await startKeyhole(
-    baseYaml(`providers:
-  - name: corp
-    kind: http
-    match: https://data.corp/
-    baseUrl: ${up.origin}/files/
-    allowPrivateNetworks: true
-    auth: { type: basic, username: user, password: "\${env:UP_PASS}" }
-`),
-    { env: { UP_PASS: 'pass' } },
+  const { up, k, token, get } = await upstreamBehindKeyhole(
+    t,
+    {
+      demand: { header: 'authorization', value: `Basic ${Buffer.from('user:pass').toString('base64')}` },
+      objects: { '/files/cat.jpg': { body: Buffer.alloc(1024, 7), type: 'image/jpeg' } },
+    },
+    { path: '/files/', extra: 'auth: { type: basic, username: user, password: "${env:UP_PASS}" }', env: { UP_PASS: 'pass' } },
   );
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['https://data.corp/'] });
-  const res = await k.get(dataUrl('https://data.corp/cat.jpg'), { authorization: `Bearer ${token}` });
+  const res = await get('cat.jpg');
   t.equal(res.status, 200);
   t.equal(res.body.length, 1024);
   t.equal(res.headers['content-type'], 'image/jpeg');

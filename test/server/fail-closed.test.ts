@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { RevocationUnavailable, type RevocationStore } from '../../src/auth/revocation.js';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { ADMIN_TOKEN, auditFor, dataUrl, filesProviderYaml, keyholeWith } from '../helpers/keyhole.js';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-failclosed-'));
 writeFileSync(join(root, 'a.txt'), 'hello');
@@ -40,9 +40,7 @@ class BrokenStore implements RevocationStore {
 
 t.test('revocation store down: fail closed everywhere', async (t) => {
   const store = new BrokenStore();
-  const k = await startKeyhole(baseYaml(`providers:\n  - { name: files, kind: local, match: "local://files/", root: ${root} }\n`), { revocation: store });
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['local://files/'] });
+  const { k, token } = await keyholeWith(t, filesProviderYaml(root), ['local://files/'], { revocation: store });
   const read = () => k.get(dataUrl('local://files/a.txt'), { authorization: `Bearer ${token}` });
   t.equal((await read()).status, 200);
 
@@ -70,9 +68,7 @@ t.test('revocation store down: fail closed everywhere', async (t) => {
 });
 
 t.test('presign route: auth, body validation, per-URI errors for kinds that cannot presign', async (t) => {
-  const k = await startKeyhole(baseYaml(`providers:\n  - { name: files, kind: local, match: "local://files/", root: ${root} }\n`));
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['local://files/'] });
+  const { k, token } = await keyholeWith(t, filesProviderYaml(root), ['local://files/']);
   const post = (body: unknown, auth = `Bearer ${token}`) =>
     k.get('/v1/presign', { authorization: auth, 'content-type': 'application/json' }, 'POST', typeof body === 'string' ? body : JSON.stringify(body));
   t.equal((await k.get('/v1/presign')).status, 405);

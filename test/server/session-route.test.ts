@@ -1,23 +1,14 @@
 // POST /v1/session turns a token into the __Host- cookie (Secure, HttpOnly, SameSite from
 // config); the cookie then authenticates data requests; DELETE clears it.
 import t from 'tap';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { testCerts } from '../helpers/certs.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.js';
 
-const root = mkdtempSync(join(tmpdir(), 'keyhole-session-'));
-writeFileSync(join(root, 'a.txt'), 'hello');
+const root = tempFiles('session');
 
-const yaml = baseYaml(`cors: { origins: ["https://app.example"] }
-providers:
-  - name: files
-    kind: local
-    match: local://files/
-    root: ${root}
-`).replace('  keys:', '  cookie: { sameSite: Strict }\n  keys:');
+const yaml = baseYaml(`cors: { origins: ["https://app.example"] }\n${filesProviderYaml(root)}`, { auth: 'cookie: { sameSite: Strict }' });
 
 t.test('session cookie: set by POST, used by data requests, cleared by DELETE', async (t) => {
   const k = await startKeyhole(yaml);

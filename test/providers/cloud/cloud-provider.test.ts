@@ -11,15 +11,7 @@ import { CloudRefusal } from '../../../src/providers/cloud/errors.js';
 import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../../helpers/keyhole.js';
 
 t.test('minted URLs come from the cache within a window, and are re-signed after it', async (t) => {
-  const p = cloudProvider(
-    `  - name: s
-    kind: s3
-    match: s3://data/
-    credentials: { accessKeyId: AKID, secretAccessKey: "\${env:S}" }
-    buckets: [{ name: data }]
-`,
-    { S: 'x' },
-  );
+  const p = cloudProvider(`  - { name: s, kind: s3, match: "s3://data/", credentials: { accessKeyId: AKID, secretAccessKey: "\${env:S}" }, buckets: [{ name: data }] }\n`, { S: 'x' });
   t.teardown(() => p.close());
   const at = (iso: string) => p.mint(uri('s3://data/a.jpg'), { method: 'GET', audience: 'public', nowMs: Date.parse(iso) });
   const a = await at('2026-01-01T00:00:01Z');
