@@ -13,6 +13,7 @@ const parts = {
   relay: ['^src/relay/'],
   observe: ['^src/observe/'],
   auth: ['^src/auth/'],
+  limits: ['^src/limits/'],
   providers: ['^src/providers/'],
   app: ['^src/app/'],
   config: ['^src/config/(?!(blocks|secret)\\.ts$)'],
@@ -33,10 +34,11 @@ const mayImport = {
   auth: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe'],
   providers: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe'],
   app: ['base', 'uri', 'http', 'relay', 'observe', 'auth'],
-  config: ['base', 'uri', 'tls', 'redis', 'observe', 'auth', 'providers', 'app'],
-  server: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe', 'auth', 'providers', 'app', 'config'],
-  process: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'config', 'server'],
-  cli: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'providers', 'app', 'config', 'server', 'process'],
+  limits: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe'],
+  config: ['base', 'uri', 'tls', 'redis', 'observe', 'auth', 'providers', 'app', 'limits'],
+  server: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe', 'auth', 'providers', 'app', 'limits', 'config'],
+  process: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'limits', 'config', 'server'],
+  cli: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'providers', 'app', 'limits', 'config', 'server', 'process'],
 };
 
 const either = (paths) => paths.map((p) => `(${p})`).join('|');

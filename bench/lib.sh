@@ -21,6 +21,8 @@ P_NGINX_TLS=$((PB + 5)); P_KEYHOLE_TLS=$((PB + 6)); P_KEYHOLE_W2=$((PB + 7)); P_
 P_KEYHOLE_PROF=$((PB + 9)); P_VERIFIER=$((PB + 20))
 P_DISPATCH=$((PB + 10)); P_HTTPPROXY=$((PB + 11)); P_FASTIFY=$((PB + 12)); P_CADDY=$((PB + 13))
 P_KEYHOLE_BASE=$((PB + 14))
+# Limits on (LIMITS=1): Keyhole with limits in Redis, two ways; the Redis they share (TLS).
+P_KEYHOLE_LIMITS=$((PB + 15)); P_KEYHOLE_LIMITS_RT=$((PB + 16)); P_REDIS=$((PB + 17))
 PEERS=$W/peers                          # the Node peers (http-proxy, fastify), installed here, never in the project
 # Keyhole runs with the node flags its own start command uses (package.json scripts.start, the
 # image's ENTRYPOINT and the bin's shebang carry the same: test/ops/container.test.ts).
@@ -80,6 +82,7 @@ port_of() { case $1 in
   keyhole) echo $P_KEYHOLE;; nginx-tls) echo $P_NGINX_TLS;; keyhole-tls) echo $P_KEYHOLE_TLS;;
   keyhole-w2) echo $P_KEYHOLE_W2;; keyhole-flat) echo $P_KEYHOLE_FLAT;; keyhole-prof) echo $P_KEYHOLE_PROF;;
   keyhole-base) echo $P_KEYHOLE_BASE;;
+  keyhole-limits) echo $P_KEYHOLE_LIMITS;; keyhole-limits-rt) echo $P_KEYHOLE_LIMITS_RT;;
 esac; }
 # The Keyhole build a contender runs: the baseline for keyhole-base, the current one otherwise.
 build_of() { [ "$1" = keyhole-base ] && echo "$BUILD_BASE" || echo "$BUILD"; }
@@ -128,6 +131,52 @@ keyhole_yaml() { # name port server_extra top_extra [build_dir]
   echo "$f"
 }
 
+# The limits a Keyhole runs with when limits are on: what an annotator fleet would be given
+# (every request checked against a rate, a concurrency cap, byte and object quotas per subject,
+# and a byte quota per provider), generous enough that the bench is never refused: the cost
+# of checking and counting, not of refusing. keyhole-limits decides from local shares and
+# views kept in step with Redis (the defaults); keyhole-limits-rt asks Redis on every request
+# (share 0, stale 0, linger 0).
+limits_yaml() { # contender
+  local tuning=''
+  [ "$1" = keyhole-limits-rt ] && tuning='  redis: { share: 0, stale: 0, linger: 0 }'
+  cat <<YAML
+redis:
+  url: rediss://127.0.0.1:$P_REDIS
+  tls: { ca: $W/certs/ca.pem, cert: $W/certs/client.pem, key: $W/certs/client-key.pem }
+limits:
+  store: redis
+$tuning
+  rules:
+    - name: annotator
+      rate: { perSecond: 50, burst: 100 }
+      concurrent: 16
+      bytes: { 1d: 50GiB, 1h: 10GiB }
+      objects: { 1d: 100000 }
+    - name: provider-total
+      per: [provider]
+      bytes: { 1d: 100TiB }
+  alerts: { quota: [0.8] }
+YAML
+}
+
+# A redis-server for the limits contenders: TLS only, client certificates demanded (the dev CA
+# of $W/certs), no persistence, pinned with the load side (it is infrastructure, not the proxy).
+REDIS_PID=""
+start_redis() {
+  [ -n "$REDIS_PID" ] && return 0
+  command -v redis-server >/dev/null || apt_install redis-server || die "cannot install redis-server"
+  taskset -c "$LOAD_CPU" redis-server --bind 127.0.0.1 --port 0 --tls-port "$P_REDIS" \
+    --tls-cert-file "$W/certs/server.pem" --tls-key-file "$W/certs/server-key.pem" --tls-ca-cert-file "$W/certs/ca.pem" \
+    --tls-auth-clients yes --save '' --appendonly no --dir "$W/run" --logfile "$W/logs/redis.log" &
+  REDIS_PID=$!
+  wait_port "$P_REDIS" || die "redis-server did not start (see $W/logs/redis.log)"
+}
+stop_redis() {
+  [ -n "${REDIS_PID:-}" ] || return 0
+  kill -TERM "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; REDIS_PID=""
+}
+
 # Starts contender $1; sets PIDS (to stop) and RSSPIDS (to measure). NODE_FLAGS may add --cpu-prof.
 start_contender() {
   local c=$1 cpus=$PROXY_CPU extra_server='' extra_top='' yaml port
@@ -165,6 +214,7 @@ start_contender() {
         *) extra_server='  insecurePlainHttp: true';;
       esac
       yaml=$(keyhole_yaml "$c" "$port" "$extra_server" "$extra_top")
+      case $c in keyhole-limits*) limits_yaml "$c" >>"$yaml";; esac
       CONTENDER_OUT=$W/logs/$c.audit.log; : >"$CONTENDER_OUT"
       # stdout carries pino's lines (audit events included) to a real file
       # shellcheck disable=SC2086

@@ -12,7 +12,12 @@
 # CONTENDERS, PROXY_CPU (0), LOAD_CPU (1), BENCH_PORT_BASE (19400), BUILD_KEYHOLE (1),
 # STEPS (default "check rounds flat presign profile"; e.g. STEPS=profile for the profile alone),
 # KEYHOLE_REF (build this commit instead of the working tree), RESULTS_DIR (where RESULTS.md
-# and results.json go; default bench/), W2 (1: also keyhole-w2 when the build accepts workers: 2).
+# and results.json go; default bench/), W2 (1: also keyhole-w2 when the build accepts workers: 2),
+# LIMITS (1: also keyhole-limits and keyhole-limits-rt, Keyhole with limits in a TLS Redis).
+#
+# The cost of limits, side by side with limits off, at 1 KiB and 64 KiB (RESULTS.md "Limits"):
+#   LIMITS=1 CONTENDERS="keyhole" TLS=0 W2=0 FLAT=0 PRESIGN=0 PROFILE=0 ROUNDS=2 \
+#     BENCH_WORK=/tmp/kb RESULTS_DIR=/tmp/kb npm run bench
 #
 # Before/after a change, in one run: BASE_REF=<commit> also builds that commit (into
 # $BENCH_WORK/build-base) and adds the contender keyhole-base: the same YAML, tokens and
@@ -29,8 +34,9 @@ QUICK=${QUICK:-0}
 # Warm-up is generous: a pinned Node process compiles (JIT, GC threads) on its one core too.
 if [ "$QUICK" = 1 ]; then d_rounds=1; d_dur=3; d_d100=3; d_warm=2; d_prof=0; else d_rounds=3; d_dur=6; d_d100=6; d_warm=4; d_prof=1; fi
 ROUNDS=${ROUNDS:-$d_rounds}; DURATION=${DURATION:-$d_dur}; D100=${D100:-$d_d100}; WARM=${WARM:-$d_warm}
-CONNS=${CONNS:-64}; C100=${C100:-4}; TLS=${TLS:-1}; W2=${W2:-1}; PROFILE=${PROFILE:-$d_prof}; FLAT=${FLAT:-1}; PRESIGN=${PRESIGN:-1}
+CONNS=${CONNS:-64}; C100=${C100:-4}; TLS=${TLS:-1}; W2=${W2:-1}; PROFILE=${PROFILE:-$d_prof}; FLAT=${FLAT:-1}; PRESIGN=${PRESIGN:-1}; LIMITS=${LIMITS:-0}
 CONTENDERS=${CONTENDERS:-"direct nginx nginx-authreq caddy http-proxy fastify undici undici-dispatch keyhole"}
+if [ "$LIMITS" = 1 ]; then for c in keyhole-limits keyhole-limits-rt; do case " $CONTENDERS " in *" $c "*) ;; *) CONTENDERS="$CONTENDERS $c";; esac; done; fi
 STEPS=${STEPS:-check rounds flat presign profile}
 step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
 TLS_CONTENDERS="nginx-tls keyhole-tls"
@@ -46,6 +52,7 @@ cleanup() {
   [ -n "${SAMPLER_PID:-}" ] && kill -TERM "$SAMPLER_PID" 2>/dev/null
   stop_contender
   stop_upstream
+  stop_redis
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
@@ -137,6 +144,10 @@ echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"r
 
 start_upstream
 log "upstream nginx on :$P_UP (cpu$LOAD_CPU); contenders on cpu$PROXY_CPU; wrk on cpu$LOAD_CPU"
+case " $CONTENDERS " in *" keyhole-limits"*)
+  start_redis
+  log "redis-server (TLS, client certificates) on :$P_REDIS (cpu$LOAD_CPU) for the limits contenders";;
+esac
 
 # --- correctness first: every contender returns the exact bytes; auth contenders refuse ---
 ALL="$CONTENDERS"; [ "$TLS" = 1 ] && ALL="$ALL $TLS_CONTENDERS"; [ "$WORKERS_SUPPORTED$W2" = 11 ] && ALL="$ALL keyhole-w2"
@@ -165,7 +176,7 @@ done
 warm() { taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$BENCH/wrk.lua" "$(scheme_of "$1")://127.0.0.1:$(port_of "$1")/" -- "$(path_of "$1" 1k)" "$(tokens_of "$1")" >/dev/null; }
 bench_contender() { # contender round
   local c=$1 r=$2 objects=$SMALL_OBJECTS big=1
-  case $c in *-tls|keyhole-w2) objects="1k 64k"; big=0;; esac
+  case $c in *-tls|keyhole-w2|keyhole-limits*) objects="1k 64k"; big=0;; esac
   start_contender "$c" || { log "$c failed to start"; stop_contender; return; }
   local idle; idle=$(sum_status VmRSS)
   warm "$c"
@@ -178,6 +189,12 @@ bench_contender() { # contender round
   case $c in keyhole*)
     local admin="http://127.0.0.1:$(( $(port_of "$c") + ADMIN_OFFSET ))" served
     served=$(curl -s "$admin/metrics" | awk '/^keyhole_requests_total\{/ {s += $NF} END {printf "%d", s}')
+    case $c in keyhole-limits*)   # how the limits decided: locally, or after asking Redis; anything refused
+      curl -s "$admin/metrics" | awk -v r="$r" -v c="$c" '
+        /^keyhole_limit_checks_total\{path="local"\}/ {l = $NF} /^keyhole_limit_checks_total\{path="store"\}/ {s = $NF}
+        /^keyhole_limit_refusals_total\{/ {x += $NF} /^keyhole_limits_unavailable_total\{/ {u += $NF}
+        END {printf "{\"type\":\"limits\",\"round\":%d,\"contender\":\"%s\",\"local\":%d,\"store\":%d,\"refused\":%d,\"unavailable\":%d}\n", r, c, l, s, x, u}' >>"$RAW";;
+    esac
     stop_contender   # drains: pino flushes the last audit lines
     grep -v '"kind":"audit"' "$CONTENDER_OUT" >>"$W/logs/$c.events.log"   # keep everything but audit lines
     echo "{\"type\":\"audit\",\"round\":$r,\"contender\":\"$c\",\"audit_lines\":$(grep -c '"kind":"audit"' "$CONTENDER_OUT"),\"metrics_requests\":${served:-0},\"log_bytes\":$(stat -c %s "$CONTENDER_OUT")}" >>"$RAW"

@@ -40,8 +40,10 @@ const LABEL = {
   'keyhole-tls': '**Keyhole**, TLS, all security on',
   'keyhole-w2': '**Keyhole** `workers: 2` (cpu0+cpu1)',
   'keyhole-prof': 'Keyhole under --cpu-prof',
+  'keyhole-limits': '**Keyhole**, limits on (Redis, local shares)',
+  'keyhole-limits-rt': '**Keyhole**, limits on (Redis round trip per request)',
 };
-const ORDER = ['direct', 'nginx', 'nginx-authreq', 'caddy', 'http-proxy', 'fastify', 'undici', 'undici-dispatch', 'keyhole-base', 'keyhole', 'keyhole-w2', 'nginx-tls', 'keyhole-tls'];
+const ORDER = ['direct', 'nginx', 'nginx-authreq', 'caddy', 'http-proxy', 'fastify', 'undici', 'undici-dispatch', 'keyhole-base', 'keyhole', 'keyhole-limits', 'keyhole-limits-rt', 'keyhole-w2', 'nginx-tls', 'keyhole-tls'];
 /** The Node proxies Keyhole is measured against (none of them checks a token). */
 const NODE_PEERS = ['http-proxy', 'fastify', 'undici', 'undici-dispatch'];
 
@@ -169,6 +171,43 @@ if (contenders.includes('keyhole-base')) {
   md.push(...ba);
   // on the console too: the figure a before/after run is for
   process.stdout.write(`${ba.join('\n')}\n`);
+}
+
+// --- limits: the cost of limits on (Redis), beside limits off, same run
+const limitsCost = [];
+if (contenders.some((c) => c.startsWith('keyhole-limits'))) {
+  const li = [];
+  li.push('## Limits: the cost of limits on (Redis over TLS) beside limits off');
+  li.push('');
+  li.push('- Same YAML, tokens, pinning and load as **Keyhole**, plus `limits:` (bench/lib.sh `limits_yaml`): per subject a rate (50/s, burst 100), 16 concurrent, bytes per day and per hour, distinct objects per day; per provider a byte quota — all checked and counted on every request, none ever reached (the cost of checking, not of refusing). Redis 7 over TLS with client certificates, on the load side\'s core.');
+  li.push('- **local shares** (the default): a replica spends rate tokens and quota views it keeps in step with Redis, written and read in one Lua call per sync (`limits.redis`: share 0.125, sync 100 ms, stale 2 s, linger 1 s). **round trip per request**: `share: 0, stale: 0, linger: 0`, every request waits for Redis.');
+  li.push(`- Load average at start / end: ${meta.loadavg_start ?? '?'} / ${end.loadavg_end ?? '?'}${load1 > 1 ? ` — **NOISY RUN** (1-minute load ${load1} at the start)` : ''}.`);
+  li.push('');
+  li.push('| object | limits off req/s (min–max) | local shares req/s (min–max) | local / off | round trip req/s (min–max) | round trip / off | req per CPU-s off / local / round trip | p99 ms off / local / round trip | errors off / local / round trip | n |');
+  li.push('|---|---|---|---|---|---|---|---|---|---|');
+  for (const o of ['1k', '64k']) {
+    const off = table.keyhole?.[o];
+    const on = table['keyhole-limits']?.[o];
+    const rt = table['keyhole-limits-rt']?.[o];
+    if (!off && !on && !rt) continue;
+    const range = (x) => (!x ? '—' : `${fmt(x.rps)} (${fmt(x.rps_min)}–${fmt(x.rps_max)})`);
+    limitsCost.push({ object: o, off: off ?? null, local: on ?? null, roundTrip: rt ?? null, localRatio: ratio(on?.rps, off?.rps), roundTripRatio: ratio(rt?.rps, off?.rps) });
+    li.push(`| ${nameOf[o]} | ${range(off)} | ${range(on)} | **${fmt(ratio(on?.rps, off?.rps), 3)}×** | ${range(rt)} | **${fmt(ratio(rt?.rps, off?.rps), 3)}×** | ${fmt(off?.per_cpu_s)} / ${fmt(on?.per_cpu_s)} / ${fmt(rt?.per_cpu_s)} | ${fmt(off?.p99_ms, 2)} / ${fmt(on?.p99_ms, 2)} / ${fmt(rt?.p99_ms, 2)} | ${off?.errors ?? '—'} / ${on?.errors ?? '—'} / ${rt?.errors ?? '—'} | ${off?.n ?? 0} / ${on?.n ?? 0} / ${rt?.n ?? 0} |`);
+  }
+  const decided = of('limits');
+  if (decided.length) {
+    li.push('');
+    li.push('How the limits decided (from each contender\'s /metrics at the end of its round, every object): `local` without waiting, `store` after asking Redis; refused must be 0.');
+    li.push('');
+    li.push('| round | contender | decided locally | after asking Redis | share local | refused | store unavailable |');
+    li.push('|---|---|---|---|---|---|---|');
+    for (const d of decided) li.push(`| ${d.round} | ${d.contender} | ${fmt(d.local)} | ${fmt(d.store)} | ${fmt(d.local + d.store ? (100 * d.local) / (d.local + d.store) : null, 1)} % | ${fmt(d.refused)} | ${fmt(d.unavailable)} |`);
+  }
+  li.push('');
+  li.push('Target (issue 14): limits on cost at most 15 % of throughput at 1 KiB, i.e. local / off ≥ 0.85.');
+  li.push('');
+  md.push(...li);
+  process.stdout.write(`${li.join('\n')}\n`);
 }
 
 // --- correctness
@@ -421,4 +460,4 @@ md.push('See docs/performance.md for how to run the harness, how to read these f
 md.push('');
 
 writeFileSync(mdFile, md.join('\n'));
-writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, beforeAfter, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');
+writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, beforeAfter, limitsCost, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');

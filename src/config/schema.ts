@@ -5,6 +5,7 @@ import { appSchema } from '../app/schema.js';
 import { authSchema } from '../auth/schema.js';
 import { providerSchema } from '../providers/kinds.js';
 import { redisRevocationSchema, redisSectionSchema } from '../redis/schema.js';
+import { limitsProblems, limitsSchema } from '../limits/schema.js';
 import { signingKeyProblem } from '../observe/audit-chain.js';
 import { duration, filePath, listen, secret, urlHolds } from './blocks.js';
 
@@ -118,9 +119,11 @@ export const configSchema = z.strictObject({
   presign: presignSchema,
   app: appSchema.optional().describe('the labeling app behind Keyhole: every request outside Keyhole\'s routes goes there'),
   providers: z.array(providerSchema).min(1, 'at least one provider is required').describe('where the bytes are: each provider owns the URIs under its match prefix; a URI no provider owns is refused'),
-  redis: redisSectionSchema.optional().describe('shared state for several replicas: revocation (revocation.store: redis), audit stream'),
+  redis: redisSectionSchema.optional().describe('shared state for several replicas: revocation (revocation.store: redis), audit stream, limits (limits.store: redis)'),
+  limits: limitsSchema.optional(),
 }).superRefine((c, ctx) => {
   if (c.revocation.store === 'redis' && !c.redis) ctx.addIssue({ code: 'custom', message: 'revocation.store redis needs the top-level redis: section', path: ['redis'] });
+  for (const p of limitsProblems(c)) ctx.addIssue({ code: 'custom', ...p });
 });
 
 export type Config = z.infer<typeof configSchema>;

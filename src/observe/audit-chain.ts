@@ -8,6 +8,7 @@
 // (src/cli/audit-verify.ts; docs/audit.md).
 //
 // An audit line: {"level":"info","time":…,<logger fields>,"kind":"audit","stream":S,"seq":N,"prev":H,"audit":{…},"msg":"access"}
+// An alert line: {"level":"warn",…,"kind":"audit","stream":S,"seq":N,"prev":H,"alert":{…},"msg":"alert"} (src/limits/alerts.ts)
 // A checkpoint:  {"level":"info","time":T,<logger fields>,"kind":"audit-checkpoint","stream":S,"seq":N,"prev":H,"final":F[,"kid":K,"sig":G],"msg":"audit checkpoint"}
 import { createPrivateKey, createPublicKey, hash, randomBytes, sign, type KeyObject } from 'node:crypto';
 

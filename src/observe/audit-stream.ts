@@ -69,6 +69,13 @@ export class AuditStream implements AuditSink {
     this.add(streamFields(event));
   }
 
+  /** An alert: an entry of `kind` alert, its fields flat like an event's. */
+  alert(alert: object): void {
+    const out: string[] = ['ts', new Date().toISOString(), 'kind', 'alert'];
+    for (const [k, v] of Object.entries(alert)) if (v !== undefined && v !== null) out.push(k, typeof v === 'string' ? v : JSON.stringify(v));
+    this.add(out);
+  }
+
   /** A checkpoint goes the same way as the events, in order with them. */
   checkpoint(cp: AuditCheckpoint): void {
     this.add(checkpointFields(cp));

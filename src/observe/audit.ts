@@ -78,6 +78,8 @@ export function auditEvent(f: AuditFields): AuditEvent {
 /** A second destination for audit events (the Redis stream): must never block or throw. */
 export interface AuditSink {
   push(event: AuditEvent): void;
+  /** an alert (src/limits/alerts.ts), a flat JSON object with its own `id` */
+  alert?(alert: object): void;
   /** a copy of each checkpoint of the audit log's chain (src/observe/audit-chain.ts) */
   checkpoint?(cp: AuditCheckpoint): void;
   /** `fn` runs when close() begins, before what is buffered is written */
@@ -144,6 +146,21 @@ export class AuditLog {
     if (this.stream) {
       const start = '{"level":"info","time":"' + isoNow() + '",' + this.head;
       const rest = ',"audit":' + auditJson(event) + ',"msg":"access"}';
+      if (this.trail) this.trail.append(start, rest);
+      else this.stream.write(start + rest + '\n');
+    }
+  }
+
+  /**
+   * An alert (a limit's threshold crossed, a subject refused again and again) as an audit
+   * line of its own — `"alert":{…},"msg":"alert"` — in the same chain as the access events,
+   * so deleting one shows, and to the sink (the Redis audit stream).
+   */
+  alert(alert: object): void {
+    this.sink?.alert?.(alert);
+    if (this.stream) {
+      const start = '{"level":"warn","time":"' + isoNow() + '",' + this.head;
+      const rest = ',"alert":' + JSON.stringify(alert) + ',"msg":"alert"}';
       if (this.trail) this.trail.append(start, rest);
       else this.stream.write(start + rest + '\n');
     }

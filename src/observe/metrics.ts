@@ -61,6 +61,38 @@ export class Metrics {
   readonly auditStreamWritten = this.counter('keyhole_audit_stream_written_total', 'Audit events written to the Redis stream');
   readonly auditStreamDropped = this.counter('keyhole_audit_stream_dropped_total', 'Audit events dropped because the in-process buffer for the Redis stream was full');
 
+  /** set by the limiter: can its store answer (or is it `onRedisError: allow`)? read at scrape time */
+  limitsProbe: (() => boolean) | undefined;
+  private limitSet: LimitMetrics | undefined;
+
+  /**
+   * The limits' metrics (src/limits, docs/limits.md), registered on first use: only a Keyhole
+   * with a `limits:` section shows them, and a reload keeps counting in the same ones.
+   */
+  limits(): LimitMetrics {
+    if (this.limitSet) return this.limitSet;
+    const up: Gauge = new Gauge({
+      name: 'keyhole_limits_store_up',
+      help: '1 while the limits store answers (or onRedisError is allow), 0 while limited requests fail closed',
+      registry: this.registry,
+      aggregator: 'min',
+      collect: (): void => {
+        if (this.limitsProbe) up.set(this.limitsProbe() ? 1 : 0);
+        else up.clear();
+      },
+    });
+    this.limitSet = {
+      refusals: this.counter('keyhole_limit_refusals_total', 'Requests refused by a limit (429), by rule and limit (rate, concurrent, bytes, objects)', ['rule', 'limit'] as const),
+      cut: this.counter('keyhole_limit_cut_total', 'Responses cut mid-body at a byte quota (midBody: cut), by rule', ['rule'] as const),
+      checks: this.counter('keyhole_limit_checks_total', 'Limited requests by how they were decided: local (from this replica\'s own share and views) or store (after asking the store)', ['path'] as const),
+      unavailable: this.counter('keyhole_limits_unavailable_total', 'Limited requests the store could not decide, by action: denied (503 limits_unavailable) or allowed (onRedisError: allow)', ['action'] as const),
+      alerts: this.counter('keyhole_limit_alerts_total', 'Alerts emitted, by kind (quota, refusals)', ['alert'] as const),
+      webhook: this.counter('keyhole_limit_webhook_total', 'Alerts for the webhook by result: sent, failed, timeout, dropped (queue full)', ['result'] as const),
+      up,
+    };
+    return this.limitSet;
+  }
+
   /** Everything one finished (or aborted) data request counts. */
   recordRequest(provider: string, status: number, decision: 'allow' | 'deny' | 'error', seconds: number, bytes: number, aborted: boolean): void {
     let t = this.tallies.get(provider);
@@ -85,4 +117,15 @@ export class Metrics {
   countCache(hit: boolean): void {
     (hit ? this.cacheHit : this.cacheMiss).inc();
   }
+}
+
+/** The limits' counters (Metrics.limits()). */
+export interface LimitMetrics {
+  readonly refusals: Counter<'rule' | 'limit'>;
+  readonly cut: Counter<'rule'>;
+  readonly checks: Counter<'path'>;
+  readonly unavailable: Counter<'action'>;
+  readonly alerts: Counter<'alert'>;
+  readonly webhook: Counter<'result'>;
+  readonly up: Gauge;
 }

@@ -37,8 +37,10 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const revocation = rt.revocation.ready();
-      const ready = revocation && hooks.accepting();
-      return sendJson(res, ready ? 200 : 503, { ready, revocation, accepting: hooks.accepting() });
+      // Limits fail closed like revocation: not ready while their store cannot answer.
+      const limits = rt.limiter?.ready();
+      const ready = revocation && limits !== false && hooks.accepting();
+      return sendJson(res, ready ? 200 : 503, { ready, revocation, ...(limits !== undefined ? { limits } : {}), accepting: hooks.accepting() });
     }
     if (path === '/metrics' && hooks.metrics) {
       const { contentType, body } = await hooks.metrics();
@@ -54,8 +56,10 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
     }
   }
   if (!path?.startsWith('/admin/')) return refuse('route_not_found');
-  if (req.method !== 'POST') return refuse('method_not_allowed', {}, { allow: 'POST' });
+  const readable = path === '/admin/usage';
+  if (readable ? req.method !== 'GET' : req.method !== 'POST') return refuse('method_not_allowed', {}, { allow: readable ? 'GET' : 'POST' });
   if (!adminAuthorized(rt, req)) return refuse('admin_unauthorized', { level: 'warn' });
+  if (path === '/admin/usage' || path === '/admin/usage/reset' || path === '/admin/ban') return limitsAction(rt, req, res, path, id, refuse);
 
   if (path === '/admin/revoke') {
     let body: { jti?: unknown; sub?: unknown; exp?: unknown };
@@ -89,4 +93,60 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
     return sendJson(res, result.ok ? 200 : 400, result);
   }
   return refuse('route_not_found');
+}
+
+/** The longest ban: a typo must not lock a subject out for ever (a revocation is kept that long). */
+const MAX_BAN_SECONDS = 366 * 86_400;
+const validSub = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 512;
+
+/**
+ * GET /admin/usage?sub=… (a subject's counters now), POST /admin/usage/reset {sub} (forget
+ * them), POST /admin/ban {sub, seconds} (refuse every token of sub issued until the ban ends:
+ * a subject revocation whose cut-off lies in the future).
+ */
+async function limitsAction(rt: Runtime, req: IncomingMessage, res: ServerResponse, path: string, id: string, refuse: (reason: Reason, ctx?: Omit<RefusalContext, 'route'>) => void): Promise<void> {
+  if (path === '/admin/usage') {
+    const sub = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('sub');
+    if (!validSub(sub)) return refuse('bad_request', { fields: { why: 'give ?sub=, 1 to 512 characters' } });
+    if (!rt.limiter) return refuse('bad_request', { fields: { why: 'no limits are configured' } });
+    try {
+      return sendJson(res, 200, { sub, counters: await rt.limiter.usage(sub) });
+    } catch (err) {
+      return refuse('limits_unavailable', { level: 'error', fields: { err } });
+    }
+  }
+  let body: { sub?: unknown; seconds?: unknown };
+  try {
+    body = ((await readJson(req, 4096)) ?? {}) as typeof body;
+  } catch (err) {
+    return refuse(err instanceof BodyError ? err.reason : 'bad_request');
+  }
+  const { sub, seconds } = body;
+  if (!validSub(sub)) return refuse('bad_request', { fields: { why: 'give sub, a string of 1 to 512 characters' } });
+  if (path === '/admin/usage/reset') {
+    if (!rt.limiter) return refuse('bad_request', { fields: { why: 'no limits are configured' } });
+    let counters: number;
+    try {
+      counters = await rt.limiter.reset(sub);
+    } catch (err) {
+      return refuse('limits_unavailable', { level: 'error', fields: { err } });
+    }
+    rt.logger.info({ requestId: id, reset: { sub, counters } }, 'usage reset');
+    return sendJson(res, 200, { reset: { sub, counters } });
+  }
+  if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 1 || seconds > MAX_BAN_SECONDS) {
+    return refuse('bad_request', { fields: { why: `give seconds, a whole number from 1 to ${MAX_BAN_SECONDS}` } });
+  }
+  // A revocation with an end: every token of sub issued up to the ban's end (plus the clock
+  // tolerance, as for any subject revocation) is refused; a token minted after it passes.
+  const now = Math.floor(Date.now() / 1000);
+  const until = now + seconds;
+  const cutoff = subjectCutoff(until, rt.config.auth);
+  try {
+    await rt.revocation.revokeSubject(sub, cutoff);
+  } catch (err) {
+    return refuse('revocation_unavailable', { level: 'error', fields: { err } });
+  }
+  rt.logger.info({ requestId: id, banned: { sub, until, issuedAtOrBefore: cutoff } }, 'banned');
+  return sendJson(res, 200, { banned: { sub, until: new Date(until * 1000).toISOString(), issuedAtOrBefore: cutoff } });
 }

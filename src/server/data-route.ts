@@ -17,6 +17,8 @@ import type { Resolved } from '../providers/registry.js';
 import { parseDataUri, UriError, type DataUri } from '../uri.js';
 import { statusOf, type Reason } from '../reasons.js';
 import type { InFlight } from './in-flight.js';
+import type { Admission, AdmitResult, LimitedTransfer } from '../limits/limiter.js';
+import type { Provider } from '../providers/types.js';
 import { sendError } from '../http/answer.js';
 import type { Runtime } from './runtime.js';
 import { authenticateData, claimedBy, type Authenticated, type Introspected } from './authenticate.js';
@@ -105,7 +107,7 @@ function onResponseClose(this: ExchangeResponse): void {
 }
 
 /** One data request from head to 'close'. */
-class DataExchange {
+class DataExchange implements LimitedTransfer {
   private readonly started = performance.now();
   readonly id = randomUUID();
   readonly outcome: Outcome = { reason: 'ok', bytes: 0 };
@@ -120,6 +122,10 @@ class DataExchange {
   private uriText: string | undefined;
   private tokenSource: string | undefined;
   private dataReq: DataRequest | undefined;
+  /** admitted by the limits (rt.limiter): told when the response is over */
+  private admission: Admission | undefined;
+  /** the response closed: a limits answer that arrives later must not serve it */
+  private over = false;
   /**
    * Read now: a connection the client resets has no peer address any more by the time the
    * response closes (getpeername fails), and the audit event must still say who it was.
@@ -143,10 +149,13 @@ class DataExchange {
   /** The response closed (finished or cut): in-flight count, upstream abort, metrics, audit. */
   closed(): void {
     const { rt, res, outcome } = this;
+    this.over = true;
     this.inflight.leave(rt);
     const aborted = !res.writableFinished;
     if (aborted) this.dataReq?.upstream?.clientGone();
     const status = res.statusCode;
+    // Its object counts once a GET of it was answered (a cut body included).
+    this.admission?.done(this.dataReq?.method === 'GET' && (status === 200 || status === 206));
     const provider = this.providerName ?? '-';
     const seconds = (performance.now() - this.started) / 1000;
     const decision = decisionFor(outcome.reason, status);
@@ -180,6 +189,15 @@ class DataExchange {
   private refuse(reason: Reason, extra?: Record<string, string>): void {
     this.outcome.reason = reason;
     sendError(this.res, reason, this.id, extra, this.head);
+  }
+
+  /** `midBody: cut`: the subject reached a byte quota while this body streams. */
+  cutForQuota(detail: string): void {
+    const res = this.res;
+    if (res.writableFinished || res.destroyed) return;
+    this.outcome.reason = 'quota_exceeded';
+    this.outcome.detail = detail;
+    res.destroy();
   }
 
   run(): Promise<void> | void {
@@ -247,6 +265,31 @@ class DataExchange {
 
     const dataReq: DataRequest = { id: this.id, method, uri, rest: resolved.rest, headers: this.req.headers, outcome: this.outcome, head: this.head, upstream: undefined };
     this.dataReq = dataReq;
+    // Limits (off: one property read). Decided locally unless the store must be asked.
+    const limiter = rt.limiter;
+    if (limiter !== undefined) {
+      const admitted = limiter.admit(auth.claims, auth.source === 'introspect' ? undefined : auth.token, provider.name, uri.canonical, this);
+      if (admitted instanceof Promise) return admitted.then((a) => this.limited(a, provider, dataReq));
+      if (admitted !== undefined) return this.limited(admitted, provider, dataReq);
+    }
+    return this.serve(provider, dataReq);
+  }
+
+  /** The limits' answer: refused (429 with Retry-After, or 503), or served and charged. */
+  private limited(admitted: AdmitResult, provider: Provider, dataReq: DataRequest): Promise<void> | void {
+    if (admitted === undefined) return this.over ? undefined : this.serve(provider, dataReq);
+    if (admitted.refused) {
+      this.outcome.detail = admitted.detail;
+      if (this.over) return;
+      return this.refuse(admitted.reason, admitted.retryAfter !== undefined ? { 'retry-after': String(admitted.retryAfter) } : undefined);
+    }
+    if (this.over) return admitted.done(false);
+    this.admission = admitted;
+    return this.serve(provider, dataReq);
+  }
+
+  private serve(provider: Provider, dataReq: DataRequest): Promise<void> | void {
+    const { rt } = this;
     const failed = (err: unknown): void => {
       rt.logger.error({ err, requestId: this.id, provider: provider.name }, 'provider failed');
       this.outcome.reason = 'internal';

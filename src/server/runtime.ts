@@ -19,6 +19,11 @@ import { securityHeaderFields } from '../http/answer.js';
 import { AppProxy } from '../app/proxy.js';
 import { logoutHook } from '../app/logout.js';
 import { Introspector } from '../auth/introspect.js';
+import { Limiter } from '../limits/limiter.js';
+import type { LimitsConfig } from '../limits/schema.js';
+import { MemoryLimitStore, type LimitStore } from '../limits/store.js';
+import { RedisLimitStore } from '../limits/redis-store.js';
+import type { AlertSink } from '../limits/alerts.js';
 
 export interface Runtime {
   readonly config: Config;
@@ -35,6 +40,8 @@ export interface Runtime {
   readonly introspector: Introspector | undefined;
   /** the labeling app behind Keyhole's front (the `app` section) */
   readonly app: AppProxy | undefined;
+  /** limits, quotas and alerts (the `limits` section); undefined: no limits, nothing runs for them */
+  readonly limiter: Limiter | undefined;
   /** `keepRevocation`: a reloaded runtime took the revocation store over, leave it open */
   close(opts?: { keepRevocation?: boolean }): Promise<void>;
 }
@@ -70,7 +77,19 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     await auditStream?.close();
     throw err;
   });
+  const audit = new AuditLog(config.log.audit ? deps.logger : undefined, auditStream, auditOptions);
+  const limits = config.limits;
+  let limiter: Limiter | undefined;
+  try {
+    limiter = limits ? await createLimiter(limits, config, { metrics, logger: deps.logger, audit: config.log.audit ? audit : undefined }) : undefined;
+  } catch (err) {
+    if (!deps.revocation) await revocation.close();
+    await auditStream?.close();
+    throw err;
+  }
   const registry = new ProviderRegistry(config.providers.map(createProvider));
+  const limitsReady = limiter ? (): boolean => limiter.ready() : undefined;
+  if (limitsReady) metrics.limitsProbe = limitsReady;
   metrics.revocationProbe = () => revocation.ready();
   const introspect = config.auth.introspect;
   const introspector = introspect?.enabled ? new Introspector(introspect, config.auth.cookie.name) : undefined;
@@ -87,7 +106,7 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     config,
     logger: deps.logger,
     metrics,
-    audit: new AuditLog(config.log.audit ? deps.logger : undefined, auditStream, auditOptions),
+    audit,
     verifier,
     revocation,
     registry,
@@ -95,11 +114,55 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
     securityHeaders: securityHeaderFields(config.server),
     introspector,
     app,
+    limiter,
     async close(opts = {}) {
-      await Promise.all([app?.close(), introspector?.close()]);
+      await Promise.all([app?.close(), introspector?.close(), limiter?.close()]);
+      // A reload may have handed the shared Metrics to a newer limiter: only remove our own probe.
+      if (limitsReady && metrics.limitsProbe === limitsReady) metrics.limitsProbe = undefined;
       await registry.close();
       if (!opts.keepRevocation) await revocation.close();
       await auditStream?.close();
     },
   };
+}
+
+/**
+ * In memory, the counters belong to the process, not to one configuration: a reload (which
+ * keeps the same Metrics) keeps counting in the same store rather than forgetting every quota.
+ */
+const memoryStores = new WeakMap<Metrics, MemoryLimitStore>();
+
+async function createLimiter(limits: LimitsConfig, config: Config, deps: { metrics: Metrics; logger: Logger; audit: AuditLog | undefined }): Promise<Limiter> {
+  const { metrics, logger, audit } = deps;
+  // Also refused by the config check: N workers would each count the whole limits.
+  if (limits.store === 'memory' && config.workers !== 1) throw new Error(`limits.store memory counts in one process: with workers: ${config.workers} use store: redis`);
+  const redis = config.redis;
+  if (limits.store === 'redis' && !redis) throw new Error('limits.store redis needs the top-level redis: section');
+  const log = logger.child({ component: 'limits' });
+  let store: LimitStore;
+  if (limits.store === 'redis' && redis) {
+    const shared = await RedisLimitStore.open({ connection: redis, logger: log });
+    shared.onState = (up) => {
+      if (up) log.info('redis limits store is up');
+      else log.warn(limits.onRedisError === 'allow' ? 'redis limits store is down: onRedisError allow, limited requests are served unchecked' : 'redis limits store is down: limited requests fail closed until it returns');
+    };
+    store = shared;
+  } else {
+    let own = memoryStores.get(metrics);
+    if (own === undefined) memoryStores.set(metrics, (own = new MemoryLimitStore(redis?.keyPrefix ?? 'keyhole:')));
+    store = own;
+  }
+  // An alert is an audit line (chained with the access events) and a Redis stream entry; with
+  // the audit log off (log.audit: false) it is still a warn line of the operational log.
+  const sink: AlertSink = audit ? { alert: (a) => audit.alert(a) } : { alert: (a) => logger.warn({ kind: 'alert', alert: a }, 'alert') };
+  return new Limiter({
+    config: limits,
+    store,
+    ownsStore: limits.store === 'redis',
+    prefix: redis?.keyPrefix ?? 'keyhole:',
+    metrics: metrics.limits(),
+    logger: log,
+    sink,
+    local: limits.store === 'memory',
+  });
 }

@@ -150,7 +150,7 @@ export async function startKeyhole(yaml: string, opts: StartOptions = {}): Promi
     admin,
     logs,
     rawLogs: () => chunks.join(''),
-    audits: () => logs.filter((l) => l.kind === 'audit').map((l) => l.audit!),
+    audits: () => logs.filter((l) => l.kind === 'audit' && l.audit !== undefined).map((l) => l.audit!),
     token: (req) => signDevToken(config, { sub: 'alice', ...req }),
     dispatcher,
     async get(path, headers = {}, method = 'GET', body) {

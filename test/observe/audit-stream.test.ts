@@ -58,6 +58,34 @@ t.test('Keyhole writes one stream entry per data request', async (t) => {
   t.notOk(JSON.stringify(seen).includes(token), 'the token never reaches the stream');
 });
 
+t.test('a limit alert is a stream entry of kind alert, beside the access events', async (t) => {
+  const r = await startRedis();
+  t.teardown(() => r.stop());
+  const limits = 'limits:\n  alerts: { quota: [0.5] }\n  rules:\n    - name: annotator\n      bytes: { 1d: 8 }\n';
+  const yaml = `redis:\n${r.yaml('  ', 'auditStream: { key: "audit:alerts", maxLen: 1000 }\ncommandTimeout: 10s')}\n${filesProviderYaml(tempFiles('as-alert'))}${limits}`;
+  const k = await startKeyhole(baseYaml(yaml));
+  t.teardown(() => k.close());
+  const reader = await testClient(r, { name: 'reader' });
+  t.teardown(() => reader.disconnect());
+  const token = await k.token({ sub: 'alice', scope: ['local://files/'] });
+  t.equal((await k.get(dataUrl('local://files/a.txt'), { authorization: `Bearer ${token}` })).status, 200, '5 of 8 bytes: past half');
+  await k.server.current.limiter!.sync();
+  const seen: Record<string, string>[] = [];
+  let last = '0';
+  while (!seen.some((e) => e.kind === 'alert')) {
+    const res = (await reader.xread('BLOCK', 5000, 'STREAMS', 'audit:alerts', last)) as [string, [string, string[]][]][] | null;
+    if (!res) break;
+    for (const [id, fields] of res[0]![1]) {
+      last = id;
+      seen.push(Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i]!, fields[2 * i + 1]!])));
+    }
+  }
+  const alert = seen.find((e) => e.kind === 'alert');
+  t.match(alert, { alert: 'quota', rule: 'annotator', limit: 'bytes', window: '1d', threshold: '0.5', max: '8', used: '5' });
+  t.same(JSON.parse(alert?.who ?? 'null'), { sub: 'alice' }, 'whose counter, as JSON');
+  t.ok(seen.some((e) => e.kind === 'data' && e.status === '200'), 'the access event went too');
+});
+
 t.test('MAXLEN ~ bounds the stream; Redis away: nothing blocks, the buffer is bounded, drops counted', async (t) => {
   const r = await startRedis();
   t.teardown(() => r.stop());
