@@ -13,8 +13,8 @@ import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher, Pool } from 'undici';
-import { errors } from '../relay/undici.js';
 import { createPool } from '../relay/pool.js';
+import { StreamingHandler, upstreamFailure } from '../relay/stream-handler.js';
 import { statusOf, type Reason } from '../reasons.js';
 import { logRefusal, refuse } from '../observe/refusal.js';
 import { refuseSocket, sendError } from '../http/answer.js';
@@ -49,18 +49,15 @@ async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerato
   }
 }
 
+/** Why an exchange with the app failed: a request body past app.maxBodyBytes, or the app. */
 function failureFor(err: Error): Reason {
-  if (err instanceof BodyTooLarge) return 'body_too_large';
-  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) return 'upstream_timeout';
-  return 'upstream_error';
+  return err instanceof BodyTooLarge ? 'body_too_large' : upstreamFailure(err);
 }
 
 /** Relays the app's answer to the browser; aborts the app request when the browser leaves. */
-class AppResponse implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | undefined;
-  private readonly onDrain = () => this.controller?.resume();
+class AppResponse extends StreamingHandler {
   private readonly onClose = () => {
-    if (!this.res.writableFinished) this.controller?.abort(new Error('client closed the connection'));
+    if (!this.res.writableFinished) this.clientGone();
   };
 
   constructor(
@@ -72,12 +69,8 @@ class AppResponse implements Dispatcher.DispatchHandler {
     private readonly logger: Logger,
     private readonly done: () => void,
   ) {
+    super(res);
     res.once('close', this.onClose);
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.res.destroyed) controller.abort(new Error('client closed the connection'));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
@@ -94,10 +87,7 @@ class AppResponse implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.res.write(chunk)) {
-      controller.pause();
-      this.res.once('drain', this.onDrain);
-    }
+    this.forward(controller, chunk);
   }
 
   onResponseEnd(): void {
@@ -141,10 +131,9 @@ function headText(statusLine: string, headers: OutgoingHttpHeaders): string {
 }
 
 /** The websocket handshake towards the app; on 101 the two sockets are piped together. */
-class AppUpgrade implements Dispatcher.DispatchHandler {
+class AppUpgrade extends StreamingHandler {
   private answered = false;
-  private controller: Dispatcher.DispatchController | undefined;
-  private readonly onClientGone = () => this.controller?.abort(new Error('client closed the connection'));
+  private readonly onClientGone = () => this.clientGone();
 
   constructor(
     private readonly client: Duplex,
@@ -154,12 +143,8 @@ class AppUpgrade implements Dispatcher.DispatchHandler {
     /** logs the app failing the handshake as a refusal of the upgrade */
     private readonly refused: (reason: Reason, fields: Record<string, unknown>) => void,
   ) {
+    super(client);
     client.once('close', this.onClientGone);
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.client.destroyed) controller.abort(new Error('client closed the connection'));
   }
 
   onRequestUpgrade(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, app: Duplex): void {
@@ -185,8 +170,8 @@ class AppUpgrade implements Dispatcher.DispatchHandler {
     this.client.write(headText(`HTTP/1.1 ${statusCode} ${statusMessage || STATUS_CODES[statusCode] || ''}`, out));
   }
 
-  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.client.writable) this.client.write(chunk);
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.client.writable) this.forward(controller, chunk);
   }
 
   onResponseEnd(): void {
@@ -267,13 +252,7 @@ export class AppProxy {
       markRefused(req.socket);
       return refused('body_too_large', { length: framing.length });
     }
-    const headers = appRequestHeaders(req.headers, {
-      peer: req.socket.remoteAddress,
-      trusted: this.trusted.has(req.socket.remoteAddress),
-      proto: this.opts.proto,
-      sessionCookie: this.opts.sessionCookie,
-      publicHost: this.opts.publicHost,
-    });
+    const headers = this.requestHeaders(req);
     if (framing.length !== undefined) headers['content-length'] = String(framing.length);
     const hasBody = framing.chunked || (framing.length ?? 0) > 0;
     const body = hasBody ? Readable.from(limited(req, this.cfg.maxBodyBytes), { objectMode: false }) : null;
@@ -285,6 +264,17 @@ export class AppProxy {
     // A logout is recorded before the app sees it; one that cannot be recorded is not forwarded.
     const logout = this.opts.logout?.(target, req.headers);
     return logout ? logout.then(forward, (err: unknown) => refused('revocation_unavailable', { err: err instanceof Error ? err.message : String(err) })) : forward();
+  }
+
+  /** The headers the app gets for `req` (headers.ts: spoofable ones dropped, forwarded ones set). */
+  private requestHeaders(req: IncomingMessage): Record<string, string | string[]> {
+    return appRequestHeaders(req.headers, {
+      peer: req.socket.remoteAddress,
+      trusted: this.trusted.has(req.socket.remoteAddress),
+      proto: this.opts.proto,
+      sessionCookie: this.opts.sessionCookie,
+      publicHost: this.opts.publicHost,
+    });
   }
 
   /** A request with Upgrade: only websockets to the app pass; everything else is refused. */
@@ -305,13 +295,7 @@ export class AppProxy {
     if (!framing.ok || framing.chunked || (framing.length ?? 0) > 0) return refuseUpgrade('request_framing', 'an upgrade request carries no body');
     if (!target) return refuseUpgrade('bad_request', 'the request target cannot be parsed, or smuggles a dot segment');
     if (req.method !== 'GET' || !this.policy.allows('GET', target)) return refuseUpgrade('app_method_denied', 'websockets are GET, and GET must be allowed on the path');
-    const headers = appRequestHeaders(req.headers, {
-      peer: req.socket.remoteAddress,
-      trusted: this.trusted.has(req.socket.remoteAddress),
-      proto: this.opts.proto,
-      sessionCookie: this.opts.sessionCookie,
-      publicHost: this.opts.publicHost,
-    });
+    const headers = this.requestHeaders(req);
     this.pool.dispatch({ path: target.forwardPath, method: 'GET', headers, upgrade: 'websocket' }, new AppUpgrade(socket, head, this, id, (reason, fields) => refused(reason, fields, 'warn')));
   }
 

@@ -10,12 +10,10 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { InjectedSecrets } from './echo-guard.js';
-import { errors } from './undici.js';
 import type { DataRequest, UpstreamExchange } from '../http/data-request.js';
-import type { Reason } from '../reasons.js';
 import { refuseData } from '../http/answer.js';
 import { relayedResponseFields } from '../http/data-head.js';
-import { AddressRefused } from './ssrf.js';
+import { StreamingHandler, upstreamFailure } from './stream-handler.js';
 
 export interface RelayTarget {
   dispatcher: Dispatcher;
@@ -57,12 +55,6 @@ subscribe('undici:client:connected', (message) => {
   socket.on('error', resetEnds);
 });
 
-function reasonFor(err: Error): Reason {
-  if (err instanceof errors.ConnectTimeoutError || err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) return 'upstream_timeout';
-  if (err instanceof AddressRefused) return 'upstream_address_refused';
-  return 'upstream_error';
-}
-
 /** A body without Content-Length or chunked coding: it ends where the connection closes. */
 function framedByClose(headers: IncomingHttpHeaders): boolean {
   if (headers['content-length'] !== undefined) return false;
@@ -70,8 +62,7 @@ function framedByClose(headers: IncomingHttpHeaders): boolean {
   return te === undefined || (typeof te === 'string' && !/chunked\s*$/i.test(te));
 }
 
-class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
-  private controller: Dispatcher.DispatchController | undefined;
+class RelayHandler extends StreamingHandler implements UpstreamExchange {
   /** the answer's body goes to the client */
   private passing = false;
   /** the body ends where the upstream closes the connection */
@@ -84,24 +75,14 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
    */
   private head: string[] | undefined;
   private status = 0;
-  /** made on the first full write only: most clients never fill their socket */
-  private onDrain: (() => void) | undefined;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly req: DataRequest,
     private readonly secrets: InjectedSecrets | undefined,
   ) {
+    super(res);
     req.upstream = this;
-  }
-
-  clientGone(): void {
-    this.controller?.abort(new Error('client closed the connection'));
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.res.destroyed) controller.abort(new Error('client closed the connection'));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -186,11 +167,7 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
   private send(controller: Dispatcher.DispatchController, bytes: Buffer): void {
     this.sendHead();
     this.req.outcome.bytes += bytes.length;
-    if (!this.res.write(bytes) && !controller.paused) {
-      controller.pause();
-      this.onDrain ??= () => this.controller?.resume();
-      this.res.once('drain', this.onDrain);
-    }
+    this.forward(controller, bytes);
   }
 
   /** The upstream repeated the injected credential: refuse before the head, or cut the body. */
@@ -237,7 +214,7 @@ class RelayHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
       // The client left first, or we cut an error body or an echo: the abort we asked for.
       return;
     }
-    const reason = reasonFor(err);
+    const reason = upstreamFailure(err);
     req.outcome.reason = reason;
     req.outcome.detail = err.message;
     if (res.headersSent) res.destroy(err);
