@@ -2,6 +2,8 @@
 // an upstream's Set-Cookie, Server, x-amz-* or Location never reaches the browser.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { extractMimeType, headerSafeMimeType, inertTextType, runsOrApplies } from './mime.js';
+import type { DataRequest } from './data-request.js';
+import type { RangeResult } from './range.js';
 
 /** Client headers forwarded upstream: ranges and revalidation, nothing else. */
 export const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const;
@@ -155,4 +157,30 @@ export function writeDataHead(res: ServerResponse, status: number, head: readonl
     else out.push(name, String(v));
   }
   res.writeHead(status, out);
+}
+
+/**
+ * The head of an answer a provider serves itself (local files, Redis values) for an object of
+ * `size` bytes, `range` parsed from the request (http/range.ts): 416 (Content-Range `bytes *` and the size),
+ * else 206 with Content-Range or 200, with the Content-Length of what follows. Returns the
+ * inclusive byte span to send, or undefined when no body follows (416, HEAD, an empty
+ * object: the answer is ended here).
+ */
+export function writeRangedHead(res: ServerResponse, req: DataRequest, fields: OutgoingHttpHeaders, range: RangeResult, size: number): { start: number; end: number } | undefined {
+  if (range.kind === 'unsatisfiable') {
+    req.outcome.reason = 'range_not_satisfiable';
+    writeDataHead(res, 416, req.head, { ...fields, 'content-range': `bytes */${size}`, 'content-length': 0 });
+    res.end();
+    return undefined;
+  }
+  const start = range.kind === 'partial' ? range.start : 0;
+  const end = range.kind === 'partial' ? range.end : size - 1;
+  fields['content-length'] = size === 0 ? 0 : end - start + 1;
+  if (range.kind === 'partial') fields['content-range'] = `bytes ${start}-${end}/${size}`;
+  writeDataHead(res, range.kind === 'partial' ? 206 : 200, req.head, fields);
+  if (req.method === 'HEAD' || size === 0) {
+    res.end();
+    return undefined;
+  }
+  return { start, end };
 }

@@ -4,7 +4,7 @@
 // Azurite and sovereign clouds.
 import { z } from 'zod';
 import { secret, text, urlHolds } from '../config/blocks.js';
-import { providerBase } from './base.js';
+import { identityOf, providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { serviceSas } from './cloud/azure-sas.js';
 import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
@@ -87,5 +87,5 @@ export function createAzureProvider(cfg: AzureProviderConfig): Provider {
     },
   };
 
-  return new CloudProvider({ name: cfg.name, kind: 'azure', match: cfg.match, orgs: cfg.orgs, projects: cfg.projects, common: cfg, allow: new Allowlist(cfg.containers), signer });
+  return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.containers), signer });
 }

@@ -1,6 +1,7 @@
 // Keys every provider kind shares in YAML.
 import { z } from 'zod';
 import { canonicalPrefix, UriError } from '../uri.js';
+import type { Provider } from './types.js';
 
 const stringSet = () =>
   z
@@ -26,3 +27,11 @@ export const providerBase = z.strictObject({
   /** only tokens whose `project` claim is listed may read through this provider */
   projects: stringSet(),
 });
+
+/** What names a provider and says who may use it: the same five fields in every kind. */
+export type ProviderIdentity<K extends string = string> = Pick<Provider, 'name' | 'match' | 'orgs' | 'projects'> & { readonly kind: K };
+
+/** A provider's identity from its YAML block (`kind` as the block's literal). */
+export function identityOf<K extends string>(cfg: ProviderIdentity<K>): ProviderIdentity<K> {
+  return { name: cfg.name, kind: cfg.kind, match: cfg.match, orgs: cfg.orgs, projects: cfg.projects };
+}

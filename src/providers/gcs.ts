@@ -4,7 +4,7 @@ import { createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
 import { secret, text, urlHolds } from '../config/blocks.js';
 import type { Secret } from '../config/secret.js';
-import { providerBase } from './base.js';
+import { identityOf, providerBase } from './base.js';
 import { Allowlist } from './cloud/allowlist.js';
 import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
 import { signGcsUrl, type GcsKey } from './cloud/gcs-sign.js';
@@ -96,5 +96,5 @@ export function createGcsProvider(cfg: GcsProviderConfig): Provider {
     },
   };
 
-  return new CloudProvider({ name: cfg.name, kind: 'gcs', match: cfg.match, orgs: cfg.orgs, projects: cfg.projects, common: cfg, allow: new Allowlist(cfg.buckets), signer });
+  return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.buckets), signer });
 }

@@ -9,7 +9,7 @@ import { createPool } from '../relay/pool.js';
 import { parseCidr, parseIp, refusal, type AddressPolicy, type Cidr } from '../relay/ssrf.js';
 import { InjectedSecrets } from '../relay/echo-guard.js';
 import { relay } from '../relay/relay.js';
-import { providerBase } from './base.js';
+import { identityOf, providerBase } from './base.js';
 import type { DataRequest } from '../http/data-request.js';
 import type { Provider } from './types.js';
 import { encodeSegment } from '../uri.js';
@@ -107,11 +107,7 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
   const { headers: injected, secrets } = injectedCredential(cfg.auth);
 
   return {
-    name: cfg.name,
-    kind: 'http',
-    match: cfg.match,
-    orgs: cfg.orgs,
-    projects: cfg.projects,
+    ...identityOf(cfg),
     serve(req: DataRequest, res: ServerResponse): void {
       const path = basePath + req.rest.map(encodeSegment).join('/');
       relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }), secrets });

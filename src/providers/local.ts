@@ -18,10 +18,10 @@ import { sep } from 'node:path';
 import { pipeline } from 'node:stream';
 import { z } from 'zod';
 import { filePath } from '../config/blocks.js';
-import { dataResponseHeaders, writeDataHead } from '../http/data-head.js';
+import { dataResponseHeaders, writeDataHead, writeRangedHead } from '../http/data-head.js';
 import { notModified, parseRange, rangeStillValid, type Validators } from '../http/range.js';
 import { refuseData } from '../http/answer.js';
-import { providerBase } from './base.js';
+import { identityOf, providerBase } from './base.js';
 import { contentTypeFor } from './content-type.js';
 import type { DataRequest } from '../http/data-request.js';
 import type { Provider } from './types.js';
@@ -120,22 +120,9 @@ export function createLocalProvider(cfg: LocalProviderConfig): LocalProvider {
       }
       let range = parseRange(req.headers.range, st.size);
       if (range.kind !== 'full' && !rangeStillValid(req.headers, v)) range = { kind: 'full' };
-      if (range.kind === 'unsatisfiable') {
-        outcome.reason = 'range_not_satisfiable';
-        writeDataHead(res, 416, req.head, { ...headers, 'content-range': `bytes */${st.size}`, 'content-length': 0 });
-        res.end();
-        return;
-      }
-      const start = range.kind === 'partial' ? range.start : 0;
-      const end = range.kind === 'partial' ? range.end : st.size - 1;
-      headers['content-length'] = st.size === 0 ? 0 : end - start + 1;
-      if (range.kind === 'partial') headers['content-range'] = `bytes ${start}-${end}/${st.size}`;
-      writeDataHead(res, range.kind === 'partial' ? 206 : 200, req.head, headers);
-      if (req.method === 'HEAD' || st.size === 0) {
-        res.end();
-        return;
-      }
-      const stream = createReadStream('', { fd: fh, start, end, highWaterMark: 64 * 1024 });
+      const span = writeRangedHead(res, req, headers, range, st.size);
+      if (span === undefined) return;
+      const stream = createReadStream('', { fd: fh, start: span.start, end: span.end, highWaterMark: 64 * 1024 });
       handedOff = true;
       stream.on('data', (chunk: string | Buffer) => {
         outcome.bytes += chunk.length;
@@ -156,11 +143,7 @@ export function createLocalProvider(cfg: LocalProviderConfig): LocalProvider {
   }
 
   return {
-    name: cfg.name,
-    kind: 'local',
-    match: cfg.match,
-    orgs: cfg.orgs,
-    projects: cfg.projects,
+    ...identityOf(cfg),
     root,
     shareRoots(all: readonly string[]): void {
       roots = [...new Set([rootPrefix, ...all.map(withSep)])];

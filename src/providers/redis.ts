@@ -14,12 +14,12 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Readable, pipeline } from 'node:stream';
 import { z } from 'zod';
-import { dataResponseHeaders, writeDataHead } from '../http/data-head.js';
+import { dataResponseHeaders, writeRangedHead } from '../http/data-head.js';
 import { parseRange } from '../http/range.js';
 import { refuseData } from '../http/answer.js';
 import { redisConnectionSchema } from '../redis/schema.js';
 import { createRedisClient, explainRedisError, preflightRedis, type RedisClient } from '../redis/connect.js';
-import { providerBase } from './base.js';
+import { identityOf, providerBase } from './base.js';
 import { contentTypeFor } from './content-type.js';
 import type { DataRequest } from '../http/data-request.js';
 import type { Provider } from './types.js';
@@ -115,21 +115,9 @@ export function createRedisProvider(cfg: RedisProviderConfig): Provider {
     const headers = dataResponseHeaders(contentType, { 'accept-ranges': 'bytes' });
     // No validators (Redis keeps no version): an If-Range can never be confirmed, so it gets the whole value.
     const range = req.headers['if-range'] !== undefined ? ({ kind: 'full' } as const) : parseRange(req.headers.range, size);
-    if (range.kind === 'unsatisfiable') {
-      outcome.reason = 'range_not_satisfiable';
-      writeDataHead(res, 416, req.head, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 });
-      res.end();
-      return;
-    }
-    const start = range.kind === 'partial' ? range.start : 0;
-    const end = range.kind === 'partial' ? range.end : size - 1;
-    headers['content-length'] = size === 0 ? 0 : end - start + 1;
-    if (range.kind === 'partial') headers['content-range'] = `bytes ${start}-${end}/${size}`;
-    writeDataHead(res, range.kind === 'partial' ? 206 : 200, req.head, headers);
-    if (req.method === 'HEAD' || size === 0) {
-      res.end();
-      return;
-    }
+    const span = writeRangedHead(res, req, headers, range, size);
+    if (span === undefined) return;
+    const { start, end } = span;
 
     const chunkSize = cfg.chunkSize;
     async function* chunks(): AsyncGenerator<Buffer> {
@@ -156,11 +144,7 @@ export function createRedisProvider(cfg: RedisProviderConfig): Provider {
   }
 
   return {
-    name: cfg.name,
-    kind: 'redis',
-    match: cfg.match,
-    orgs: cfg.orgs,
-    projects: cfg.projects,
+    ...identityOf(cfg),
     serve,
     close: async () => {
       for (const c of clients.values()) c.disconnect();

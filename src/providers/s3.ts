@@ -7,7 +7,7 @@ import type { SignatureV4 } from '@smithy/signature-v4';
 import { lazyRequire } from '../lazy.js';
 import { z } from 'zod';
 import { duration, secret, text, urlHolds } from '../config/blocks.js';
-import { providerBase } from './base.js';
+import { identityOf, providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { AwsCredentialSource } from './cloud/aws-credentials.js';
 import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-provider.js';
@@ -130,11 +130,7 @@ export function createS3Provider(cfg: S3ProviderConfig): Provider {
   };
 
   return new CloudProvider({
-    name: cfg.name,
-    kind: 's3',
-    match: cfg.match,
-    orgs: cfg.orgs,
-    projects: cfg.projects,
+    ...identityOf(cfg),
     common: cfg,
     allow: new Allowlist(cfg.buckets),
     signer,
