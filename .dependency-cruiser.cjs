@@ -17,6 +17,7 @@ const parts = {
   providers: ['^src/providers/'],
   app: ['^src/app/'],
   config: ['^src/config/(?!(blocks|secret)\\.ts$)'],
+  runtime: ['^src/runtime\\.ts$'],
   server: ['^src/server/'],
   process: ['^src/process/'],
   cli: ['^src/cli/', '^src/cli\\.ts$'],
@@ -36,9 +37,10 @@ const mayImport = {
   app: ['base', 'uri', 'http', 'relay', 'observe', 'auth'],
   limits: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe'],
   config: ['base', 'uri', 'tls', 'redis', 'observe', 'auth', 'providers', 'app', 'limits'],
-  server: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe', 'auth', 'providers', 'app', 'limits', 'config'],
-  process: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'limits', 'config', 'server'],
-  cli: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'providers', 'app', 'limits', 'config', 'server', 'process'],
+  runtime: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe', 'auth', 'providers', 'app', 'limits', 'config'],
+  server: ['base', 'uri', 'http', 'tls', 'redis', 'relay', 'observe', 'auth', 'providers', 'app', 'limits', 'config', 'runtime'],
+  process: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'limits', 'config', 'runtime', 'server'],
+  cli: ['base', 'uri', 'http', 'tls', 'redis', 'observe', 'auth', 'providers', 'app', 'limits', 'config', 'runtime', 'server', 'process'],
 };
 
 const either = (paths) => paths.map((p) => `(${p})`).join('|');

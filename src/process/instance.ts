@@ -6,7 +6,7 @@ import { createLogger, type Logger } from '../observe/logger.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { AdminHooks } from '../server/admin.js';
-import { createRuntime, type Runtime } from '../server/runtime.js';
+import { createRuntime, type Runtime } from '../runtime.js';
 import { KeyholeServer, type Listening } from '../server/server.js';
 import { watchTlsFiles, type ServerTlsMaterial } from '../tls/server.js';
 import { oneAtATime, reloadConfig, type BuiltReload, type ReloadResult, type SwapOutcome } from './reload.js';

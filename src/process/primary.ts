@@ -16,7 +16,7 @@ import { sendError } from '../http/answer.js';
 import { aggregate, render, PROMETHEUS_CONTENT_TYPE, type MetricFamily } from '../observe/exposition.js';
 import type { Logger } from '../observe/logger.js';
 import { handleAdmin, type AdminHooks } from '../server/admin.js';
-import { createRuntime, type Runtime } from '../server/runtime.js';
+import { createRuntime, type Runtime } from '../runtime.js';
 import { AnswerCollector, receiveFromWorker, sendToWorker, type Answers, type FromWorker, type ToWorker } from './ipc.js';
 import { oneAtATime, readConfig, reloadConfig, type BuiltReload, type ReloadResult, type SwapOutcome } from './reload.js';
 import { fanOut, RelayedRevocationStore } from './revocation-fanout.js';

@@ -9,7 +9,7 @@ import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { Secret } from '../config/secret.js';
 import type { Logger } from '../observe/logger.js';
-import { createRuntime, type Runtime } from '../server/runtime.js';
+import { createRuntime, type Runtime } from '../runtime.js';
 import { readServerTls, type ServerTlsMaterial } from '../tls/server.js';
 
 export interface ReloadResult {

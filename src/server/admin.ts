@@ -7,7 +7,7 @@ import { BodyError, readJson } from './body.js';
 import type { Reason } from '../reasons.js';
 import { refuse as refuseWith, type RefusalContext } from '../observe/refusal.js';
 import { sendJson } from '../http/answer.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 
 export interface AdminHooks {
   /** false while draining or before the first runtime is ready */

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { refuseSocket } from '../http/answer.js';
 import { logRefusal } from '../observe/refusal.js';
 import { ownRoute } from './routes.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 
 /**
  * Node's `upgrade` event on the data listener. Only websocket upgrades to app paths pass;

@@ -9,7 +9,7 @@ import { MAX_SESSION_VALUES, sessionCookie, type Introspector, type LogoutConfig
 import { RevocationUnavailable } from '../auth/revocation.js';
 import { TokenError } from '../auth/verify.js';
 import type { Reason } from '../reasons.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 
 /**
  * What a refused request's token says about itself, read without trusting it (the signature

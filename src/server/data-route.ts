@@ -20,7 +20,7 @@ import type { InFlight } from './in-flight.js';
 import type { Admission, AdmitResult, LimitedTransfer } from '../limits/limiter.js';
 import type { Provider } from '../providers/types.js';
 import { sendError } from '../http/answer.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 import { authenticateData, claimedBy, type Authenticated, type Introspected } from './authenticate.js';
 
 export const DATA_METHODS = 'GET, HEAD, OPTIONS';

@@ -9,7 +9,7 @@ import { auditEvent } from '../observe/audit.js';
 import { statusOf, type Reason } from '../reasons.js';
 import { BodyError, readJson } from './body.js';
 import { sendError, sendJson } from '../http/answer.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 import { authenticate, claimedBy } from './authenticate.js';
 
 type Answer = { uri: string; url: string; expiresAt: string } | { uri: string; error: Reason };

@@ -11,7 +11,7 @@ import { handleData } from './data-route.js';
 import { handlePresign } from './presign-route.js';
 import { answerClientError, sendError } from '../http/answer.js';
 import { logRefusal, refuse } from '../observe/refusal.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 import { handleSession } from './session-route.js';
 import { ownRoute } from './routes.js';
 import { handleUpgrade, refuseUpgrade } from './app-route.js';

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { readJson, BodyError } from './body.js';
 import type { Reason } from '../reasons.js';
 import { refuse as refuseWith } from '../observe/refusal.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime.js';
 import { authenticate, claimedBy } from './authenticate.js';
 
 /**

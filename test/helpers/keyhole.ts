@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createLogger } from '../../src/observe/logger.js';
-import { createRuntime } from '../../src/server/runtime.js';
+import { createRuntime } from '../../src/runtime.js';
 import { KeyholeServer } from '../../src/server/server.js';
 import { signDevToken, type TokenRequest } from '../../src/auth/sign.js';
 import type { RevocationStore } from '../../src/auth/revocation.js';

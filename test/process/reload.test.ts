@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createLogger } from '../../src/observe/logger.js';
-import { createRuntime, type Runtime } from '../../src/server/runtime.js';
+import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { oneAtATime, readConfig, reloadConfig, type BuiltReload, type ReloadSteps } from '../../src/process/reload.js';
 import { testCerts } from '../helpers/certs.js';
 import { ADMIN_TOKEN, baseYaml, TEST_SECRET, type LogLine } from '../helpers/keyhole.js';

@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseConfig } from '../../../src/config/load.js';
 import { createLogger } from '../../../src/observe/logger.js';
-import { createRuntime } from '../../../src/server/runtime.js';
+import { createRuntime } from '../../../src/runtime.js';
 import { KeyholeServer } from '../../../src/server/server.js';
 
 export interface ChildStats {

@@ -1,7 +1,7 @@
 // CORS for the data and session routes: an exact-origin allowlist, credentials only for
 // listed origins, and the response headers media players need to read.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { setFields } from '../http/data-head.js';
+import { setFields } from './data-head.js';
 
 const EXPOSED = 'Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified, X-Request-Id';
 

@@ -2,28 +2,28 @@
 // revocation store, the provider registry, metrics, the audit log. Reload (SIGHUP) builds
 // a new Runtime and swaps it in; in-flight requests keep the one they started with.
 import type { Logger } from 'pino';
-import { loadKey } from '../auth/keys.js';
-import { MemoryRevocationStore, type RevocationStore } from '../auth/revocation.js';
-import { RedisRevocationStore } from '../auth/revocation-redis.js';
-import { AuditStream } from '../observe/audit-stream.js';
-import { preflightRedisProviders } from '../providers/redis.js';
-import { TokenVerifier } from '../auth/verify.js';
-import type { Config } from '../config/schema.js';
-import { AuditLog } from '../observe/audit.js';
-import { auditLogOptions } from '../observe/destinations.js';
-import { Metrics } from '../observe/metrics.js';
-import { createProvider } from '../providers/kinds.js';
-import { ProviderRegistry } from '../providers/registry.js';
-import { Cors } from './cors.js';
-import { securityHeaderFields } from '../http/answer.js';
-import { AppProxy } from '../app/proxy.js';
-import { logoutHook } from '../app/logout.js';
-import { Introspector } from '../auth/introspect.js';
-import { Limiter } from '../limits/limiter.js';
-import type { LimitsConfig } from '../limits/schema.js';
-import { MemoryLimitStore, type LimitStore } from '../limits/store.js';
-import { RedisLimitStore } from '../limits/redis-store.js';
-import type { AlertSink } from '../limits/alerts.js';
+import { loadKey } from './auth/keys.js';
+import { MemoryRevocationStore, type RevocationStore } from './auth/revocation.js';
+import { RedisRevocationStore } from './auth/revocation-redis.js';
+import { AuditStream } from './observe/audit-stream.js';
+import { preflightRedisProviders } from './providers/redis.js';
+import { TokenVerifier } from './auth/verify.js';
+import type { Config } from './config/schema.js';
+import { AuditLog } from './observe/audit.js';
+import { auditLogOptions } from './observe/destinations.js';
+import { Metrics } from './observe/metrics.js';
+import { createProvider } from './providers/kinds.js';
+import { ProviderRegistry } from './providers/registry.js';
+import { Cors } from './http/cors.js';
+import { securityHeaderFields } from './http/answer.js';
+import { AppProxy } from './app/proxy.js';
+import { logoutHook } from './app/logout.js';
+import { Introspector } from './auth/introspect.js';
+import { Limiter } from './limits/limiter.js';
+import type { LimitsConfig } from './limits/schema.js';
+import { MemoryLimitStore, type LimitStore } from './limits/store.js';
+import { RedisLimitStore } from './limits/redis-store.js';
+import type { AlertSink } from './limits/alerts.js';
 
 export interface Runtime {
   readonly config: Config;
