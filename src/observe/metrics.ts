@@ -15,6 +15,25 @@ export class Metrics {
     return new Counter<L>({ name, help, labelNames, registry: this.registry, ...(collect ? { collect } : {}) });
   }
 
+  /**
+   * A 1/0 gauge read from a probe at scrape time, absent while there is no probe; over a
+   * cluster the worst process counts (min).
+   */
+  private upGauge(name: string, help: string, probe: () => (() => boolean) | undefined): Gauge {
+    const gauge: Gauge = new Gauge({
+      name,
+      help,
+      registry: this.registry,
+      aggregator: 'min',
+      collect: (): void => {
+        const up = probe();
+        if (up) gauge.set(up() ? 1 : 0);
+        else gauge.clear();
+      },
+    });
+    return gauge;
+  }
+
   // The data route's own counts live in per-provider tallies (./tally.ts) and reach these
   // counters when they are read.
   /** tallies by provider name */
@@ -33,13 +52,7 @@ export class Metrics {
   readonly tokenCache = this.counter('keyhole_token_cache_total', 'Verified-token cache lookups (hit: no signature check needed)', ['result'] as const);
   /** set by the runtime: is the revocation store answering? read at scrape time */
   revocationProbe: () => boolean = () => true;
-  readonly revocationUp: Gauge = new Gauge({
-    name: 'keyhole_revocation_store_up',
-    help: '1 when the revocation store answers, 0 when Keyhole fails closed',
-    registry: this.registry,
-    aggregator: 'min', // over a cluster: the worst process
-    collect: (): void => this.revocationUp.set(this.revocationProbe() ? 1 : 0),
-  });
+  readonly revocationUp = this.upGauge('keyhole_revocation_store_up', '1 when the revocation store answers, 0 when Keyhole fails closed', () => this.revocationProbe);
   readonly aborted = this.counter('keyhole_aborted_responses_total', 'Data responses that ended before completion (client left or upstream died)', ['provider'] as const, this.flush);
 
   // Shared state over Redis (src/redis, src/auth/revocation-redis.ts, src/observe/audit-stream.ts).
@@ -48,16 +61,7 @@ export class Metrics {
   readonly revocationInvalidations = this.counter('keyhole_revocation_invalidations_total', 'Revocations received over Redis pub/sub from any replica');
   /** set by the Redis revocation store: are its connections (commands + pub/sub) up? */
   redisProbe: (() => boolean) | undefined;
-  readonly redisUp: Gauge = new Gauge({
-    name: 'keyhole_redis_up',
-    help: '1 while the Redis connections for revocation are up, 0 while they are not (absent without Redis)',
-    registry: this.registry,
-    aggregator: 'min',
-    collect: (): void => {
-      if (this.redisProbe) this.redisUp.set(this.redisProbe() ? 1 : 0);
-      else this.redisUp.clear();
-    },
-  });
+  readonly redisUp = this.upGauge('keyhole_redis_up', '1 while the Redis connections for revocation are up, 0 while they are not (absent without Redis)', () => this.redisProbe);
   readonly auditStreamWritten = this.counter('keyhole_audit_stream_written_total', 'Audit events written to the Redis stream');
   readonly auditStreamDropped = this.counter('keyhole_audit_stream_dropped_total', 'Audit events dropped because the in-process buffer for the Redis stream was full');
 
@@ -71,16 +75,7 @@ export class Metrics {
    */
   limits(): LimitMetrics {
     if (this.limitSet) return this.limitSet;
-    const up: Gauge = new Gauge({
-      name: 'keyhole_limits_store_up',
-      help: '1 while the limits store answers (or onRedisError is allow), 0 while limited requests fail closed',
-      registry: this.registry,
-      aggregator: 'min',
-      collect: (): void => {
-        if (this.limitsProbe) up.set(this.limitsProbe() ? 1 : 0);
-        else up.clear();
-      },
-    });
+    const up = this.upGauge('keyhole_limits_store_up', '1 while the limits store answers (or onRedisError is allow), 0 while limited requests fail closed', () => this.limitsProbe);
     this.limitSet = {
       refusals: this.counter('keyhole_limit_refusals_total', 'Requests refused by a limit (429), by rule and limit (rate, concurrent, bytes, objects)', ['rule', 'limit'] as const),
       cut: this.counter('keyhole_limit_cut_total', 'Responses cut mid-body at a byte quota (midBody: cut), by rule', ['rule'] as const),

@@ -1,5 +1,5 @@
 // Every provider kind: its YAML schema and its constructor. A new kind adds one entry
-// to `providerSchema` and one case to `createProvider`, nothing else.
+// to `providerSchema` and one to `constructors`, nothing else.
 import { z } from 'zod';
 import { createHttpProvider, httpProviderSchema } from './http.js';
 import { createLocalProvider, localProviderSchema } from './local.js';
@@ -12,19 +12,19 @@ import type { Provider } from './types.js';
 export const providerSchema = z.discriminatedUnion('kind', [httpProviderSchema, localProviderSchema, s3ProviderSchema, gcsProviderSchema, azureProviderSchema, redisProviderSchema]);
 export type ProviderConfig = z.infer<typeof providerSchema>;
 
+type Kind = ProviderConfig['kind'];
+
+/** Each kind's constructor, under the `kind` its YAML block names (the type pairs them). */
+const constructors: { [K in Kind]: (cfg: Extract<ProviderConfig, { kind: K }>) => Provider } = {
+  http: createHttpProvider,
+  local: createLocalProvider,
+  s3: createS3Provider,
+  gcs: createGcsProvider,
+  azure: createAzureProvider,
+  redis: createRedisProvider,
+};
+
 export function createProvider(cfg: ProviderConfig): Provider {
-  switch (cfg.kind) {
-    case 'http':
-      return createHttpProvider(cfg);
-    case 'local':
-      return createLocalProvider(cfg);
-    case 's3':
-      return createS3Provider(cfg);
-    case 'gcs':
-      return createGcsProvider(cfg);
-    case 'azure':
-      return createAzureProvider(cfg);
-    case 'redis':
-      return createRedisProvider(cfg);
-  }
+  // An index by cfg.kind loses the pairing the table's type holds: the cast restores it.
+  return (constructors[cfg.kind] as (cfg: ProviderConfig) => Provider)(cfg);
 }
