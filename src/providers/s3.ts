@@ -22,21 +22,47 @@ const endpointUrl = () =>
     .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
     .refine((u) => urlHolds(u, (url) => !url.search && !url.hash), 'no query or fragment');
 
-const s3Credentials = z.union([
-  z.strictObject({
-    /** key id, secret and optional session token, each by reference */
-    accessKeyId: text(),
-    secretAccessKey: secret(),
-    sessionToken: secret().optional(),
-  }),
-  z.strictObject({
-    /** the AWS default chain: env, shared config/credentials, web identity (IRSA), ECS, IMDS */
-    source: z.literal('chain'),
-    profile: z.string().min(1).optional(),
-    /** refresh temporary credentials this long before they expire */
-    refreshBefore: duration(300_000),
-  }),
-]);
+/** Fixed keys, each by reference. */
+const staticKeys = z.strictObject({
+  accessKeyId: text(),
+  secretAccessKey: secret(),
+  sessionToken: secret().optional(),
+});
+
+/** The AWS default chain: env, shared config/credentials, web identity (IRSA), ECS, IMDS. */
+const chainSource = z.strictObject({
+  source: z.literal('chain'),
+  profile: z.string().min(1).optional(),
+  /** refresh temporary credentials this long before they expire */
+  refreshBefore: duration(300_000),
+});
+
+/**
+ * A role assumed through STS AssumeRole, with the external ID its trust policy asks for,
+ * from a base identity (the default chain, or fixed keys). The SDK's fromTemporaryCredentials
+ * does the call; AwsCredentialSource refreshes before the session ends.
+ */
+const assumedRole = z.strictObject({
+  roleArn: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'must be an IAM role ARN like arn:aws:iam::123456789012:role/keyhole-reader'),
+  /** the sts:ExternalId the role's trust policy requires (2 to 1224 characters) */
+  externalId: text().pipe(z.string().regex(/^[\w+=,.@:/-]{2,1224}$/, 'an external ID is 2 to 1224 of A-Z a-z 0-9 + = , . @ : / - _')).optional(),
+  sessionName: z.string().regex(/^[\w+=,.@-]{2,64}$/, '2 to 64 of A-Z a-z 0-9 + = , . @ - _').default('keyhole'),
+  /** the session's lifetime asked of STS: 900 s to 43200 s (the role's maximum session duration caps it) */
+  durationSeconds: z.number().int().min(900).max(43_200).default(3600),
+  /** the identity that assumes the role: `chain` (default) or fixed keys */
+  source: z.union([z.literal('chain'), staticKeys]).default('chain'),
+  profile: z.string().min(1).optional(),
+  /** STS endpoint (a VPC endpoint, a regional one); default: the SDK's for stsRegion */
+  stsEndpoint: endpointUrl().optional(),
+  /** default: the provider's region */
+  stsRegion: z.string().regex(/^[a-z0-9-]{2,32}$/, 'must be a region name like us-east-1').optional(),
+  refreshBefore: duration(300_000),
+});
+
+const s3Credentials = z.union([staticKeys, chainSource, assumedRole]);
+export type S3Credentials = z.infer<typeof s3Credentials>;
 
 export const s3ProviderSchema = providerBase
   .extend({
@@ -89,17 +115,30 @@ export function presignedUrl(req: HttpRequest): string {
   return `${req.protocol}//${host}${req.path}${parts.length ? `?${parts.join('&')}` : ''}`;
 }
 
+type Keys = z.infer<typeof staticKeys>;
+const fixed = (c: Keys) => async () => ({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey.reveal(), ...(c.sessionToken ? { sessionToken: c.sessionToken.reveal() } : {}) });
+
+/** Where the s3 provider's credentials come from: fixed keys, the default chain, or a role. */
+export function awsCredentialSource(c: S3Credentials, region: string): AwsCredentialSource {
+  if ('roleArn' in c) {
+    const providers = credentialProviders();
+    const base = c.source === 'chain' ? providers.fromNodeProviderChain(c.profile ? { profile: c.profile } : {}) : fixed(c.source);
+    const role = providers.fromTemporaryCredentials({
+      params: { RoleArn: c.roleArn, RoleSessionName: c.sessionName, DurationSeconds: c.durationSeconds, ...(c.externalId ? { ExternalId: c.externalId } : {}) },
+      masterCredentials: base,
+      // A bounded call: a slow STS must fail a refresh, not hold every request that waits on it.
+      clientConfig: { region: c.stsRegion ?? region, maxAttempts: 2, requestHandler: { connectionTimeout: 3000, requestTimeout: 5000 }, ...(c.stsEndpoint ? { endpoint: c.stsEndpoint } : {}) },
+    });
+    return new AwsCredentialSource(() => role(), c.refreshBefore);
+  }
+  if ('source' in c) return new AwsCredentialSource(credentialProviders().fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore);
+  return new AwsCredentialSource(fixed(c), 0);
+}
+
 export function createS3Provider(cfg: S3ProviderConfig): Provider {
   const endpoint = new URL(cfg.endpoint ?? `https://s3.${cfg.region}.amazonaws.com`);
   const publicEndpoint = cfg.publicEndpoint ? new URL(cfg.publicEndpoint) : endpoint;
-  const c = cfg.credentials;
-  const source =
-    'source' in c
-      ? new AwsCredentialSource(credentialProviders().fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore)
-      : new AwsCredentialSource(
-          async () => ({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey.reveal(), ...(c.sessionToken ? { sessionToken: c.sessionToken.reveal() } : {}) }),
-          0,
-        );
+  const source = awsCredentialSource(cfg.credentials, cfg.region);
   const signerV4 = s3Signer(source.identity, cfg.region);
 
   const request = (base: URL, ref: ObjectRef, method: 'GET' | 'HEAD'): HttpRequest => {
@@ -117,7 +156,9 @@ export function createS3Provider(cfg: S3ProviderConfig): Provider {
     },
     async prepare() {
       const creds = await source.get();
-      return { identity: creds.accessKeyId, notAfter: creds.expiration?.getTime() };
+      // A new session mints new URLs even where it keeps the key id (the cache key holds this).
+      const notAfter = creds.expiration?.getTime();
+      return { identity: notAfter === undefined ? creds.accessKeyId : `${creds.accessKeyId}@${notAfter}`, notAfter };
     },
     async sign({ ref, method, audience, signAt, ttlSeconds, overrides }: SignInput): Promise<string> {
       const req = request(audience === 'public' ? publicEndpoint : endpoint, ref, method);
