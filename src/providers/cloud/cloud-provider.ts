@@ -47,6 +47,8 @@ export interface CloudSigner {
    */
   prepare(nowMs: number): Promise<{ identity: string; notAfter?: number | undefined }>;
   sign(input: SignInput): Promise<string>;
+  /** what the signer holds open itself (a connection for its keys) */
+  close?(): Promise<void>;
 }
 
 export interface CloudProviderParts {
@@ -183,7 +185,7 @@ export class CloudProvider implements Provider {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.pools.values()].map((p) => p.close()));
+    await Promise.allSettled([...[...this.pools.values()].map((p) => p.close()), this.parts.signer.close?.()]);
     this.pools.clear();
   }
 }
