@@ -1,13 +1,15 @@
 // `gcs` provider: gs://bucket/object, V4 signed URLs with a service-account key
-// (GOOG4-RSA-SHA256) or an HMAC key (GOOG4-HMAC-SHA256), signed in-process.
+// (GOOG4-RSA-SHA256) or an HMAC key (GOOG4-HMAC-SHA256), signed in-process; or with no key
+// at all, signed by IAM Credentials signBlob for the runtime's own identity (source: adc).
 import { createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
-import { secret, text, urlHolds } from '../config/blocks.js';
+import { duration, secret, text, urlHolds } from '../config/blocks.js';
 import type { Secret } from '../config/secret.js';
 import { identityOf, providerBase } from './base.js';
 import { Allowlist } from './cloud/allowlist.js';
 import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
-import { signGcsUrl, type GcsKey } from './cloud/gcs-sign.js';
+import { signGcsUrl, signGcsUrlWith, type GcsKey } from './cloud/gcs-sign.js';
+import { IamBlobSigner } from './cloud/gcs-identity.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
 import type { Provider } from './types.js';
 
@@ -20,6 +22,20 @@ const gcsCredentials = z.union([
     /** an HMAC key (Cloud Storage interoperability): access id and secret */
     hmacAccessId: text(),
     hmacSecret: secret(),
+  }),
+  z.strictObject({
+    /**
+     * no key: the runtime's identity (Application Default Credentials: workload identity, the
+     * metadata server, GOOGLE_APPLICATION_CREDENTIALS) has IAM Credentials sign each URL
+     */
+    source: z.literal('adc'),
+    /** the account to sign as (it needs roles/iam.serviceAccountTokenCreator on itself); default: the ADC identity's */
+    serviceAccountEmail: z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be a service account email').optional(),
+    iamEndpoint: text()
+      .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
+      .default('https://iamcredentials.googleapis.com'),
+    /** the longest a token fetch or a signBlob call may take */
+    timeout: duration(10_000),
   }),
 ]);
 
@@ -71,28 +87,24 @@ export function parseServiceAccount(json: Secret): GcsKey {
 export function createGcsProvider(cfg: GcsProviderConfig): Provider {
   const endpoint = new URL(cfg.endpoint);
   const c = cfg.credentials;
-  const key: GcsKey = 'serviceAccountKey' in c ? parseServiceAccount(c.serviceAccountKey) : { type: 'hmac', accessId: c.hmacAccessId, secret: c.hmacSecret.reveal() };
-  const identity = key.type === 'rsa' ? key.clientEmail : key.accessId;
+  const iam = 'source' in c ? new IamBlobSigner({ serviceAccountEmail: c.serviceAccountEmail, iamEndpoint: c.iamEndpoint, timeoutMs: c.timeout }) : undefined;
+  const key: GcsKey | undefined = 'serviceAccountKey' in c ? parseServiceAccount(c.serviceAccountKey) : 'hmacAccessId' in c ? { type: 'hmac', accessId: c.hmacAccessId, secret: c.hmacSecret.reveal() } : undefined;
+  const keyIdentity = key === undefined ? '' : key.type === 'rsa' ? key.clientEmail : key.accessId;
 
   const signer: CloudSigner = {
     locate: (uri) => ({ bucket: uri.authority, key: uri.segments.join('/') }),
-    prepare: async () => ({ identity }),
+    // Without a key: a token for IAM Credentials must be had before a URL is promised.
+    async prepare() {
+      if (!iam) return { identity: keyIdentity };
+      await iam.accessToken();
+      return { identity: await iam.clientEmail() };
+    },
     async sign({ ref, method, signAt, ttlSeconds, overrides }) {
       const query: Record<string, string> = {};
       if (overrides.contentType) query['response-content-type'] = overrides.contentType;
       if (overrides.contentDisposition) query['response-content-disposition'] = overrides.contentDisposition;
-      return signGcsUrl({
-        key,
-        method,
-        bucket: ref.bucket,
-        object: ref.key,
-        protocol: endpoint.protocol,
-        host: endpoint.host,
-        style: cfg.urlStyle,
-        signAt,
-        expiresSeconds: ttlSeconds,
-        query,
-      }).url;
+      const input = { method, bucket: ref.bucket, object: ref.key, protocol: endpoint.protocol, host: endpoint.host, style: cfg.urlStyle, signAt, expiresSeconds: ttlSeconds, query };
+      return iam ? (await signGcsUrlWith(input, await iam.signer())).url : signGcsUrl({ ...input, key: key! }).url;
     },
   };
 

@@ -113,7 +113,14 @@ export class CloudProvider implements Provider {
     const key = this.cache.enabled ? `${credentials.identity}\n${opts.audience}\n${opts.method}\n${ttl}\n${signAt}\n${ref.bucket}\n${ref.key}` : '';
     let minted = this.cache.enabled ? this.cache.get(key) : undefined;
     if (!minted) {
-      const url = await signer.sign({ ref, method: opts.method, audience: opts.audience, signAt, ttlSeconds: ttl, overrides: this.overrides(ref) });
+      let url: string;
+      try {
+        url = await signer.sign({ ref, method: opts.method, audience: opts.audience, signAt, ttlSeconds: ttl, overrides: this.overrides(ref) });
+      } catch (err) {
+        // A signer that signs remotely (IAM signBlob, a delegation key) can fail like a credential.
+        if (err instanceof CloudRefusal) throw err;
+        throw new CloudRefusal('credentials_unavailable', `signing failed: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`);
+      }
       // Temporary credentials end a URL early: say so rather than promise a lifetime it lacks.
       minted = { url, expiresAt: credentials.notAfter !== undefined ? Math.min(expiresAt, credentials.notAfter) : expiresAt };
       this.cache.set(key, minted);

@@ -10,6 +10,13 @@ import { amzDate } from './window.js';
 
 export type GcsKey = { type: 'rsa'; clientEmail: string; privateKey: KeyObject } | { type: 'hmac'; accessId: string; secret: string };
 
+/** Signs bytes as a service account without holding its key (IAM Credentials signBlob). */
+export interface BlobSigner {
+  clientEmail: string;
+  /** RSASSA-PKCS1-v1_5 SHA-256 of `bytes` by the account's Google-managed key */
+  signBlob(bytes: Buffer): Promise<Buffer>;
+}
+
 export interface GcsSignInput {
   key: GcsKey;
   method: string;
@@ -38,9 +45,16 @@ export interface GcsSigned {
 
 const collapse = (v: string) => v.trim().replace(/[ \t]+/g, ' ');
 
-export function signGcsUrl(input: GcsSignInput): GcsSigned {
-  const { key } = input;
-  const algorithm = key.type === 'rsa' ? 'GOOG4-RSA-SHA256' : 'GOOG4-HMAC-SHA256';
+interface Unsigned {
+  /** the URL up to `&X-Goog-Signature=` */
+  prefix: string;
+  canonicalRequest: string;
+  stringToSign: string;
+  date: string;
+}
+
+/** The request to sign and the URL without its signature: the part every key type shares. */
+function unsigned(input: Omit<GcsSignInput, 'key'>, algorithm: string, credentialId: string): Unsigned {
   const datetime = amzDate(input.signAt);
   const date = datetime.slice(0, 8);
   const scope = `${date}/auto/storage/goog4_request`;
@@ -58,7 +72,7 @@ export function signGcsUrl(input: GcsSignInput): GcsSigned {
   const query: Record<string, string> = {
     ...input.query,
     'X-Goog-Algorithm': algorithm,
-    'X-Goog-Credential': `${key.type === 'rsa' ? key.clientEmail : key.accessId}/${scope}`,
+    'X-Goog-Credential': `${credentialId}/${scope}`,
     'X-Goog-Date': datetime,
     'X-Goog-Expires': String(input.expiresSeconds),
     'X-Goog-SignedHeaders': signedHeaders,
@@ -68,14 +82,27 @@ export function signGcsUrl(input: GcsSignInput): GcsSigned {
   const canonicalRequest = [input.method, path, queryString, canonicalHeaders, signedHeaders, payload].join('\n');
   const stringToSign = [algorithm, datetime, scope, createHash('sha256').update(canonicalRequest).digest('hex')].join('\n');
 
-  let signature: string;
+  return { prefix: `${input.protocol}//${hostname}${path}?${queryString}`, canonicalRequest, stringToSign, date };
+}
+
+function signed(u: Unsigned, signature: string): GcsSigned {
+  return { url: `${u.prefix}&X-Goog-Signature=${encodeRfc3986(signature)}`, canonicalRequest: u.canonicalRequest, stringToSign: u.stringToSign, signature };
+}
+
+export function signGcsUrl(input: GcsSignInput): GcsSigned {
+  const { key } = input;
   if (key.type === 'rsa') {
-    signature = rsaSign('sha256', Buffer.from(stringToSign), key.privateKey).toString('hex');
-  } else {
-    let k: Buffer = createHmac('sha256', `GOOG4${key.secret}`).update(date).digest();
-    for (const part of ['auto', 'storage', 'goog4_request']) k = createHmac('sha256', k).update(part).digest();
-    signature = createHmac('sha256', k).update(stringToSign).digest('hex');
+    const u = unsigned(input, 'GOOG4-RSA-SHA256', key.clientEmail);
+    return signed(u, rsaSign('sha256', Buffer.from(u.stringToSign), key.privateKey).toString('hex'));
   }
-  const url = `${input.protocol}//${hostname}${path}?${queryString}&X-Goog-Signature=${encodeRfc3986(signature)}`;
-  return { url, canonicalRequest, stringToSign, signature };
+  const u = unsigned(input, 'GOOG4-HMAC-SHA256', key.accessId);
+  let k: Buffer = createHmac('sha256', `GOOG4${key.secret}`).update(u.date).digest();
+  for (const part of ['auto', 'storage', 'goog4_request']) k = createHmac('sha256', k).update(part).digest();
+  return signed(u, createHmac('sha256', k).update(u.stringToSign).digest('hex'));
+}
+
+/** GOOG4-RSA-SHA256 with the signature made by IAM Credentials signBlob (no key here). */
+export async function signGcsUrlWith(input: Omit<GcsSignInput, 'key'>, signer: BlobSigner): Promise<GcsSigned> {
+  const u = unsigned(input, 'GOOG4-RSA-SHA256', signer.clientEmail);
+  return signed(u, (await signer.signBlob(Buffer.from(u.stringToSign))).toString('hex'));
 }

@@ -1,0 +1,83 @@
+// gcs with no key (credentials: { source: adc }): google-auth-library finds the runtime's
+// identity on a loopback metadata-server stand-in (GCE_METADATA_HOST), and IAM Credentials
+// signBlob (a stand-in that signs only for a token it issued and the account it may sign
+// as) makes each V4 signature. The URLs are verified by the loopback GCS verifier written
+// from Google's published algorithm, with the stand-in account's PUBLIC key: presign and
+// proxy mode through a real (spawned) Keyhole; IAM down or answering garbage: refused.
+import t from 'tap';
+import { request } from 'undici';
+import { baseYaml, dataUrl } from '../helpers/keyhole.js';
+import { spawnKeyhole } from '../helpers/spawn.js';
+import { startGcsVerifier } from '../fixtures/cloud/gcs-verifier.js';
+import { startGoogleStandIn } from '../fixtures/cloud/gce-metadata.js';
+
+const EMAIL = 'keyhole-signer@labeling-project.iam.gserviceaccount.com';
+const BODY = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 13) % 256));
+
+const google = await startGoogleStandIn({ email: EMAIL });
+t.teardown(() => google.close());
+const gcs = await startGcsVerifier({ rsaPublicKey: google.publicKey, objects: { '/frames/img/a.png': { body: BODY, type: 'image/png' } } });
+t.teardown(() => gcs.close());
+
+const item = (name: string, mode: 'presign' | 'proxy', match: string, extra = '') => `  - name: ${name}
+    kind: gcs
+    mode: ${mode}
+    match: ${match}
+    endpoint: ${gcs.origin}
+    credentials: { source: adc, iamEndpoint: ${google.iamEndpoint}, timeout: 10s${extra} }
+    buckets: [{ name: frames }]
+`;
+// No key file anywhere: only the metadata server can name the identity.
+const env = { GCE_METADATA_HOST: google.metadataHost, GOOGLE_APPLICATION_CREDENTIALS: '', CLOUDSDK_CONFIG: '/nonexistent', HOME: '/nonexistent' };
+
+t.test('presign and proxy mode, signed by signBlob for the metadata server\'s identity', async (t) => {
+  const yaml = baseYaml(`providers:\n${item('pre', 'presign', 'gs://frames/')}${item('prx', 'proxy', 'gs://frames/img/')}`);
+  const k = await spawnKeyhole(yaml, { env });
+  t.teardown(() => k.stop());
+  const auth = { authorization: `Bearer ${await k.token({ scope: ['gs://frames/'] })}` };
+
+  const proxied = await k.get(dataUrl('gs://frames/img/a.png'), { headers: auth });
+  t.equal(proxied.status, 200, 'proxy mode: the verifier accepted the signBlob signature');
+  t.same(proxied.body, BODY);
+  const part = await k.get(dataUrl('gs://frames/img/a.png'), { headers: { ...auth, range: 'bytes=5-14' } });
+  t.equal(part.status, 206);
+  t.same(part.body, BODY.subarray(5, 15));
+
+  const pre = await k.get(dataUrl('gs://frames/other.png'), { headers: auth });
+  t.equal(pre.status, 307, 'presign mode: a redirect');
+  const url = new URL(String(pre.headers.location));
+  t.equal(url.searchParams.get('X-Goog-Algorithm'), 'GOOG4-RSA-SHA256');
+  t.match(url.searchParams.get('X-Goog-Credential'), new RegExp(`^${EMAIL.replace(/\./g, '\\.')}/`), 'signed as the identity the metadata server names');
+  const fetched = await request(url.toString().replace('/frames/other.png', '/frames/img/a.png'));
+  await fetched.body.dump();
+  t.equal(fetched.statusCode, 403, 'the verifier checks the path the signature covers');
+  t.ok(google.signBlobCalls.length >= 2 && google.signBlobCalls.every((c) => c.status === 200 && c.email === EMAIL), 'every signature by signBlob');
+  t.ok(google.tokensIssued >= 1, 'the access token came from the metadata server');
+  t.notOk(/ya29\.stand-in/.test(k.output()), 'no access token in the output');
+});
+
+t.test('IAM down or answering garbage: refused credentials_unavailable; signing resumes when it is back', async (t) => {
+  const yaml = baseYaml(`providers:\n${item('pre', 'presign', 'gs://frames/')}`);
+  const k = await spawnKeyhole(yaml, { env });
+  t.teardown(() => k.stop());
+  const auth = { authorization: `Bearer ${await k.token({ scope: ['gs://frames/'] })}` };
+  for (const mode of ['down', 'garbage'] as const) {
+    google.iamMode = mode;
+    const res = await k.get(dataUrl(`gs://frames/${mode}.png`), { headers: auth });
+    t.equal(res.status, 502, `${mode}: no URL`);
+    t.equal(JSON.parse(res.body.toString()).error, 'credentials_unavailable', `${mode}: credentials_unavailable`);
+  }
+  google.iamMode = 'ok';
+  t.equal((await k.get(dataUrl('gs://frames/back.png'), { headers: auth })).status, 307, 'IAM back: signed again, no restart');
+});
+
+t.test('an account the identity may not sign as: PERMISSION_DENIED, refused', async (t) => {
+  const yaml = baseYaml(`providers:\n${item('pre', 'presign', 'gs://frames/', ', serviceAccountEmail: someone-else@other.iam.gserviceaccount.com')}`);
+  const k = await spawnKeyhole(yaml, { env });
+  t.teardown(() => k.stop());
+  const auth = { authorization: `Bearer ${await k.token({ scope: ['gs://frames/'] })}` };
+  const res = await k.get(dataUrl('gs://frames/x.png'), { headers: auth });
+  t.equal(res.status, 502);
+  t.equal(JSON.parse(res.body.toString()).error, 'credentials_unavailable');
+  t.ok(google.signBlobCalls.some((c) => c.status === 403 && c.email === 'someone-else@other.iam.gserviceaccount.com'));
+});
