@@ -11,9 +11,10 @@ import { TokenVerifier } from './auth/verify.js';
 import type { Config } from './config/schema.js';
 import { AuditLog } from './observe/audit.js';
 import { auditLogOptions } from './observe/destinations.js';
-import { Metrics } from './observe/metrics.js';
+import { Metrics, type CloudCredentialState } from './observe/metrics.js';
 import { createProvider } from './providers/kinds.js';
 import { ProviderRegistry } from './providers/registry.js';
+import type { CredentialState } from './providers/types.js';
 import { Cors } from './http/cors.js';
 import { securityHeaderFields } from './http/answer.js';
 import { AppProxy } from './app/proxy.js';
@@ -91,6 +92,18 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
   const limitsReady = limiter ? (): boolean => limiter.ready() : undefined;
   if (limitsReady) metrics.limitsProbe = limitsReady;
   metrics.revocationProbe = () => revocation.ready();
+  // Cloud identities: asked once now, so /readyz and /metrics know before the first request.
+  const credentialed: [string, CredentialState][] = [];
+  for (const p of registry.providers) {
+    const state = p.credentials?.();
+    if (state === undefined) continue;
+    credentialed.push([p.name, state]);
+    void p.warm?.().then((problem) => {
+      if (problem !== undefined) deps.logger.warn({ provider: p.name, problem }, `provider ${p.name}: no usable credentials from its identity yet (readyz false until it has): ${problem}`);
+    });
+  }
+  const credentialsProbe = credentialed.length > 0 ? (): Iterable<[string, CloudCredentialState]> => credentialed : undefined;
+  metrics.credentialsProbe = credentialsProbe;
   const introspect = config.auth.introspect;
   const introspector = introspect?.enabled ? new Introspector(introspect, config.auth.cookie.name) : undefined;
   const app = config.app
@@ -119,6 +132,7 @@ export async function createRuntime(config: Config, deps: RuntimeDeps): Promise<
       await Promise.all([app?.close(), introspector?.close(), limiter?.close()]);
       // A reload may have handed the shared Metrics to a newer limiter: only remove our own probe.
       if (limitsReady && metrics.limitsProbe === limitsReady) metrics.limitsProbe = undefined;
+      if (metrics.credentialsProbe === credentialsProbe) metrics.credentialsProbe = undefined;
       await registry.close();
       if (!opts.keepRevocation) await revocation.close();
       await auditStream?.close();

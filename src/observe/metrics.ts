@@ -1,11 +1,18 @@
 // Keyhole's metrics (docs/metrics.md). One registry per Keyhole instance (tests run several in
 // a process). Written as the Prometheus text format by ./exposition.ts, with no client library:
 // docs/metrics.md says why.
-import { Counter, Gauge, Registry } from './instruments.js';
+import type { Sample } from './exposition.js';
+import { Counter, Gauge, Registry, type MetricSource } from './instruments.js';
 import { processMetrics } from './process-metrics.js';
 import { flushTallies, ProviderTally, TalliedHistogram } from './tally.js';
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60];
+
+/** What the metrics read of a cloud provider's credentials (providers/types.ts CredentialState). */
+export interface CloudCredentialState {
+  up: boolean | undefined;
+  fetches: { ok: number; failed: number };
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -65,6 +72,27 @@ export class Metrics {
   readonly auditStreamWritten = this.counter('keyhole_audit_stream_written_total', 'Audit events written to the Redis stream');
   readonly auditStreamDropped = this.counter('keyhole_audit_stream_dropped_total', 'Audit events dropped because the in-process buffer for the Redis stream was full');
 
+  /**
+   * set by the runtime: the cloud providers whose credentials come from a remote identity
+   * (a role, a user delegation key, IAM signBlob), by name, read at scrape time
+   */
+  credentialsProbe: (() => Iterable<[string, CloudCredentialState]>) | undefined;
+  private readonly credentialFamilies: MetricSource = {
+    names: ['keyhole_cloud_credentials_up', 'keyhole_cloud_credential_fetches_total'],
+    collect: () => {
+      const up: Sample[] = [];
+      const fetches: Sample[] = [];
+      for (const [provider, state] of this.credentialsProbe?.() ?? []) {
+        if (state.up !== undefined) up.push({ labels: { provider }, value: state.up ? 1 : 0 });
+        fetches.push({ labels: { provider, result: 'ok' }, value: state.fetches.ok }, { labels: { provider, result: 'failed' }, value: state.fetches.failed });
+      }
+      return [
+        { name: 'keyhole_cloud_credentials_up', help: '1 while a cloud provider has usable credentials from its identity (role, delegation key, signBlob), 0 while it has none (absent before the first attempt)', type: 'gauge', aggregator: 'min', values: up },
+        { name: 'keyhole_cloud_credential_fetches_total', help: 'Credentials fetched from a cloud identity service (STS sessions, user delegation keys, signBlob signatures), by result', type: 'counter', aggregator: 'sum', values: fetches },
+      ];
+    },
+  };
+
   /** set by the limiter: can its store answer (or is it `onRedisError: allow`)? read at scrape time */
   limitsProbe: (() => boolean) | undefined;
   private limitSet: LimitMetrics | undefined;
@@ -106,6 +134,7 @@ export class Metrics {
   private readonly cacheMiss = this.tokenCache.labels('miss');
 
   constructor(defaultMetrics = true) {
+    this.registry.register(this.credentialFamilies);
     if (defaultMetrics) this.registry.register(processMetrics('keyhole_'));
   }
 

@@ -13,7 +13,7 @@ import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
 import { encodeKey } from './cloud/encode.js';
 import { CloudRefusal } from './cloud/errors.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
-import type { Provider } from './types.js';
+import type { CredentialState, Provider } from './types.js';
 import type { DataUri } from '../uri.js';
 
 export function isLoopbackHost(hostname: string): boolean {
@@ -92,6 +92,7 @@ export function createAzureProvider(cfg: AzureProviderConfig): Provider {
   const keyPool = cfg.identity
     ? createPool(base.origin, { connections: 1, connectTimeoutMs: cfg.timeouts.connect, headersTimeoutMs: cfg.timeouts.headers, bodyTimeoutMs: cfg.timeouts.body, tls: cfg.tls })
     : undefined;
+  const credentials: CredentialState | undefined = cfg.identity ? { up: undefined, fetches: { ok: 0, failed: 0 } } : undefined;
   const keys =
     cfg.identity && keyPool
       ? new DelegationKeySource({
@@ -103,6 +104,7 @@ export function createAzureProvider(cfg: AzureProviderConfig): Provider {
           lifetimeMs: cfg.delegationKey.lifetime,
           refreshBeforeMs: cfg.delegationKey.refreshBefore,
           timeoutMs: cfg.delegationKey.timeout,
+          fetches: credentials?.fetches,
         })
       : undefined;
 
@@ -139,5 +141,5 @@ export function createAzureProvider(cfg: AzureProviderConfig): Provider {
     },
   };
 
-  return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.containers), signer });
+  return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.containers), signer, credentials });
 }

@@ -11,7 +11,7 @@ import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
 import { signGcsUrl, signGcsUrlWith, type GcsKey } from './cloud/gcs-sign.js';
 import { IamBlobSigner } from './cloud/gcs-identity.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
-import type { Provider } from './types.js';
+import type { CredentialState, Provider } from './types.js';
 
 const gcsCredentials = z.union([
   z.strictObject({
@@ -87,7 +87,8 @@ export function parseServiceAccount(json: Secret): GcsKey {
 export function createGcsProvider(cfg: GcsProviderConfig): Provider {
   const endpoint = new URL(cfg.endpoint);
   const c = cfg.credentials;
-  const iam = 'source' in c ? new IamBlobSigner({ serviceAccountEmail: c.serviceAccountEmail, iamEndpoint: c.iamEndpoint, timeoutMs: c.timeout }) : undefined;
+  const credentials: CredentialState | undefined = 'source' in c ? { up: undefined, fetches: { ok: 0, failed: 0 } } : undefined;
+  const iam = 'source' in c ? new IamBlobSigner({ serviceAccountEmail: c.serviceAccountEmail, iamEndpoint: c.iamEndpoint, timeoutMs: c.timeout, fetches: credentials?.fetches }) : undefined;
   const key: GcsKey | undefined = 'serviceAccountKey' in c ? parseServiceAccount(c.serviceAccountKey) : 'hmacAccessId' in c ? { type: 'hmac', accessId: c.hmacAccessId, secret: c.hmacSecret.reveal() } : undefined;
   const keyIdentity = key === undefined ? '' : key.type === 'rsa' ? key.clientEmail : key.accessId;
 
@@ -108,5 +109,5 @@ export function createGcsProvider(cfg: GcsProviderConfig): Provider {
     },
   };
 
-  return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.buckets), signer });
+  return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.buckets), signer, credentials });
 }

@@ -14,7 +14,7 @@ import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-p
 import { encodeKey, encodeRfc3986 } from './cloud/encode.js';
 import { Sha256 } from './cloud/sha256.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
-import type { Provider } from './types.js';
+import type { CredentialState, Provider } from './types.js';
 import type { DataUri } from '../uri.js';
 
 const endpointUrl = () =>
@@ -119,7 +119,7 @@ type Keys = z.infer<typeof staticKeys>;
 const fixed = (c: Keys) => async () => ({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey.reveal(), ...(c.sessionToken ? { sessionToken: c.sessionToken.reveal() } : {}) });
 
 /** Where the s3 provider's credentials come from: fixed keys, the default chain, or a role. */
-export function awsCredentialSource(c: S3Credentials, region: string): AwsCredentialSource {
+export function awsCredentialSource(c: S3Credentials, region: string, fetches?: CredentialState['fetches']): AwsCredentialSource {
   if ('roleArn' in c) {
     const providers = credentialProviders();
     const base = c.source === 'chain' ? providers.fromNodeProviderChain(c.profile ? { profile: c.profile } : {}) : fixed(c.source);
@@ -129,16 +129,18 @@ export function awsCredentialSource(c: S3Credentials, region: string): AwsCreden
       // A bounded call: a slow STS must fail a refresh, not hold every request that waits on it.
       clientConfig: { region: c.stsRegion ?? region, maxAttempts: 2, requestHandler: { connectionTimeout: 3000, requestTimeout: 5000 }, ...(c.stsEndpoint ? { endpoint: c.stsEndpoint } : {}) },
     });
-    return new AwsCredentialSource(() => role(), c.refreshBefore);
+    return new AwsCredentialSource(() => role(), c.refreshBefore, Date.now, fetches);
   }
-  if ('source' in c) return new AwsCredentialSource(credentialProviders().fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore);
+  if ('source' in c) return new AwsCredentialSource(credentialProviders().fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore, Date.now, fetches);
   return new AwsCredentialSource(fixed(c), 0);
 }
 
 export function createS3Provider(cfg: S3ProviderConfig): Provider {
   const endpoint = new URL(cfg.endpoint ?? `https://s3.${cfg.region}.amazonaws.com`);
   const publicEndpoint = cfg.publicEndpoint ? new URL(cfg.publicEndpoint) : endpoint;
-  const source = awsCredentialSource(cfg.credentials, cfg.region);
+  // Keys in the config are not fetched: only a role or the chain has a state to report.
+  const credentials: CredentialState | undefined = 'accessKeyId' in cfg.credentials ? undefined : { up: undefined, fetches: { ok: 0, failed: 0 } };
+  const source = awsCredentialSource(cfg.credentials, cfg.region, credentials?.fetches);
   const signerV4 = s3Signer(source.identity, cfg.region);
 
   const request = (base: URL, ref: ObjectRef, method: 'GET' | 'HEAD'): HttpRequest => {
@@ -175,5 +177,6 @@ export function createS3Provider(cfg: S3ProviderConfig): Provider {
     common: cfg,
     allow: new Allowlist(cfg.buckets),
     signer,
+    credentials,
   });
 }

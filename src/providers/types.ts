@@ -10,6 +10,17 @@ export interface Presigned {
   expiresAt: string;
 }
 
+/**
+ * Credentials a provider fetches from a service (an STS role session, an Azure user delegation
+ * key, a GCS token and signatures): their state, read by /readyz and /metrics.
+ */
+export interface CredentialState {
+  /** did the last attempt give usable credentials? undefined: not asked yet */
+  up: boolean | undefined;
+  /** fetches from the identity service, by result */
+  fetches: { ok: number; failed: number };
+}
+
 export interface Provider {
   readonly name: string;
   readonly kind: string;
@@ -28,5 +39,12 @@ export interface Provider {
   serve(req: DataRequest, res: ServerResponse): Promise<void> | void;
   /** presign-capable kinds only */
   presign?(uri: DataUri, rest: readonly string[], opts?: { now?: Date; ttlSeconds?: number }): Promise<Presigned>;
+  /** kinds whose credentials come from a remote identity only */
+  credentials?(): CredentialState | undefined;
+  /**
+   * Asks for credentials once, so /readyz knows before the first request; resolves with why
+   * none could be had (undefined: they can), never rejects.
+   */
+  warm?(): Promise<string | undefined>;
   close(): Promise<void>;
 }

@@ -39,8 +39,11 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
       const revocation = rt.revocation.ready();
       // Limits fail closed like revocation: not ready while their store cannot answer.
       const limits = rt.limiter?.ready();
-      const ready = revocation && limits !== false && hooks.accepting();
-      return sendJson(res, ready ? 200 : 503, { ready, revocation, ...(limits !== undefined ? { limits } : {}), accepting: hooks.accepting() });
+      // Cloud identities: not ready while a provider's last attempt gave no usable credentials.
+      const states = rt.registry.providers.map((p) => p.credentials?.()).filter((c) => c !== undefined);
+      const credentials = states.length > 0 ? states.every((c) => c.up !== false) : undefined;
+      const ready = revocation && limits !== false && credentials !== false && hooks.accepting();
+      return sendJson(res, ready ? 200 : 503, { ready, revocation, ...(limits !== undefined ? { limits } : {}), ...(credentials !== undefined ? { credentials } : {}), accepting: hooks.accepting() });
     }
     if (path === '/metrics' && hooks.metrics) {
       const { contentType, body } = await hooks.metrics();

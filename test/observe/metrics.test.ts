@@ -29,6 +29,8 @@ const HELP: Record<string, string> = {
   keyhole_redis_up: '1 while the Redis connections for revocation are up, 0 while they are not (absent without Redis)',
   keyhole_audit_stream_written_total: 'Audit events written to the Redis stream',
   keyhole_audit_stream_dropped_total: 'Audit events dropped because the in-process buffer for the Redis stream was full',
+  keyhole_cloud_credentials_up: '1 while a cloud provider has usable credentials from its identity (role, delegation key, signBlob), 0 while it has none (absent before the first attempt)',
+  keyhole_cloud_credential_fetches_total: 'Credentials fetched from a cloud identity service (STS sessions, user delegation keys, signBlob signatures), by result',
 };
 
 /** docs/metrics.md's catalog: name → type and label names. */
@@ -147,6 +149,7 @@ function busyMetrics(): Metrics {
   m.auditStreamWritten.inc(3);
   m.auditStreamDropped.inc();
   m.redisProbe = () => true;
+  m.credentialsProbe = () => [[ODD, { up: true, fetches: { ok: 2, failed: 1 } }]];
   return m;
 }
 

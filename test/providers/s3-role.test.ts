@@ -152,3 +152,32 @@ t.test('the config check: a malformed role ARN, external ID or duration, each wi
   t.match(text, /external ID is 2 to 1224/);
   t.match(text, /durationSeconds|900/);
 });
+
+t.test('readiness and metrics: no session at start → /readyz 503 (credentials: false); STS back → ready after the next request', async (t) => {
+  const stsd = await sts();
+  stsd.mode = 'down';
+  const { k, auth } = await keyholeWith(t, `providers:\n${providerYaml(stsd.endpoint, { mode: 'proxy' })}`, ['s3://bucket1/'], { env });
+  const readyz = async () => {
+    const res = await request(k.admin + '/readyz');
+    return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
+  };
+  let r = await readyz();
+  for (let i = 0; i < 50 && r.status === 200; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    r = await readyz();
+  }
+  t.equal(r.status, 503, 'not ready: the warm-up found no session');
+  t.match(r.json, { ready: false, credentials: false, revocation: true });
+  t.ok(k.logs.some((l) => l.level === 'warn' && /provider role: no usable credentials from its identity yet/.test(String(l.msg))), 'the start-up says why, with the provider');
+  const metrics = async () => (await (await request(k.admin + '/metrics')).body.text());
+  t.match(await metrics(), /^keyhole_cloud_credentials_up\{provider="role"\} 0$/m);
+  t.match(await metrics(), /^keyhole_cloud_credential_fetches_total\{provider="role",result="failed"\} [1-9]/m);
+  t.equal((await k.get(dataUrl('s3://bucket1/images/cat.jpg'), auth)).status, 502, 'no session: refused');
+  stsd.mode = 'ok';
+  t.equal((await k.get(dataUrl('s3://bucket1/images/cat.jpg'), auth)).status, 200, 'STS back: served');
+  r = await readyz();
+  t.equal(r.status, 200, 'and ready again');
+  t.match(r.json, { ready: true, credentials: true });
+  t.match(await metrics(), /^keyhole_cloud_credentials_up\{provider="role"\} 1$/m);
+  t.match(await metrics(), /^keyhole_cloud_credential_fetches_total\{provider="role",result="ok"\} 1$/m);
+});

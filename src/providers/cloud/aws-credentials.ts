@@ -13,6 +13,8 @@ export class AwsCredentialSource {
     /** refresh temporary credentials this long before they expire (ms) */
     private readonly refreshBeforeMs: number,
     private readonly clock: () => number = Date.now,
+    /** counts each fetch from the source by result (role sessions, the chain) */
+    private readonly fetches?: { ok: number; failed: number },
   ) {}
 
   /** Usable credentials, refreshed first when they expire within the margin. */
@@ -25,6 +27,16 @@ export class AwsCredentialSource {
         this.current = fresh;
         return fresh;
       })
+      .then(
+        (fresh) => {
+          if (this.fetches) this.fetches.ok++;
+          return fresh;
+        },
+        (err: unknown) => {
+          if (this.fetches) this.fetches.failed++;
+          throw err;
+        },
+      )
       .finally(() => {
         this.pending = undefined;
       });

@@ -63,6 +63,8 @@ export interface DelegationKeyOptions {
   /** the longest a fetch may take, token included */
   timeoutMs: number;
   clock?: () => number;
+  /** counts each key fetch by result */
+  fetches?: { ok: number; failed: number };
 }
 
 /** Reads one element of the service's XML answer (a fixed, flat shape). */
@@ -85,9 +87,21 @@ export class DelegationKeySource {
   async get(): Promise<UserDelegationKey> {
     const c = this.current;
     if (c && Date.parse(c.signedExpiry) - this.clock() >= this.opts.refreshBeforeMs) return c;
-    this.pending ??= this.fetchKey().finally(() => {
-      this.pending = undefined;
-    });
+    const fetches = this.opts.fetches;
+    this.pending ??= this.fetchKey()
+      .then(
+        (key) => {
+          if (fetches) fetches.ok++;
+          return key;
+        },
+        (err: unknown) => {
+          if (fetches) fetches.failed++;
+          throw err;
+        },
+      )
+      .finally(() => {
+        this.pending = undefined;
+      });
     return await this.pending;
   }
 

@@ -9,7 +9,7 @@ import { relay } from '../../relay/relay.js';
 import { refuseData } from '../../http/answer.js';
 import { contentTypeFor } from '../content-type.js';
 import type { DataRequest } from '../../http/data-request.js';
-import type { Presigned, Provider } from '../types.js';
+import type { CredentialState, Presigned, Provider } from '../types.js';
 import type { DataUri } from '../../uri.js';
 import { Allowlist, type ObjectRef } from './allowlist.js';
 import { encodeRfc3986 } from './encode.js';
@@ -60,6 +60,8 @@ export interface CloudProviderParts {
   common: CloudCommonConfig;
   allow: Allowlist;
   signer: CloudSigner;
+  /** with credentials from a remote identity: their state, which the signer's source counts into */
+  credentials?: CredentialState | undefined;
   /** a clock for tests of the stable windows; Date.now otherwise */
   now?: () => number;
 }
@@ -104,9 +106,12 @@ export class CloudProvider implements Provider {
     if (ttl > common.ttl.max) throw new CloudRefusal('ttl_too_long', `ttl ${ttl}s is over this provider's maximum of ${common.ttl.max}s`);
 
     let credentials: { identity: string; notAfter?: number | undefined };
+    const state = this.parts.credentials;
     try {
       credentials = await signer.prepare(opts.nowMs);
+      if (state) state.up = true;
     } catch (err) {
+      if (state) state.up = false;
       throw new CloudRefusal('credentials_unavailable', `no usable credentials: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`);
     }
     const { signAt, expiresAt } = stableTimes(opts.nowMs, ttl, common.stable.window, common.stable.minRemaining);
@@ -119,6 +124,7 @@ export class CloudProvider implements Provider {
       } catch (err) {
         // A signer that signs remotely (IAM signBlob, a delegation key) can fail like a credential.
         if (err instanceof CloudRefusal) throw err;
+        if (state) state.up = false;
         throw new CloudRefusal('credentials_unavailable', `signing failed: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`);
       }
       // Temporary credentials end a URL early: say so rather than promise a lifetime it lacks.
@@ -189,6 +195,24 @@ export class CloudProvider implements Provider {
       this.pools.set(origin, pool);
     }
     return pool;
+  }
+
+  /** What /readyz and /metrics read, for kinds whose credentials come from a service. */
+  credentials(): CredentialState | undefined {
+    return this.parts.credentials;
+  }
+
+  async warm(): Promise<string | undefined> {
+    const state = this.parts.credentials;
+    if (!state) return undefined;
+    try {
+      await this.parts.signer.prepare(this.now());
+      state.up = true;
+      return undefined;
+    } catch (err) {
+      state.up = false;
+      return err instanceof Error ? err.message.split('\n')[0] : String(err);
+    }
   }
 
   async close(): Promise<void> {

@@ -18,6 +18,8 @@ export interface IamSignerOptions {
   iamEndpoint: string;
   /** the longest a token fetch plus a signBlob call may take */
   timeoutMs: number;
+  /** counts each signBlob call (a token fetch with it) by result */
+  fetches?: { ok: number; failed: number };
 }
 
 export class IamBlobSigner {
@@ -55,6 +57,18 @@ export class IamBlobSigner {
   }
 
   private async signBlob(email: string, bytes: Buffer): Promise<Buffer> {
+    const fetches = this.opts.fetches;
+    try {
+      const signed = await this.callSignBlob(email, bytes);
+      if (fetches) fetches.ok++;
+      return signed;
+    } catch (err) {
+      if (fetches) fetches.failed++;
+      throw err;
+    }
+  }
+
+  private async callSignBlob(email: string, bytes: Buffer): Promise<Buffer> {
     const token = await this.accessToken();
     const url = `${this.opts.iamEndpoint.replace(/\/+$/, '')}/v1/projects/-/serviceAccounts/${encodeURIComponent(email)}:signBlob`;
     const res = await fullUndici().request(url, {
