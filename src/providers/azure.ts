@@ -8,7 +8,7 @@ import { createPool } from '../relay/pool.js';
 import { identityOf, providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { serviceSas, userDelegationSas } from './cloud/azure-sas.js';
-import { DelegationKeySource, entraCredential } from './cloud/azure-identity.js';
+import { DelegationKeySource, entraCredential, STORAGE_SCOPE } from './cloud/azure-identity.js';
 import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
 import { encodeKey } from './cloud/encode.js';
 import { CloudRefusal } from './cloud/errors.js';
@@ -93,10 +93,11 @@ export function createAzureProvider(cfg: AzureProviderConfig): Provider {
     ? createPool(base.origin, { connections: 1, connectTimeoutMs: cfg.timeouts.connect, headersTimeoutMs: cfg.timeouts.headers, bodyTimeoutMs: cfg.timeouts.body, tls: cfg.tls })
     : undefined;
   const credentials: CredentialState | undefined = cfg.identity ? { up: undefined, fetches: { ok: 0, failed: 0 } } : undefined;
+  const credential = cfg.identity ? entraCredential(cfg.identity) : undefined;
   const keys =
-    cfg.identity && keyPool
+    credential && keyPool
       ? new DelegationKeySource({
-          credential: entraCredential(cfg.identity),
+          credential,
           origin: base.origin,
           pool: keyPool,
           basePath: base.pathname.replace(/\/+$/, ''),
@@ -140,6 +141,17 @@ export function createAzureProvider(cfg: AzureProviderConfig): Provider {
       await keyPool?.close();
     },
   };
+  if (credential) {
+    // Proxy mode with an identity reads with its OAuth token: nothing signed for Keyhole's own requests.
+    signer.bearer = {
+      async token() {
+        const token = await credential.getToken(STORAGE_SCOPE, { abortSignal: AbortSignal.timeout(cfg.delegationKey.timeout) });
+        if (!token) throw new Error('the Entra ID identity gave no token for Azure Storage');
+        return { token: token.token, headers: { 'x-ms-version': cfg.version } };
+      },
+      url: (ref) => `${endpoint}/${ref.bucket}/${encodeKey(ref.key)}`,
+    };
+  }
 
   return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.containers), signer, credentials });
 }

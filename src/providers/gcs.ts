@@ -11,6 +11,7 @@ import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
 import { signGcsUrl, signGcsUrlWith, type GcsKey } from './cloud/gcs-sign.js';
 import { IamBlobSigner } from './cloud/gcs-identity.js';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
+import { encodeKey } from './cloud/encode.js';
 import type { CredentialState, Provider } from './types.js';
 
 const gcsCredentials = z.union([
@@ -108,6 +109,15 @@ export function createGcsProvider(cfg: GcsProviderConfig): Provider {
       return iam ? (await signGcsUrlWith(input, await iam.signer())).url : signGcsUrl({ ...input, key: key! }).url;
     },
   };
+
+  if (iam) {
+    // Proxy mode without a key reads with the identity's OAuth token: no signBlob per object.
+    signer.bearer = {
+      token: async () => ({ token: await iam.accessToken() }),
+      url: (ref) =>
+        cfg.urlStyle === 'virtual' ? `${endpoint.protocol}//${ref.bucket}.${endpoint.host}/${encodeKey(ref.key)}` : `${endpoint.protocol}//${endpoint.host}/${ref.bucket}/${encodeKey(ref.key)}`,
+    };
+  }
 
   return new CloudProvider({ ...identityOf(cfg), common: cfg, allow: new Allowlist(cfg.buckets), signer, credentials });
 }

@@ -117,7 +117,7 @@ t.test('end to end: Entra ID token → user delegation key from Azurite → SAS 
   t.notOk(/"sig":|sig=/.test(k.output()), 'nor a signature');
 });
 
-t.test('proxy mode, and a wrong client secret', async (t) => {
+t.test('proxy mode reads with the OAuth token; a wrong client secret: refused, not ready, logged', async (t) => {
   const certs = testCerts();
   const tenantId = '72f988bf-86f1-41af-91ab-2d7cd011db47';
   const clientId = '1950a258-227b-4e31-a9cf-717495945fc2';
@@ -154,5 +154,13 @@ t.test('proxy mode, and a wrong client secret', async (t) => {
   t.equal(bad.status, 502, 'a wrong client secret: no key, no answer');
   t.equal(JSON.parse(bad.body.toString()).error, 'credentials_unavailable');
   t.ok(entra.tokenRequests.some((r) => r.status === 401), 'the stand-in refused the secret');
+  const metrics = (await k.adminGet('/metrics')).text;
+  t.match(metrics, /^keyhole_cloud_credential_fetches_total\{provider="labels",result="ok"\} 0$/m, 'proxy mode fetched no user delegation key: it read with the token');
+  t.match(metrics, /^keyhole_cloud_credentials_up\{provider="labels"\} 1$/m);
+  t.match(metrics, /^keyhole_cloud_credentials_up\{provider="other"\} 0$/m);
+  const ready = await k.adminGet('/readyz');
+  t.equal(ready.status, 503, 'not ready while a provider has no credentials');
+  t.match(JSON.parse(ready.text), { credentials: false });
+  t.ok(k.logs.some((l) => /provider other: no usable credentials from its identity yet/.test(String(l.msg)) && /AADSTS7000215/.test(String(l.msg))), 'the start-up log says which provider and why');
   t.notOk(k.output().includes('a-wrong-secret') || k.output().includes('right-secret'), 'no client secret in the output');
 });

@@ -16,7 +16,7 @@ const BODY = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 13) % 256))
 
 const google = await startGoogleStandIn({ email: EMAIL });
 t.teardown(() => google.close());
-const gcs = await startGcsVerifier({ rsaPublicKey: google.publicKey, objects: { '/frames/img/a.png': { body: BODY, type: 'image/png' } } });
+const gcs = await startGcsVerifier({ rsaPublicKey: google.publicKey, bearer: (token) => google.validToken(token), objects: { '/frames/img/a.png': { body: BODY, type: 'image/png' } } });
 t.teardown(() => gcs.close());
 
 const item = (name: string, mode: 'presign' | 'proxy', match: string, extra = '') => `  - name: ${name}
@@ -30,18 +30,19 @@ const item = (name: string, mode: 'presign' | 'proxy', match: string, extra = ''
 // No key file anywhere: only the metadata server can name the identity.
 const env = { GCE_METADATA_HOST: google.metadataHost, GOOGLE_APPLICATION_CREDENTIALS: '', CLOUDSDK_CONFIG: '/nonexistent', HOME: '/nonexistent' };
 
-t.test('presign and proxy mode, signed by signBlob for the metadata server\'s identity', async (t) => {
+t.test('presign mode signed by signBlob for the metadata server\'s identity; proxy mode reads with its OAuth token', async (t) => {
   const yaml = baseYaml(`providers:\n${item('pre', 'presign', 'gs://frames/')}${item('prx', 'proxy', 'gs://frames/img/')}`);
   const k = await spawnKeyhole(yaml, { env });
   t.teardown(() => k.stop());
   const auth = { authorization: `Bearer ${await k.token({ scope: ['gs://frames/'] })}` };
 
   const proxied = await k.get(dataUrl('gs://frames/img/a.png'), { headers: auth });
-  t.equal(proxied.status, 200, 'proxy mode: the verifier accepted the signBlob signature');
+  t.equal(proxied.status, 200, 'proxy mode: the storage stand-in accepted the bearer token');
   t.same(proxied.body, BODY);
   const part = await k.get(dataUrl('gs://frames/img/a.png'), { headers: { ...auth, range: 'bytes=5-14' } });
   t.equal(part.status, 206);
   t.same(part.body, BODY.subarray(5, 15));
+  const proxiedRequests = gcs.log.slice();
 
   const pre = await k.get(dataUrl('gs://frames/other.png'), { headers: auth });
   t.equal(pre.status, 307, 'presign mode: a redirect');
@@ -51,7 +52,9 @@ t.test('presign and proxy mode, signed by signBlob for the metadata server\'s id
   const fetched = await request(url.toString().replace('/frames/other.png', '/frames/img/a.png'));
   await fetched.body.dump();
   t.equal(fetched.statusCode, 403, 'the verifier checks the path the signature covers');
-  t.ok(google.signBlobCalls.length >= 2 && google.signBlobCalls.every((c) => c.status === 200 && c.email === EMAIL), 'every signature by signBlob');
+  t.ok(google.signBlobCalls.length >= 1 && google.signBlobCalls.every((c) => c.status === 200 && c.email === EMAIL), 'every signature by signBlob');
+  t.notOk(proxiedRequests.some((r) => r.url.includes('X-Goog-Signature')), 'proxy mode sent no signed URL');
+  t.ok(proxiedRequests.length >= 2 && proxiedRequests.every((r) => r.url === '/frames/img/a.png' && /^Bearer ya29\.stand-in-/.test(String(r.headers.authorization))), 'but the token, as a bearer');
   t.ok(google.tokensIssued >= 1, 'the access token came from the metadata server');
   t.notOk(/ya29\.stand-in/.test(k.output()), 'no access token in the output');
 });

@@ -6,6 +6,7 @@ import type { Pool } from 'undici';
 import { forwardedRequestHeaders, writeDataHead } from '../../http/data-head.js';
 import { createPool } from '../../relay/pool.js';
 import { relay } from '../../relay/relay.js';
+import { InjectedSecrets } from '../../relay/echo-guard.js';
 import { refuseData } from '../../http/answer.js';
 import { contentTypeFor } from '../content-type.js';
 import type { DataRequest } from '../../http/data-request.js';
@@ -47,8 +48,19 @@ export interface CloudSigner {
    */
   prepare(nowMs: number): Promise<{ identity: string; notAfter?: number | undefined }>;
   sign(input: SignInput): Promise<string>;
+  /**
+   * Proxy mode without a signature: a keyless identity's OAuth token, and the unsigned URL of
+   * an object it reads. Absent: proxy mode fetches a signed URL.
+   */
+  bearer?: BearerAccess | undefined;
   /** what the signer holds open itself (a connection for its keys) */
   close?(): Promise<void>;
+}
+
+export interface BearerAccess {
+  /** the token, and more request headers the service wants with it (Azure: x-ms-version) */
+  token(): Promise<{ token: string; headers?: Record<string, string> | undefined }>;
+  url(ref: ObjectRef): string;
 }
 
 export interface CloudProviderParts {
@@ -98,9 +110,8 @@ export class CloudProvider implements Provider {
 
   /** Signs (or finds in the cache) a URL for `uri`; throws CloudRefusal on a refused request. */
   async mint(uri: DataUri, opts: MintOptions): Promise<Presigned & { expiresAtMs: number }> {
-    const { common, signer, allow } = this.parts;
-    if (uri.canonical.endsWith('/')) throw new CloudRefusal('key_not_allowed', 'the URI names a folder, not an object');
-    const ref = allow.check(signer.locate(uri));
+    const { common, signer } = this.parts;
+    const ref = this.object(uri);
     const ttl = opts.ttlSeconds ?? common.ttl.default;
     if (!Number.isInteger(ttl) || ttl < 1) throw new CloudRefusal('bad_request', 'ttl must be a positive whole number of seconds');
     if (ttl > common.ttl.max) throw new CloudRefusal('ttl_too_long', `ttl ${ttl}s is over this provider's maximum of ${common.ttl.max}s`);
@@ -134,6 +145,35 @@ export class CloudProvider implements Provider {
     return { url: minted.url, expiresAt: new Date(minted.expiresAt).toISOString(), expiresAtMs: minted.expiresAt };
   }
 
+  /** The bucket and key `uri` names, refused unless the allowlist lets it be read. */
+  private object(uri: DataUri): ObjectRef {
+    if (uri.canonical.endsWith('/')) throw new CloudRefusal('key_not_allowed', 'the URI names a folder, not an object');
+    return this.parts.allow.check(this.parts.signer.locate(uri));
+  }
+
+  /** Proxy mode with a bearer token: the URL, the token and its headers, echo-guarded. */
+  private async bearerTarget(uri: DataUri, bearer: BearerAccess): Promise<{ url: string; token: string; headers: Record<string, string> | undefined; secrets: InjectedSecrets | undefined }> {
+    const ref = this.object(uri);
+    const { token, headers } = await this.bearerToken(bearer);
+    // The token changes about hourly: its echo forms are built once per token.
+    if (this.guarded?.token !== token) this.guarded = { token, secrets: InjectedSecrets.of([Buffer.from(token)]) };
+    return { url: bearer.url(ref), token, headers, secrets: this.guarded.secrets };
+  }
+
+  private async bearerToken(bearer: BearerAccess): Promise<{ token: string; headers?: Record<string, string> | undefined }> {
+    const state = this.parts.credentials;
+    try {
+      const got = await bearer.token();
+      if (state) state.up = true;
+      return got;
+    } catch (err) {
+      if (state) state.up = false;
+      throw new CloudRefusal('credentials_unavailable', `no usable credentials: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`);
+    }
+  }
+
+  private guarded: { token: string; secrets: InjectedSecrets | undefined } | undefined;
+
   private overrides(ref: ObjectRef): ResponseOverrides {
     const { contentType, contentDisposition } = this.parts.common.response;
     const out: ResponseOverrides = {};
@@ -155,9 +195,14 @@ export class CloudProvider implements Provider {
 
   async serve(req: DataRequest, res: ServerResponse): Promise<void> {
     const proxy = this.parts.common.mode === 'proxy';
+    const bearer = proxy ? this.parts.signer.bearer : undefined;
     let url: string;
+    let token: string | undefined;
+    let headers: Record<string, string> | undefined;
+    let secrets: InjectedSecrets | undefined;
     try {
-      ({ url } = await this.mint(req.uri, { method: req.method, audience: proxy ? 'internal' : 'public', nowMs: this.now() }));
+      if (bearer) ({ url, token, headers, secrets } = await this.bearerTarget(req.uri, bearer));
+      else ({ url } = await this.mint(req.uri, { method: req.method, audience: proxy ? 'internal' : 'public', nowMs: this.now() }));
     } catch (err) {
       if (!(err instanceof CloudRefusal)) throw err;
       req.outcome.reason = err.reason;
@@ -179,10 +224,13 @@ export class CloudProvider implements Provider {
       return;
     }
     const target = new URL(url);
+    const extra: Record<string, string> = { 'accept-encoding': 'identity', ...headers };
+    if (token !== undefined) extra.authorization = `Bearer ${token}`;
     return relay(res, req, {
       dispatcher: this.pool(target.origin),
       path: target.pathname + target.search,
-      headers: forwardedRequestHeaders(req.headers, { 'accept-encoding': 'identity' }),
+      headers: forwardedRequestHeaders(req.headers, extra),
+      secrets,
     });
   }
 
@@ -205,13 +253,16 @@ export class CloudProvider implements Provider {
   async warm(): Promise<string | undefined> {
     const state = this.parts.credentials;
     if (!state) return undefined;
+    // What this mode uses: the token (proxy mode with a bearer), or what signs.
+    const bearer = this.parts.common.mode === 'proxy' ? this.parts.signer.bearer : undefined;
     try {
-      await this.parts.signer.prepare(this.now());
+      if (bearer) await this.bearerToken(bearer);
+      else await this.parts.signer.prepare(this.now());
       state.up = true;
       return undefined;
     } catch (err) {
       state.up = false;
-      return err instanceof Error ? err.message.split('\n')[0] : String(err);
+      return err instanceof Error ? err.message.replace(/^no usable credentials: /, '').split('\n')[0] : String(err);
     }
   }
 
