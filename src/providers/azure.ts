@@ -66,11 +66,9 @@ export const azureProviderSchema = providerBase
         ctx.addIssue({ code: 'custom', path: ['match'], message: `an https:// prefix must name ${cfg.account}.blob.core.windows.net` });
       }
     }
-    if (cfg.endpoint) {
-      const u = new URL(cfg.endpoint);
-      if (u.protocol !== 'https:' && !isLoopbackHost(u.hostname)) {
-        ctx.addIssue({ code: 'custom', path: ['endpoint'], message: 'must be https:// unless the host is loopback (Azurite)' });
-      }
+    // urlHolds: a malformed endpoint has its own problem already (config/blocks.ts).
+    if (cfg.endpoint && !urlHolds(cfg.endpoint, (u) => u.protocol === 'https:' || isLoopbackHost(u.hostname))) {
+      ctx.addIssue({ code: 'custom', path: ['endpoint'], message: 'must be https:// unless the host is loopback (Azurite)' });
     }
     if ((cfg.accountKey === undefined) === (cfg.identity === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['accountKey'], message: 'give exactly one of accountKey (service SAS) and identity (user delegation SAS, no account key)' });

@@ -101,4 +101,14 @@ t.test('azure config problems with paths', async (t) => {
   t.match(problems(ok.replace('${env:AZ_KEY}', '${env:MISSING_KEY}') + ' }\n'), /providers\[0\]\.accountKey: environment variable MISSING_KEY is not set/);
   t.match(problems(ok.replace('azure-blob://cont1/', 'https://other.blob.core.windows.net/') + ' }\n'), /providers\[0\]\.match: an https:\/\/ prefix must name acct1\.blob\.core\.windows\.net/);
   t.match(problems(`${ok}, ttl: { default: 60s, max: 30s } }\n`), /providers\[0\]\.ttl\.default: must not exceed ttl\.max/);
+  // An identity instead of the key: exactly one of the two; its own fields checked with paths.
+  const keyless = '  - { name: a, kind: azure, match: "azure-blob://cont1/", account: acct1, containers: [{ name: cont1 }]';
+  t.equal(problems(`${keyless}, identity: { kind: managed } }\n`), '', 'a managed identity, no key');
+  t.equal(problems(`${keyless}, identity: { kind: workload } }\n`), '', 'workload identity from the AKS webhook\'s environment');
+  t.match(problems(`${keyless} }\n`), /providers\[0\]\.accountKey: give exactly one of accountKey \(service SAS\) and identity/);
+  t.match(problems(`${ok}, identity: { kind: managed } }\n`), /give exactly one of accountKey/);
+  t.match(problems(`${keyless}, identity: { kind: clientSecret, tenantId: t } }\n`), /providers\[0\]\.identity\.clientId/);
+  t.match(problems(`${keyless}, identity: { kind: clientSecret, tenantId: t, clientId: c, clientSecret: x, authorityHost: "http://login.example" } }\n`), /providers\[0\]\.identity\.authorityHost: must be an https:\/\/ URL/);
+  t.match(problems(`${keyless}, identity: { kind: managed }, delegationKey: { lifetime: 200h } }\n`), /providers\[0\]\.delegationKey\.lifetime: a user delegation key lasts at most 7 days/);
+  t.match(problems(`${keyless}, endpoint: nope, identity: { kind: managed } }\n`), /providers\[0\]\.endpoint/, 'a malformed endpoint with no key: one problem with its path, no throw');
 });
