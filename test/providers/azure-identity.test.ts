@@ -5,7 +5,9 @@
 // Azurite over HTTPS with OAuth (--oauth basic), and signs URLs Azurite verifies, in presign
 // and proxy mode. A wrong client secret: refused credentials_unavailable, the secret in no log.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { BlobSASPermissions, generateBlobSASQueryParameters, SASProtocol, type UserDelegationKey as SdkKey } from '@azure/storage-blob';
 import { userDelegationSas, type UserDelegationKey } from '../../src/providers/cloud/azure-sas.js';
@@ -163,4 +165,53 @@ t.test('proxy mode reads with the OAuth token; a wrong client secret: refused, n
   t.match(JSON.parse(ready.text), { credentials: false });
   t.ok(k.logs.some((l) => /provider other: no usable credentials from its identity yet/.test(String(l.msg)) && /AADSTS7000215/.test(String(l.msg))), 'the start-up log says which provider and why');
   t.notOk(k.output().includes('a-wrong-secret') || k.output().includes('right-secret'), 'no client secret in the output');
+});
+
+t.test('workload identity (a federated token file) and a managed identity (App Service endpoint), presign mode', async (t) => {
+  const certs = testCerts();
+  const tenantId = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+  const clientId = '1950a258-227b-4e31-a9cf-717495945fc2';
+  const federatedToken = 'eyJhbGciOiJSUzI1NiJ9.a-kubernetes-service-account-token.sig';
+  const identityHeader = 'app-service-identity-header-value';
+  const entra = await startEntra({ tenantId, clientId, clientSecret: 'unused', objectId: 'a1b2c3d4-0000-4000-8000-00000000000a', tls: { cert: certs.serverCert, key: certs.serverKey }, federatedToken, identityHeader });
+  t.teardown(() => entra.close());
+  const az = await startAzurite({ https: { cert: certs.serverCert, key: certs.serverKey, ca: certs.caCert } });
+  t.teardown(() => az.close());
+  const BODY = Buffer.from('keyless, two more ways');
+  for (const c of ['wlid', 'midc']) {
+    await az.createContainer(c);
+    await az.put(c, 'a.txt', BODY, 'text/plain');
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-wi-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const tokenFile = join(dir, 'azure-identity-token');
+  writeFileSync(tokenFile, federatedToken);
+  const item = (name: string, identity: string) => `  - name: ${name}
+    kind: azure
+    mode: presign
+    match: azure-blob://${name}/
+    account: ${AZURITE_ACCOUNT}
+    endpoint: ${az.endpoint}
+    identity: ${identity}
+    containers: [{ name: ${name} }]
+    tls: { ca: ${certs.caCert} }
+`;
+  const yaml = baseYaml(
+    `providers:\n${item('wlid', `{ kind: workload, tenantId: ${tenantId}, clientId: ${clientId}, tokenFilePath: ${tokenFile}, authorityHost: ${entra.authorityHost} }`)}${item('midc', '{ kind: managed }')}`,
+  );
+  const k = await spawnKeyhole(yaml, { env: { NODE_EXTRA_CA_CERTS: certs.caCert, IDENTITY_ENDPOINT: entra.identityEndpoint, IDENTITY_HEADER: identityHeader } });
+  t.teardown(() => k.stop());
+  const trusting = new Agent({ connect: { ca: readFileSync(certs.caCert) } });
+  t.teardown(() => trusting.close());
+  const auth = { authorization: `Bearer ${await k.token({ scope: ['azure-blob://wlid/', 'azure-blob://midc/'] })}` };
+  for (const name of ['wlid', 'midc']) {
+    const res = await k.get(dataUrl(`azure-blob://${name}/a.txt`), { headers: auth });
+    t.equal(res.status, 307, `${name}: a redirect`);
+    const got = await request(String(res.headers.location), { dispatcher: trusting });
+    t.equal(got.statusCode, 200, `${name}: Azurite accepts the user delegation SAS`);
+    t.same(Buffer.from(await got.body.arrayBuffer()), BODY);
+  }
+  t.ok(entra.tokenRequests.some((r) => r.status === 200 && r.fields.client_assertion === federatedToken), 'workload identity: the federated token was the client assertion');
+  t.ok(entra.tokenRequests.some((r) => r.status === 200 && r.fields.via === 'managed'), 'managed identity: the platform endpoint with its header');
+  t.notOk(k.output().includes(federatedToken) || k.output().includes(identityHeader), 'neither the federated token nor the identity header in the output');
 });
