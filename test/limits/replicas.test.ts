@@ -112,7 +112,7 @@ limits:
 
   // One alert for 50%, from one of the two processes, and one POST.
   await new Promise((r) => setTimeout(r, 3 * SYNC_MS + 500));
-  const alertLines = [...a.logs, ...b.logs].filter((l) => l.kind === 'alert' && (l.alert as { who: { sub: string } }).who.sub === 'mallory');
+  const alertLines = [...a.logs, ...b.logs].filter((l) => l.msg === 'alert' && l.alert !== undefined && (l.alert as { who: { sub: string } }).who.sub === 'mallory');
   t.equal(alertLines.length, 1, 'one alert line across both replicas');
   t.match(alertLines[0], { alert: { alert: 'quota', rule: 'annotator', limit: 'bytes', threshold: 0.5, max: QUOTA } });
   t.equal(hooks.filter((h) => h.who.sub === 'mallory').length, 1, 'one webhook POST');

@@ -52,7 +52,7 @@ limits:
   t.ok(served >= BURST - 2 * Math.floor(BURST * 0.125), 'at least the burst less what the other worker may hold');
   t.ok(statuses.every((s) => s === 200 || s === 429), 'the rest refused with 429');
 
-  const by = (reason: string) => new Set(k.logs.filter((l: LogLine) => l.kind === 'audit' && (l.audit as { sub?: string; reason?: string }).sub === 'alice' && (l.audit as { reason?: string }).reason === reason).map((l) => l.worker));
+  const by = (reason: string) => new Set(k.logs.filter((l: LogLine) => l.kind === 'audit' && l.audit !== undefined && (l.audit as { sub?: string; reason?: string }).sub === 'alice' && (l.audit as { reason?: string }).reason === reason).map((l) => l.worker));
   await k.waitForLog(() => by('rate_limited').size === 2 && by('ok').size === 2, 10_000, 'both workers served and refused alice');
   t.pass('both workers served alice, and both refused her: they share one bucket');
 
