@@ -5,6 +5,9 @@
 // Refresh before the session ends; STS down or answering garbage once the session has
 // ended: refused, never signed with an expired session.
 import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { CloudRefusal } from '../../src/providers/cloud/errors.js';
 import { parseConfig, ConfigError } from '../../src/config/load.js';
@@ -12,6 +15,7 @@ import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, keyholeWith, TEST_SECRET } fr
 import { cloudProvider, uri } from '../fixtures/cloud/vectors.js';
 import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
 import { startSts, type RunningSts } from '../fixtures/cloud/sts.js';
+import { spawnKeyhole } from '../helpers/spawn.js';
 
 const ROLE = 'arn:aws:iam::123456789012:role/keyhole-reader';
 const EXTERNAL_ID = 'label-vendor-7f3a';
@@ -180,4 +184,48 @@ t.test('readiness and metrics: no session at start → /readyz 503 (credentials:
   t.match(r.json, { ready: true, credentials: true });
   t.match(await metrics(), /^keyhole_cloud_credentials_up\{provider="role"\} 1$/m);
   t.match(await metrics(), /^keyhole_cloud_credential_fetches_total\{provider="role",result="ok"\} 1$/m);
+});
+
+t.test('IRSA (web identity from the chain) → the role with the external ID, in a spawned Keyhole', async (t) => {
+  const irsaRole = 'arn:aws:iam::123456789012:role/keyhole-irsa';
+  const oidcToken = 'eyJhbGciOiJSUzI1NiJ9.projected-service-account-token.sig';
+  const irsaSession = { accessKeyId: 'ASIAIRSASESSION00001', secretAccessKey: 'irsa-session-secret', sessionToken: 'IQoJb3JpZ2luX2VjEIRSA-session', expiration: new Date(Date.now() + 3_600_000) };
+  let n = 0;
+  const stsd = await startSts({
+    baseKey: { id: 'AKIA-NONE-00000000000', secret: 'none' },
+    roleArn: ROLE,
+    externalId: EXTERNAL_ID,
+    issue: () => ({ accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_SECRET, sessionToken: `FwoGZXIvYXdzEL-from-irsa-${++n}`, expiration: new Date(Date.now() + 3_600_000) }),
+    webIdentity: { roleArn: irsaRole, token: oidcToken, session: irsaSession },
+  });
+  t.teardown(() => stsd.close());
+  const dir = mkdtempSync(join(tmpdir(), 'keyhole-irsa-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const tokenFile = join(dir, 'token');
+  writeFileSync(tokenFile, oidcToken);
+  const yaml = baseYaml(`providers:
+  - name: role
+    kind: s3
+    mode: presign
+    match: s3://bucket1/
+    endpoint: ${s3.endpoint}
+    pathStyle: true
+    credentials: { roleArn: ${ROLE}, externalId: ${EXTERNAL_ID}, source: chain, stsEndpoint: ${stsd.endpoint} }
+    buckets: [{ name: bucket1 }]
+`);
+  // What the EKS pod identity webhook injects; no keys anywhere.
+  const env: Record<string, string> = { AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile, AWS_ROLE_ARN: irsaRole, AWS_ROLE_SESSION_NAME: 'irsa', AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_STS: stsd.endpoint, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SESSION_TOKEN: '', AWS_PROFILE: '', AWS_CONFIG_FILE: join(dir, 'none'), AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_EC2_METADATA_DISABLED: 'true' };
+  const k = await spawnKeyhole(yaml, { env });
+  t.teardown(() => k.stop());
+  const auth = { authorization: `Bearer ${await k.token({ scope: ['s3://bucket1/'] })}` };
+  const res = await k.get(dataUrl('s3://bucket1/images/cat.jpg'), { headers: auth });
+  t.equal(res.status, 307, 'a presigned redirect');
+  const url = new URL(String(res.headers.location));
+  t.match(url.searchParams.get('X-Amz-Security-Token'), /^FwoGZXIvYXdzEL-from-irsa-/, 'signed by the role session');
+  t.equal((await fetchUrl(url.toString())).status, 200, 'the S3 server accepts it');
+  const web = stsd.calls.find((c) => c.params.Action === 'AssumeRoleWithWebIdentity');
+  t.match(web, { answered: 200, params: { RoleArn: irsaRole, WebIdentityToken: oidcToken } }, 'first the web identity');
+  const assumed = stsd.calls.find((c) => c.params.Action === 'AssumeRole');
+  t.match(assumed, { answered: 200, signed: true, keyId: irsaSession.accessKeyId, params: { RoleArn: ROLE, ExternalId: EXTERNAL_ID } }, 'then the role, signed by the IRSA session with its token');
+  t.notOk(k.output().includes(oidcToken) || k.output().includes(irsaSession.secretAccessKey), 'neither the OIDC token nor the session secret in the output');
 });
