@@ -10,6 +10,7 @@ import { duration, secret, text, urlHolds } from '../config/blocks.js';
 import { identityOf, providerBase } from './base.js';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
 import { AwsCredentialSource } from './cloud/aws-credentials.js';
+import { withTimeout } from './cloud/timeout.js';
 import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-provider.js';
 import { encodeKey, encodeRfc3986 } from './cloud/encode.js';
 import { Sha256 } from './cloud/sha256.js';
@@ -59,6 +60,8 @@ const assumedRole = z.strictObject({
   /** default: the provider's region */
   stsRegion: z.string().regex(/^[a-z0-9-]{2,32}$/, 'must be a region name like us-east-1').optional(),
   refreshBefore: duration(300_000),
+  /** the longest one STS answer may take (two attempts are made) */
+  stsTimeout: duration(5_000),
 });
 
 const s3Credentials = z.union([staticKeys, chainSource, assumedRole]);
@@ -127,9 +130,10 @@ export function awsCredentialSource(c: S3Credentials, region: string, fetches?: 
       params: { RoleArn: c.roleArn, RoleSessionName: c.sessionName, DurationSeconds: c.durationSeconds, ...(c.externalId ? { ExternalId: c.externalId } : {}) },
       masterCredentials: base,
       // A bounded call: a slow STS must fail a refresh, not hold every request that waits on it.
-      clientConfig: { region: c.stsRegion ?? region, maxAttempts: 2, requestHandler: { connectionTimeout: 3000, requestTimeout: 5000 }, ...(c.stsEndpoint ? { endpoint: c.stsEndpoint } : {}) },
+      clientConfig: { region: c.stsRegion ?? region, maxAttempts: 2, requestHandler: { connectionTimeout: 3000, requestTimeout: c.stsTimeout }, ...(c.stsEndpoint ? { endpoint: c.stsEndpoint } : {}) },
     });
-    return new AwsCredentialSource(() => role(), c.refreshBefore, Date.now, fetches);
+    // Two attempts of stsTimeout each, and no more, whatever the SDK's handler does.
+    return new AwsCredentialSource(() => withTimeout(role(), 2 * c.stsTimeout + 3000, 'STS AssumeRole'), c.refreshBefore, Date.now, fetches);
   }
   if ('source' in c) return new AwsCredentialSource(credentialProviders().fromNodeProviderChain(c.profile ? { profile: c.profile } : {}), c.refreshBefore, Date.now, fetches);
   return new AwsCredentialSource(fixed(c), 0);

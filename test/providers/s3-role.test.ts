@@ -38,7 +38,7 @@ async function sts(lifetimeMs = 3_600_000): Promise<RunningSts> {
   return running;
 }
 
-const providerYaml = (endpoint: string, opts: { mode?: 'presign' | 'proxy'; externalId?: string; refreshBefore?: string } = {}) => `  - name: role
+const providerYaml = (endpoint: string, opts: { mode?: 'presign' | 'proxy'; externalId?: string; refreshBefore?: string; stsTimeout?: string } = {}) => `  - name: role
     kind: s3
     mode: ${opts.mode ?? 'presign'}
     match: s3://bucket1/
@@ -52,6 +52,7 @@ const providerYaml = (endpoint: string, opts: { mode?: 'presign' | 'proxy'; exte
       source: { accessKeyId: ${BASE.id}, secretAccessKey: "\${env:BASE_SECRET}" }
       stsEndpoint: ${endpoint}
       refreshBefore: ${opts.refreshBefore ?? '60s'}
+      stsTimeout: ${opts.stsTimeout ?? '5s'}
     buckets: [{ name: bucket1, prefixes: [images/] }]
     ttl: { default: 300s, max: 3600s }
 `;
@@ -133,6 +134,26 @@ t.test('STS down or answering garbage once the session has ended: refused, never
     const back = await p.presignFor(uri('s3://bucket1/images/cat.jpg'), []);
     t.equal((await fetchUrl(back.url)).status, 200, `${mode}: STS back, signing resumes without a restart`);
   }
+});
+
+t.test('STS slow: the call is cut (two attempts of stsTimeout, 3 s to spare) and refused, not waited on', async (t) => {
+  const stsd = await sts();
+  stsd.mode = 'slow';
+  const p = cloudProvider(providerYaml(stsd.endpoint, { stsTimeout: '500ms' }), env);
+  t.teardown(() => p.close());
+  const started = Date.now();
+  const err = await p.presignFor(uri('s3://bucket1/images/cat.jpg'), []).catch((e: unknown) => e);
+  t.ok(err instanceof CloudRefusal && err.reason === 'credentials_unavailable', 'refused credentials_unavailable');
+  t.ok(Date.now() - started < 10_000, `given up after ${Date.now() - started} ms (at most 2 × 500 ms + 3 s, not the 30 s STS takes)`);
+});
+
+t.test('clock skew: STS answers a session that has already ended by our clock → refused, never signed', async (t) => {
+  const stsd = await sts(-60_000);
+  const p = cloudProvider(providerYaml(stsd.endpoint), env);
+  t.teardown(() => p.close());
+  const err = await p.presignFor(uri('s3://bucket1/images/cat.jpg'), []).catch((e: unknown) => e);
+  t.ok(err instanceof CloudRefusal && err.reason === 'credentials_unavailable', 'refused');
+  t.match((err as Error).message, /expired credentials/);
 });
 
 t.test('the config check: a malformed role ARN, external ID or duration, each with its path', async (t) => {

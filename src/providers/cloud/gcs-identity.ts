@@ -8,6 +8,7 @@ import type { GoogleAuth } from 'google-auth-library';
 import { lazyRequire } from '../../lazy.js';
 import { fullUndici } from '../../relay/undici.js';
 import type { BlobSigner } from './gcs-sign.js';
+import { withTimeout } from './timeout.js';
 
 const googleAuth = lazyRequire<typeof import('google-auth-library')>('google-auth-library');
 
@@ -97,12 +98,4 @@ export class IamBlobSigner {
     if (typeof signed !== 'string' || signed === '') throw new Error('IAM Credentials signBlob answered no signedBlob');
     return Buffer.from(signed, 'base64');
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms).unref();
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
