@@ -1,6 +1,7 @@
 // The part s3, gcs and azure share: URI → allowed object, TTL and stable signing time,
 // the minted-URL cache, and the two modes. presign answers a redirect to a URL for the
-// browser; proxy signs a URL for Keyhole itself and streams the bytes through the relay.
+// browser; proxy signs a URL for Keyhole itself (or, with a keyless identity, reads with its
+// OAuth token) and streams the bytes through the relay.
 import type { ServerResponse } from 'node:http';
 import type { Pool } from 'undici';
 import { forwardedRequestHeaders, writeDataHead } from '../../http/data-head.js';
