@@ -13,7 +13,8 @@
 # STEPS (default "check rounds flat presign profile"; e.g. STEPS=profile for the profile alone),
 # KEYHOLE_REF (build this commit instead of the working tree), RESULTS_DIR (where RESULTS.md
 # and results.json go; default bench/), W2 (1: also keyhole-w2 when the build accepts workers: 2),
-# LIMITS (1: also keyhole-limits and keyhole-limits-rt, Keyhole with limits in a TLS Redis).
+# LIMITS (1: also keyhole-limits and keyhole-limits-rt, Keyhole with limits in a TLS Redis),
+# SMALL_OBJECTS (default "1k 64k 1m"), BIG (1: also 100 MiB; 0 for a quicker A/B of a few sizes).
 #
 # The cost of limits, side by side with limits off, at 1 KiB and 64 KiB (RESULTS.md "Limits"):
 #   LIMITS=1 CONTENDERS="keyhole" TLS=0 W2=0 FLAT=0 PRESIGN=0 PROFILE=0 ROUNDS=2 \
@@ -45,7 +46,7 @@ case " $CONTENDERS " in *" keyhole-base "*) [ -n "${BASE_REF:-}" ] || die "conte
 if [ -n "${BASE_REF:-}" ]; then
   BASE_COMMIT=$(git -C "$ROOT" rev-parse --short "$BASE_REF^{commit}" 2>/dev/null) || die "BASE_REF=$BASE_REF is not a commit"
 fi
-SMALL_OBJECTS="1k 64k 1m"
+SMALL_OBJECTS=${SMALL_OBJECTS:-"1k 64k 1m"}; BIG=${BIG:-1}
 
 PIDS=""; RSSPIDS=""; SAMPLER_PID=""; UPSTREAM_PID=""
 cleanup() {
@@ -175,7 +176,7 @@ done
 # --- rounds: each contender started fresh, order alternating --------------------------
 warm() { taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARM}s" -s "$BENCH/wrk.lua" "$(scheme_of "$1")://127.0.0.1:$(port_of "$1")/" -- "$(path_of "$1" 1k)" "$(tokens_of "$1")" >/dev/null; }
 bench_contender() { # contender round
-  local c=$1 r=$2 objects=$SMALL_OBJECTS big=1
+  local c=$1 r=$2 objects=$SMALL_OBJECTS big=$BIG
   case $c in *-tls|keyhole-w2|keyhole-limits*) objects="1k 64k"; big=0;; esac
   start_contender "$c" || { log "$c failed to start"; stop_contender; return; }
   local idle; idle=$(sum_status VmRSS)
