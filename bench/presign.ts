@@ -5,10 +5,10 @@
 // stays meaningful on a shared machine; the wall-clock rate is printed beside it.
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { Secret } from '../src/config/secret.js';
-import { createProvider, providerSchema } from '../src/providers/kinds.js';
-import type { Provider } from '../src/providers/types.js';
-import { parseDataUri } from '../src/uri.js';
+import { Secret } from '../src/config/secret.ts';
+import { createProvider, providerSchema } from '../src/providers/kinds.ts';
+import type { Provider } from '../src/providers/types.ts';
+import { parseDataUri } from '../src/uri.ts';
 
 const seconds = Number(process.argv[2] ?? 2);
 const saFile = new URL('../../shared/vectors/gcs/test_service_account.not-a-test.json', import.meta.url);

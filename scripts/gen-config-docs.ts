@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { readdirSync } from 'node:fs';
 import ts from 'typescript';
 import { z } from 'zod';
-import { configSchema } from '../src/config/schema.js';
+import { configSchema } from '../src/config/schema.ts';
 
 const SRC = resolve(import.meta.dirname, '..', 'src');
 

@@ -7,11 +7,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { testCerts } from '../test/helpers/certs.js';
-import { baseYaml, dataUrl } from '../test/helpers/keyhole.js';
-import { startUpstream } from '../test/helpers/upstream.js';
-import { startKeyholeChild } from '../test/fault/support/child.js';
-import type { ChildStats } from '../test/fault/support/keyhole-child.js';
+import { testCerts } from '../test/helpers/certs.ts';
+import { baseYaml, dataUrl } from '../test/helpers/keyhole.ts';
+import { startUpstream } from '../test/helpers/upstream.ts';
+import { startKeyholeChild } from '../test/fault/support/child.ts';
+import type { ChildStats } from '../test/fault/support/keyhole-child.ts';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);
 const SAMPLE = Number(process.env.SOAK_SAMPLE_SECONDS ?? Math.max(5, Math.round(SECONDS / 20)));

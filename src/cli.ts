@@ -2,13 +2,13 @@
 // keyhole serve | check-config | certs | token | presign | tasks | audit — contracts for ops, tests and scripts.
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
-import { ConfigError, formatProblem, loadConfigFile } from './config/load.js';
-import { loadSigningAuth } from './cli/config-part.js';
-import { fail, failConfig } from './cli/exit.js';
-import { configWarnings, formatWarning } from './config/warnings.js';
-import { defaultConfig, ensureDevMaterial } from './config/default.js';
-import { signDevToken } from './auth/sign.js';
-import { DEFAULT_HOSTS } from './tls/devca.js';
+import { ConfigError, formatProblem, loadConfigFile } from './config/load.ts';
+import { loadSigningAuth } from './cli/config-part.ts';
+import { fail, failConfig } from './cli/exit.ts';
+import { configWarnings, formatWarning } from './config/warnings.ts';
+import { defaultConfig, ensureDevMaterial } from './config/default.ts';
+import { signDevToken } from './auth/sign.ts';
+import { DEFAULT_HOSTS } from './tls/devca.ts';
 
 const USAGE = `usage: keyhole <command> [options]
 
@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<void> {
       const port = values.port ?? process.env.KEYHOLE_PORT;
       const adminPort = values['admin-port'] ?? process.env.KEYHOLE_ADMIN_PORT;
       // Loaded only for serve: token, check-config and certs start faster without it.
-      const { serve } = await import('./cli/serve.js');
+      const { serve } = await import('./cli/serve.ts');
       await serve({
         config: values.config,
         certDir: values['cert-dir'],
@@ -64,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'certs': {
       const { values } = parseArgs({ args: rest, options: { dir: { type: 'string', default: 'certs' }, host: { type: 'string', multiple: true }, force: { type: 'boolean', default: false } } });
-      const { ensureDevCerts } = await import('./tls/devca.js');
+      const { ensureDevCerts } = await import('./tls/devca.ts');
       const dir = resolve(values.dir);
       const { files, created } = await ensureDevCerts(dir, { hosts: values.host ?? DEFAULT_HOSTS, force: values.force });
       await ensureDevMaterial(dir);
@@ -110,17 +110,17 @@ async function main(argv: string[]): Promise<void> {
       if (at && Number.isNaN(at.getTime())) fail('--at must be an ISO 8601 time, e.g. 2026-01-01T00:00:00Z');
       const ttl = values.ttl !== undefined ? Number(values.ttl) : undefined;
       if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) fail('--ttl must be a positive number of seconds');
-      const { presignUri } = await import('./cli/presign.js');
+      const { presignUri } = await import('./cli/presign.ts');
       process.stdout.write(`${await presignUri(loadConfigFile(values.config), positionals[0]!, { at, ttlSeconds: ttl })}\n`);
       return;
     }
     case 'tasks': {
-      const { tasksCommand } = await import('./cli/tasks.js');
+      const { tasksCommand } = await import('./cli/tasks.ts');
       await tasksCommand(rest);
       return;
     }
     case 'audit': {
-      const { auditCommand } = await import('./cli/audit-verify.js');
+      const { auditCommand } = await import('./cli/audit-verify.ts');
       await auditCommand(rest);
       return;
     }

@@ -75,11 +75,13 @@ export function statusOf(reason: Reason): number {
  * a credential.
  */
 export class ReasonError extends Error {
+  readonly reason: Reason;
   constructor(
-    readonly reason: Reason,
+    reason: Reason,
     message: string,
   ) {
     super(message);
+    this.reason = reason;
   }
 
   get status(): number {

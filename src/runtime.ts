@@ -2,29 +2,29 @@
 // revocation store, the provider registry, metrics, the audit log. Reload (SIGHUP) builds
 // a new Runtime and swaps it in; in-flight requests keep the one they started with.
 import type { Logger } from 'pino';
-import { loadKey } from './auth/keys.js';
-import { MemoryRevocationStore, type RevocationStore } from './auth/revocation.js';
-import { RedisRevocationStore } from './auth/revocation-redis.js';
-import { AuditStream } from './observe/audit-stream.js';
-import { preflightRedisProviders } from './providers/redis.js';
-import { TokenVerifier } from './auth/verify.js';
-import type { Config } from './config/schema.js';
-import { AuditLog } from './observe/audit.js';
-import { auditLogOptions } from './observe/destinations.js';
-import { Metrics, type CloudCredentialState } from './observe/metrics.js';
-import { createProvider } from './providers/kinds.js';
-import { ProviderRegistry } from './providers/registry.js';
-import type { CredentialState } from './providers/types.js';
-import { Cors } from './http/cors.js';
-import { securityHeaderFields } from './http/answer.js';
-import { AppProxy } from './app/proxy.js';
-import { logoutHook } from './app/logout.js';
-import { Introspector } from './auth/introspect.js';
-import { Limiter } from './limits/limiter.js';
-import type { LimitsConfig } from './limits/schema.js';
-import { MemoryLimitStore, type LimitStore } from './limits/store.js';
-import { RedisLimitStore } from './limits/redis-store.js';
-import type { AlertSink } from './limits/alerts.js';
+import { loadKey } from './auth/keys.ts';
+import { MemoryRevocationStore, type RevocationStore } from './auth/revocation.ts';
+import { RedisRevocationStore } from './auth/revocation-redis.ts';
+import { AuditStream } from './observe/audit-stream.ts';
+import { preflightRedisProviders } from './providers/redis.ts';
+import { TokenVerifier } from './auth/verify.ts';
+import type { Config } from './config/schema.ts';
+import { AuditLog } from './observe/audit.ts';
+import { auditLogOptions } from './observe/destinations.ts';
+import { Metrics, type CloudCredentialState } from './observe/metrics.ts';
+import { createProvider } from './providers/kinds.ts';
+import { ProviderRegistry } from './providers/registry.ts';
+import type { CredentialState } from './providers/types.ts';
+import { Cors } from './http/cors.ts';
+import { securityHeaderFields } from './http/answer.ts';
+import { AppProxy } from './app/proxy.ts';
+import { logoutHook } from './app/logout.ts';
+import { Introspector } from './auth/introspect.ts';
+import { Limiter } from './limits/limiter.ts';
+import type { LimitsConfig } from './limits/schema.ts';
+import { MemoryLimitStore, type LimitStore } from './limits/store.ts';
+import { RedisLimitStore } from './limits/redis-store.ts';
+import type { AlertSink } from './limits/alerts.ts';
 
 export interface Runtime {
   readonly config: Config;

@@ -2,7 +2,7 @@
 // checks, upstream paths) works on the canonical form produced here, so an encoding
 // trick that survives this module would survive everywhere: be strict.
 import { LRUCache } from 'lru-cache';
-import { ReasonError } from './reasons.js';
+import { ReasonError } from './reasons.ts';
 
 export interface DataUri {
   /** lower-case scheme without ':' (s3, gs, https, local …) */

@@ -1,7 +1,7 @@
 // Data URI parsing and canonical form: everything downstream trusts what this produces.
 import t from 'tap';
 import fc from 'fast-check';
-import { canonicalPrefix, encodeSegment, ownsUri, parseDataUri, UriError } from '../src/uri.js';
+import { canonicalPrefix, encodeSegment, ownsUri, parseDataUri, UriError } from '../src/uri.ts';
 
 const reason = (raw: string, max?: number) => {
   try {

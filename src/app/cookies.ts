@@ -1,17 +1,21 @@
 // Set-Cookie from the app, hardened on the way to the browser: Secure always, HttpOnly
 // unless the cookie is listed as script-readable, SameSite as configured. A cookie named
 // like Keyhole's own session cookie is dropped: the app must not overwrite it.
-import type { AppConfig } from './schema.js';
+import type { AppConfig } from './schema.ts';
 
 const CONTROLLED = new Set(['secure', 'httponly', 'samesite']);
 
 export class CookieHardener {
   private readonly readable: ReadonlySet<string>;
 
+  private readonly cfg: AppConfig['cookies'];
+  private readonly reservedName: string;
   constructor(
-    private readonly cfg: AppConfig['cookies'],
-    private readonly reservedName: string,
+    cfg: AppConfig['cookies'],
+    reservedName: string,
   ) {
+    this.cfg = cfg;
+    this.reservedName = reservedName;
     this.readable = new Set(cfg.scriptReadable);
   }
 

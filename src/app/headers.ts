@@ -4,8 +4,8 @@
 // the client's address, scheme, identity, method or original URL never pass (spoofable()).
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
-import { cookieValue } from '../auth/extract.js';
-import type { CookieHardener } from './cookies.js';
+import { cookieValue } from '../auth/extract.ts';
+import type { CookieHardener } from './cookies.ts';
 
 const HOP_BY_HOP = new Set([
   'connection',

@@ -5,9 +5,9 @@
 // SHA-256 of its session cookie is marked logged out in the revocation store (shared by the
 // replicas), and the data route refuses that cookie from then on without asking the app.
 import type { IncomingHttpHeaders } from 'node:http';
-import { sessionCookie, type Introspector, type LogoutConfig } from '../auth/introspect.js';
-import type { RevocationStore } from '../auth/revocation.js';
-import { covers, fold, type Target } from './methods.js';
+import { sessionCookie, type Introspector, type LogoutConfig } from '../auth/introspect.ts';
+import type { RevocationStore } from '../auth/revocation.ts';
+import { covers, fold, type Target } from './methods.ts';
 
 /**
  * Called for every request the app front forwards: undefined when it is not a logout (the

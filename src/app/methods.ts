@@ -6,7 +6,7 @@
 // (`/admin/OK/` is /admin/ok/ to one app and /admin/<name>/ to Django). The app receives the
 // path with only its dot segments resolved. Methods are case-sensitive tokens (RFC 9110
 // §9.1): `get` is not GET.
-import { NEVER_FORWARDED, type AppConfig } from './schema.js';
+import { NEVER_FORWARDED, type AppConfig } from './schema.ts';
 
 
 export interface Target {

@@ -13,17 +13,17 @@ import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher, Pool } from 'undici';
-import { createPool } from '../relay/pool.js';
-import { StreamingHandler, upstreamFailure } from '../relay/stream-handler.js';
-import { statusOf, type Reason } from '../reasons.js';
-import { logRefusal, refuse } from '../observe/refusal.js';
-import { refuseSocket, sendError } from '../http/answer.js';
-import { CookieHardener } from './cookies.js';
-import { markRefused, requestFraming, wasRefused } from './framing.js';
-import { appRequestHeaders, appResponseHeaders, TrustedProxies } from './headers.js';
-import { MethodPolicy, normaliseTarget } from './methods.js';
-import type { AppConfig } from './schema.js';
-import type { LogoutHook } from './logout.js';
+import { createPool } from '../relay/pool.ts';
+import { StreamingHandler, upstreamFailure } from '../relay/stream-handler.ts';
+import { statusOf, type Reason } from '../reasons.ts';
+import { logRefusal, refuse } from '../observe/refusal.ts';
+import { refuseSocket, sendError } from '../http/answer.ts';
+import { CookieHardener } from './cookies.ts';
+import { markRefused, requestFraming, wasRefused } from './framing.ts';
+import { appRequestHeaders, appResponseHeaders, TrustedProxies } from './headers.ts';
+import { MethodPolicy, normaliseTarget } from './methods.ts';
+import type { AppConfig } from './schema.ts';
+import type { LogoutHook } from './logout.ts';
 
 export interface AppProxyOptions {
   /** Keyhole's session cookie name: stripped from requests, never set by the app */
@@ -60,16 +60,28 @@ class AppResponse extends StreamingHandler {
     if (!this.res.writableFinished) this.clientGone();
   };
 
+  private readonly res: ServerResponse;
+  private readonly cookies: CookieHardener;
+  private readonly id: string;
+  private readonly refused: (reason: Reason, fields: Record<string, unknown>) => void;
+  private readonly logger: Logger;
+  private readonly done: () => void;
   constructor(
-    private readonly res: ServerResponse,
-    private readonly cookies: CookieHardener,
-    private readonly id: string,
+    res: ServerResponse,
+    cookies: CookieHardener,
+    id: string,
     /** logs a failure this side answers (413, 502, 504) as a refusal of the request */
-    private readonly refused: (reason: Reason, fields: Record<string, unknown>) => void,
-    private readonly logger: Logger,
-    private readonly done: () => void,
+    refused: (reason: Reason, fields: Record<string, unknown>) => void,
+    logger: Logger,
+    done: () => void,
   ) {
     super(res);
+    this.res = res;
+    this.cookies = cookies;
+    this.id = id;
+    this.refused = refused;
+    this.logger = logger;
+    this.done = done;
     res.once('close', this.onClose);
   }
 
@@ -135,15 +147,25 @@ class AppUpgrade extends StreamingHandler {
   private answered = false;
   private readonly onClientGone = () => this.clientGone();
 
+  private readonly client: Duplex;
+  private readonly head: Buffer;
+  private readonly proxy: AppProxy;
+  private readonly id: string;
+  private readonly refused: (reason: Reason, fields: Record<string, unknown>) => void;
   constructor(
-    private readonly client: Duplex,
-    private readonly head: Buffer,
-    private readonly proxy: AppProxy,
-    private readonly id: string,
+    client: Duplex,
+    head: Buffer,
+    proxy: AppProxy,
+    id: string,
     /** logs the app failing the handshake as a refusal of the upgrade */
-    private readonly refused: (reason: Reason, fields: Record<string, unknown>) => void,
+    refused: (reason: Reason, fields: Record<string, unknown>) => void,
   ) {
     super(client);
+    this.client = client;
+    this.head = head;
+    this.proxy = proxy;
+    this.id = id;
+    this.refused = refused;
     client.once('close', this.onClientGone);
   }
 
@@ -199,10 +221,14 @@ export class AppProxy {
   private readonly policy: MethodPolicy;
   private readonly tunnels = new Set<Duplex>();
 
+  private readonly cfg: AppConfig;
+  private readonly opts: AppProxyOptions;
   constructor(
-    private readonly cfg: AppConfig,
-    private readonly opts: AppProxyOptions,
+    cfg: AppConfig,
+    opts: AppProxyOptions,
   ) {
+    this.cfg = cfg;
+    this.opts = opts;
     this.cookies = new CookieHardener(cfg.cookies, opts.sessionCookie);
     this.trusted = new TrustedProxies(cfg.trustedProxies);
     this.policy = new MethodPolicy(cfg);

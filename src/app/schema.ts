@@ -2,7 +2,7 @@
 // which peers may set X-Forwarded-*, body and time limits, and the per-path verb allowlist.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { clientTls, duration, text, urlHolds } from '../config/blocks.js';
+import { clientTls, duration, text, urlHolds } from '../config/blocks.ts';
 
 const METHOD = z.string().regex(/^[A-Z]{1,20}$/, 'an HTTP method in capitals, e.g. GET');
 

@@ -1,6 +1,6 @@
 // The session claims Keyhole acts on, checked and canonicalised once per token.
 import type { JWTPayload } from 'jose';
-import { canonicalPrefix } from '../uri.js';
+import { canonicalPrefix } from '../uri.ts';
 
 export interface SessionClaims {
   readonly sub: string;

@@ -12,10 +12,10 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { Pool } from 'undici';
-import { fullUndici } from '../relay/undici.js';
+import { fullUndici } from '../relay/undici.ts';
 import { z } from 'zod';
-import { clientTls, duration, text } from '../config/blocks.js';
-import { createPool } from '../relay/pool.js';
+import { clientTls, duration, text } from '../config/blocks.ts';
+import { createPool } from '../relay/pool.ts';
 
 const HEADER_NAME = z
   .string()
@@ -158,10 +158,14 @@ export class Introspector {
    * `ownCookie`: Keyhole's own session cookie (auth.cookie.name). It rides along in the Cookie
    * header the browser sends, but it is a Keyhole credential: it never goes to the app.
    */
+  private readonly cfg: IntrospectConfig;
+  private readonly ownCookie: string;
   constructor(
-    private readonly cfg: IntrospectConfig,
-    private readonly ownCookie: string,
+    cfg: IntrospectConfig,
+    ownCookie: string,
   ) {
+    this.cfg = cfg;
+    this.ownCookie = ownCookie;
     this.url = new URL(cfg.url);
     this.providers = new Set(cfg.providers);
     this.cache = new LRUCache({ max: cfg.cacheMax, ttl: cfg.cacheTtl, ttlAutopurge: false });

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, importJWK, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { fetch as UndiciFetch } from 'undici';
-import { fullUndici } from '../relay/undici.js';
-import { clientTlsOptions } from '../tls/client.js';
-import type { KeyConfig } from './schema.js';
+import { fullUndici } from '../relay/undici.ts';
+import { clientTlsOptions } from '../tls/client.ts';
+import type { KeyConfig } from './schema.ts';
 
 export type VerifyKey =
   | { kind: 'static'; kid: string | undefined; algorithms: readonly string[]; key: KeyObject | Uint8Array | Awaited<ReturnType<typeof importJWK>> }

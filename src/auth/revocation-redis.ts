@@ -21,11 +21,11 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
-import type { Metrics } from '../observe/metrics.js';
-import type { RedisRevocationConfig, RedisSectionConfig } from '../redis/schema.js';
-import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.js';
-import type { SessionClaims } from './claims.js';
-import { revokedBySubject, RevocationUnavailable, type RevocationStore } from './revocation.js';
+import type { Metrics } from '../observe/metrics.ts';
+import type { RedisRevocationConfig, RedisSectionConfig } from '../redis/schema.ts';
+import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.ts';
+import type { SessionClaims } from './claims.ts';
+import { revokedBySubject, RevocationUnavailable, type RevocationStore } from './revocation.ts';
 
 /** SET the key to ARGV[1] unless it already holds a later second, expire it, then PUBLISH. */
 const REVOKE_LUA = `
@@ -96,8 +96,10 @@ export class RedisRevocationStore extends EventEmitter implements RevocationStor
     return new RedisRevocationStore(opts);
   }
 
-  constructor(private readonly opts: RedisRevocationOptions) {
+  private readonly opts: RedisRevocationOptions;
+  constructor(opts: RedisRevocationOptions) {
     super();
+    this.opts = opts;
     const { connection, settings } = opts;
     this.prefix = connection.keyPrefix;
     this.channel = `${this.prefix}revocations`;

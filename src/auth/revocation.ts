@@ -12,7 +12,7 @@
 // A third kind serves introspection (auth.introspect.logout): an app session cookie logged
 // out through Keyhole, kept by the SHA-256 of its value (never the value) until a given
 // second, the app's own session lifetime.
-import type { SessionClaims } from './claims.js';
+import type { SessionClaims } from './claims.ts';
 
 export class RevocationUnavailable extends Error {}
 
@@ -95,7 +95,9 @@ export class MemoryRevocationStore implements RevocationStore {
    * `horizonSeconds`: how long a subject revocation is kept past its second, and the least a
    * jti revocation is kept past now (the longest token lifetime, with the clock tolerance).
    */
-  constructor(private readonly horizonSeconds: number) {
+  private readonly horizonSeconds: number;
+  constructor(horizonSeconds: number) {
+    this.horizonSeconds = horizonSeconds;
     this.sweeper = setInterval(() => this.sweep(), 60_000).unref();
   }
 

@@ -1,7 +1,7 @@
 // YAML for session tokens: who signs them, with which keys and algorithms.
 import { z } from 'zod';
-import { clientTls, duration, filePath, secret, text } from '../config/blocks.js';
-import { introspectSchema } from './introspect.js';
+import { clientTls, duration, filePath, secret, text } from '../config/blocks.ts';
+import { introspectSchema } from './introspect.ts';
 
 const HMAC = ['HS256', 'HS384', 'HS512'] as const;
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;

@@ -1,8 +1,8 @@
 // Does a verified session grant this URI through this provider? One answer for both kinds
 // of session (a Keyhole token, the app's word through introspection) and both routes.
-import type { Reason } from '../reasons.js';
-import { ownsUri } from '../uri.js';
-import type { SessionClaims } from './claims.js';
+import type { Reason } from '../reasons.ts';
+import { ownsUri } from '../uri.ts';
+import type { SessionClaims } from './claims.ts';
 
 /** What the token layer knows of a provider: its name and whom it is open to. */
 export interface Grantor {

@@ -2,7 +2,7 @@
 // (The labeling app signs real ones; docs/integrate.md shows how.)
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
-import type { AuthConfig } from './schema.js';
+import type { AuthConfig } from './schema.ts';
 
 export interface TokenRequest {
   sub: string;

@@ -3,11 +3,11 @@
 // cache so a hot token costs one map lookup instead of a signature check.
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { ReasonError } from '../reasons.js';
-import { ClaimsError, toSessionClaims, type SessionClaims } from './claims.js';
-import { MAX_TOKEN_LENGTH } from './extract.js';
-import type { VerifyKey } from './keys.js';
-import type { AuthConfig } from './schema.js';
+import { ReasonError } from '../reasons.ts';
+import { ClaimsError, toSessionClaims, type SessionClaims } from './claims.ts';
+import { MAX_TOKEN_LENGTH } from './extract.ts';
+import type { VerifyKey } from './keys.ts';
+import type { AuthConfig } from './schema.ts';
 
 /** A token refused, with the token_* reason. */
 export class TokenError extends ReasonError {}
@@ -59,10 +59,12 @@ export class TokenVerifier {
   /** Counts for metrics: how often the cache saved a signature check. */
   onCache: (hit: boolean) => void = () => {};
 
+  private readonly keys: readonly VerifyKey[];
   constructor(
-    private readonly keys: readonly VerifyKey[],
+    keys: readonly VerifyKey[],
     cfg: AuthConfig,
   ) {
+    this.keys = keys;
     this.options = { issuer: cfg.issuer, audience: cfg.audience, clockTolerance: cfg.clockTolerance, requiredClaims: ['exp', 'sub'] };
     this.maxLifetime = Math.floor(cfg.maxTokenLifetime / 1000);
     this.toleranceMs = cfg.clockTolerance * 1000;

@@ -10,8 +10,8 @@ import { createReadStream, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
-import { AUDIT_KIND, CHECKPOINT_KIND, checkpointPayload, genesis, keyId, lineHash } from '../observe/audit-chain.js';
-import { fail } from './exit.js';
+import { AUDIT_KIND, CHECKPOINT_KIND, checkpointPayload, genesis, keyId, lineHash } from '../observe/audit-chain.ts';
+import { fail } from './exit.ts';
 
 export const AUDIT_USAGE = `usage: keyhole audit verify FILE… [--key PUBLIC.pem]… [--partial] [--json]
 
@@ -166,10 +166,14 @@ export class TrailVerifier {
   private readonly fileStats: { name: string; lines: number; auditLines: number }[];
   private signedUnchecked = 0;
 
+  private readonly files: string[];
+  private readonly opts: VerifyOptions;
   constructor(
-    private readonly files: string[],
-    private readonly opts: VerifyOptions = {},
+    files: string[],
+    opts: VerifyOptions = {},
   ) {
+    this.files = files;
+    this.opts = opts;
     for (const key of opts.keys ?? []) this.keys.set(keyId(key), key);
     this.fileStats = files.map((name) => ({ name, lines: 0, auditLines: 0 }));
   }

@@ -2,10 +2,10 @@
 // providers' credentials (nor `tasks` the auth keys'): the file's structure is checked as
 // check-config checks it, but only the part a command uses must have its secrets set.
 import { z } from 'zod';
-import { authSchema } from '../auth/schema.js';
-import { checkAuthKeys, ConfigError, formatPath, loadConfigFileStructure, type Problem } from '../config/load.js';
-import { configSchema } from '../config/schema.js';
-import { providerBase } from '../providers/base.js';
+import { authSchema } from '../auth/schema.ts';
+import { checkAuthKeys, ConfigError, formatPath, loadConfigFileStructure, type Problem } from '../config/load.ts';
+import { configSchema } from '../config/schema.ts';
+import { providerBase } from '../providers/base.ts';
 
 const signingAuthSchema = authSchema.pick({ issuer: true, audience: true, keys: true });
 export type SigningAuth = z.infer<typeof signingAuthSchema>;

@@ -1,6 +1,6 @@
 // How every command ends on a refusal: one `keyhole: …` line on stderr and an exit code
 // scripts can rely on (2: usage, input or configuration; 1: anything else).
-import { ConfigError, formatProblem } from '../config/load.js';
+import { ConfigError, formatProblem } from '../config/load.ts';
 
 export function fail(message: string, code = 2): never {
   process.stderr.write(`keyhole: ${message}\n`);

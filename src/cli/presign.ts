@@ -1,9 +1,9 @@
 // `keyhole presign`: the URL a provider would hand out for one URI at a given time, for
 // ops and tests. Refusals come out as their reason code and rule, never a credential.
-import type { Config } from '../config/schema.js';
-import { createProvider } from '../providers/kinds.js';
-import { ProviderRegistry } from '../providers/registry.js';
-import { parseDataUri } from '../uri.js';
+import type { Config } from '../config/schema.ts';
+import { createProvider } from '../providers/kinds.ts';
+import { ProviderRegistry } from '../providers/registry.ts';
+import { parseDataUri } from '../uri.ts';
 
 export async function presignUri(config: Config, raw: string, opts: { at?: Date | undefined; ttlSeconds?: number | undefined }): Promise<string> {
   const uri = parseDataUri(raw, config.server.maxUriLength);

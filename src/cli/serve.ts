@@ -3,15 +3,15 @@
 // SIGHUP reloads the config and certificates; SIGTERM/SIGINT drain, then exit 0.
 import cluster from 'node:cluster';
 import { readdirSync } from 'node:fs';
-import { ConfigError, formatProblem } from '../config/load.js';
-import { defaultConfig, SAMPLES_DIR } from '../config/default.js';
-import { configWarnings } from '../config/warnings.js';
-import type { Config } from '../config/schema.js';
-import { signDevToken } from '../auth/sign.js';
-import { createServeLogger, drainThenExit, KeyholeInstance } from '../process/instance.js';
-import { runPrimary, workerCount } from '../process/primary.js';
-import { readConfig } from '../process/reload.js';
-import { runWorker } from '../process/worker.js';
+import { ConfigError, formatProblem } from '../config/load.ts';
+import { defaultConfig, SAMPLES_DIR } from '../config/default.ts';
+import { configWarnings } from '../config/warnings.ts';
+import type { Config } from '../config/schema.ts';
+import { signDevToken } from '../auth/sign.ts';
+import { createServeLogger, drainThenExit, KeyholeInstance } from '../process/instance.ts';
+import { runPrimary, workerCount } from '../process/primary.ts';
+import { readConfig } from '../process/reload.ts';
+import { runWorker } from '../process/worker.ts';
 
 export interface ServeOptions {
   config?: string;

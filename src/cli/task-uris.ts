@@ -7,12 +7,12 @@
 // value), not its canonical form: Keyhole canonicalises it when serving (the same object,
 // the same scope check), and the way back gives the task's own bytes again, so a key with
 // a space or an accent still reads the way Label Studio's storage reads it.
-import { redactUrl } from '../observe/logger.js';
-import { ProviderRegistry } from '../providers/registry.js';
-import type { Provider } from '../providers/types.js';
-import { ownsUri, parseDataUri, UriError } from '../uri.js';
-import type { ProviderPrefix } from './config-part.js';
-import { DATA_PATH } from '../server/routes.js';
+import { redactUrl } from '../observe/logger.ts';
+import { ProviderRegistry } from '../providers/registry.ts';
+import type { Provider } from '../providers/types.ts';
+import { ownsUri, parseDataUri, UriError } from '../uri.ts';
+import type { ProviderPrefix } from './config-part.ts';
+import { DATA_PATH } from '../server/routes.ts';
 
 export type Direction = 'keyhole' | 'storage';
 export type ExportFormat = 'json' | 'json-min';
@@ -112,7 +112,9 @@ class Rewriter {
   readonly examples: LeftAlone[] = [];
   private readonly limit: number;
 
-  constructor(private readonly opts: RewriteOptions) {
+  private readonly opts: RewriteOptions;
+  constructor(opts: RewriteOptions) {
+    this.opts = opts;
     this.limit = opts.examples ?? 5;
   }
 

@@ -4,10 +4,10 @@
 import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../config/load.js';
-import { loadRouting } from './config-part.js';
-import { fail, failConfig } from './exit.js';
-import { ExportError, rewriteExport, routingRegistry, type Direction, type RewriteReport } from './task-uris.js';
+import { ConfigError } from '../config/load.ts';
+import { loadRouting } from './config-part.ts';
+import { fail, failConfig } from './exit.ts';
+import { ExportError, rewriteExport, routingRegistry, type Direction, type RewriteReport } from './task-uris.ts';
 
 export const TASKS_USAGE = `usage: keyhole tasks rewrite --config FILE [--to keyhole|storage] [--base URL]
                              [--input FILE|-] [--output FILE|-] [--format auto|json|json-min] [--key NAME]…

@@ -1,7 +1,7 @@
 // Zod building blocks shared by every section of the config schema.
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { Secret } from './secret.js';
+import { Secret } from './secret.ts';
 
 /** Set while parsing: relative paths in the config are taken from the config file's folder. */
 export const parseContext = { baseDir: process.cwd() };

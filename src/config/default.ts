@@ -5,9 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureDevCerts } from '../tls/devca.js';
-import { parseConfig } from './load.js';
-import type { Config } from './schema.js';
+import { ensureDevCerts } from '../tls/devca.ts';
+import { parseConfig } from './load.ts';
+import type { Config } from './schema.ts';
 
 /** The package root: dist/config/default.js or src/config/default.ts → two levels up. */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

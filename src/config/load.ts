@@ -6,11 +6,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { MIN_HMAC_BYTES } from '../auth/keys.js';
-import type { KeyConfig } from '../auth/schema.js';
-import { configSchema, type Config } from './schema.js';
-import { resolveReferences } from './secret.js';
-import { parseContext } from './blocks.js';
+import { MIN_HMAC_BYTES } from '../auth/keys.ts';
+import type { KeyConfig } from '../auth/schema.ts';
+import { configSchema, type Config } from './schema.ts';
+import { resolveReferences } from './secret.ts';
+import { parseContext } from './blocks.ts';
 
 export interface Problem {
   path: string;
@@ -18,8 +18,10 @@ export interface Problem {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly problems: Problem[]) {
+  readonly problems: Problem[];
+  constructor(problems: Problem[]) {
     super(`invalid configuration:\n${problems.map(formatProblem).join('\n')}`);
+    this.problems = problems;
   }
 }
 

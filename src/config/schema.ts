@@ -1,13 +1,13 @@
 // The whole configuration, as ops write it in YAML. Every key is documented in
 // config.example.yaml; docs/config.md is generated from this file.
 import { z } from 'zod';
-import { appSchema } from '../app/schema.js';
-import { authSchema } from '../auth/schema.js';
-import { providerSchema } from '../providers/kinds.js';
-import { redisRevocationSchema, redisSectionSchema } from '../redis/schema.js';
-import { limitsProblems, limitsSchema } from '../limits/schema.js';
-import { signingKeyProblem } from '../observe/audit-chain.js';
-import { duration, filePath, listen, secret, urlHolds } from './blocks.js';
+import { appSchema } from '../app/schema.ts';
+import { authSchema } from '../auth/schema.ts';
+import { providerSchema } from '../providers/kinds.ts';
+import { redisRevocationSchema, redisSectionSchema } from '../redis/schema.ts';
+import { limitsProblems, limitsSchema } from '../limits/schema.ts';
+import { signingKeyProblem } from '../observe/audit-chain.ts';
+import { duration, filePath, listen, secret, urlHolds } from './blocks.ts';
 
 const serverSchema = z
   .strictObject({

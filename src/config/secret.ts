@@ -3,11 +3,16 @@
 import { inspect } from 'node:util';
 
 export class Secret {
+  private readonly value: string;
+  readonly source: string;
   constructor(
-    private readonly value: string,
+    value: string,
     /** where it came from, e.g. `env:DATA_PASS`: safe to log */
-    readonly source: string,
-  ) {}
+    source: string,
+  ) {
+    this.value = value;
+    this.source = source;
+  }
 
   reveal(): string {
     return this.value;

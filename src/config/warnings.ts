@@ -3,8 +3,8 @@
 import { realpathSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve, sep } from 'node:path';
-import { NEVER_FORWARDED } from '../app/schema.js';
-import type { Config } from './schema.js';
+import { NEVER_FORWARDED } from '../app/schema.ts';
+import type { Config } from './schema.ts';
 
 export interface Warning {
   /** the config key it is about, e.g. server.publicUrl or providers[2].root */

@@ -3,9 +3,9 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { REASONS, statusOf, type Reason } from '../reasons.js';
-import type { DataRequest } from './data-request.js';
-import { writeDataHead } from './data-head.js';
+import { REASONS, statusOf, type Reason } from '../reasons.ts';
+import type { DataRequest } from './data-request.ts';
+import { writeDataHead } from './data-head.ts';
 
 export interface ErrorBody {
   error: Reason;

@@ -1,17 +1,19 @@
 // CORS for the data and session routes: an exact-origin allowlist, credentials only for
 // listed origins, and the response headers media players need to read.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { setFields } from './data-head.js';
+import { setFields } from './data-head.ts';
 
 const EXPOSED = 'Content-Length, Content-Range, Accept-Ranges, Content-Type, ETag, Last-Modified, X-Request-Id';
 
 export class Cors {
   private readonly origins: ReadonlySet<string>;
 
+  private readonly maxAge: number;
   constructor(
     origins: readonly string[],
-    private readonly maxAge: number,
+    maxAge: number,
   ) {
+    this.maxAge = maxAge;
     this.origins = new Set(origins);
   }
 

@@ -1,9 +1,9 @@
 // Which headers cross Keyhole, in each direction. Everything not listed here is dropped:
 // an upstream's Set-Cookie, Server, x-amz-* or Location never reaches the browser.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { extractMimeType, headerSafeMimeType, inertTextType, runsOrApplies } from './mime.js';
-import type { DataRequest } from './data-request.js';
-import type { RangeResult } from './range.js';
+import { extractMimeType, headerSafeMimeType, inertTextType, runsOrApplies } from './mime.ts';
+import type { DataRequest } from './data-request.ts';
+import type { RangeResult } from './range.ts';
 
 /** Client headers forwarded upstream: ranges and revalidation, nothing else. */
 export const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since'] as const;

@@ -1,8 +1,8 @@
 // What the data route knows about one request and hands to the provider that owns its URI:
 // the shape the providers, the relay and the data route share.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Reason } from '../reasons.js';
-import type { DataUri } from '../uri.js';
+import type { Reason } from '../reasons.ts';
+import type { DataUri } from '../uri.ts';
 
 /** What the data route knows about one request, handed to the provider that owns the URI. */
 export interface DataRequest {

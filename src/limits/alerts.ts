@@ -4,7 +4,7 @@
 // Each fires once per crossing, across every replica: a threshold is crossed by exactly one
 // atomic update of the shared counter (the INCRBY or SADD whose total passes it), and only
 // the replica that made that update emits the alert.
-import type { Who } from './keys.js';
+import type { Who } from './keys.ts';
 
 export interface LimitAlert {
   /** unique, for deduplication downstream */

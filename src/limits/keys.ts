@@ -9,7 +9,7 @@
 // `<who>` is the rule's `per` values, each base64url-encoded (`s=…,o=…,p=…,v=…`; `all` for
 // `per: []`): no value can forge a separator or a SCAN pattern. Every key carries the one hash
 // tag `{limits}`, so a Lua call over many counters stays in one Redis Cluster slot.
-import type { Dimension } from './schema.js';
+import type { Dimension } from './schema.ts';
 
 export type CounterKind = 'rate' | 'concurrent' | 'bytes' | 'objects' | 'refusals';
 

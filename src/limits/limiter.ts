@@ -24,13 +24,13 @@
 import { hash, randomUUID } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import type { Logger } from 'pino';
-import type { Reason } from '../reasons.js';
-import type { LimitMetrics } from '../observe/metrics.js';
-import { crossed, type AlertSink, type LimitAlert } from './alerts.js';
-import { decodeKey, rateKey, refusalKey, slotKey, stem, whoPart, windowKey, type Who } from './keys.js';
-import { parseTokenLimits, type Dimension, type LimitSet, type LimitsConfig, type WindowLimit } from './schema.js';
-import { LimitsUnavailable, type LimitStore, type Op } from './store.js';
-import { WebhookSender } from './webhook.js';
+import type { Reason } from '../reasons.ts';
+import type { LimitMetrics } from '../observe/metrics.ts';
+import { crossed, type AlertSink, type LimitAlert } from './alerts.ts';
+import { decodeKey, rateKey, refusalKey, slotKey, stem, whoPart, windowKey, type Who } from './keys.ts';
+import { parseTokenLimits, type Dimension, type LimitSet, type LimitsConfig, type WindowLimit } from './schema.ts';
+import { LimitsUnavailable, type LimitStore, type Op } from './store.ts';
+import { WebhookSender } from './webhook.ts';
 
 /** Who a request is, as the limits read it (a verified token's claims). */
 export interface LimitSubject {
@@ -121,12 +121,20 @@ class Bucket {
   readonly rateDetail: string;
   readonly slotDetail: string;
 
+  readonly rule: string;
+  readonly limits: LimitSet;
+  readonly who: Who;
+  readonly stem: string;
   constructor(
-    readonly rule: string,
-    readonly limits: LimitSet,
-    readonly who: Who,
-    readonly stem: string,
+    rule: string,
+    limits: LimitSet,
+    who: Who,
+    stem: string,
   ) {
+    this.rule = rule;
+    this.limits = limits;
+    this.who = who;
+    this.stem = stem;
     const view = (limit: WindowLimit): WindowView => ({ limit, start: 0, end: 0, key: '', used: 0, pending: 0, sending: 0, freshUntil: 0, answeredAt: 0, othersRate: 0 });
     this.bytes = limits.bytes.map(view);
     this.objects = limits.objects.map((limit) => ({ ...view(limit), seen: new Set<string>(), reserved: 0, members: [] }));
@@ -161,14 +169,25 @@ export class Admission {
   prev: Admission | undefined = undefined;
   next: Admission | undefined = undefined;
 
+  private readonly limiter: Limiter;
+  readonly plan: Plan;
+  readonly transfer: LimitedTransfer;
+  readonly hash: string | undefined;
+  readonly reserved: ObjectView[] | undefined;
   constructor(
-    private readonly limiter: Limiter,
-    readonly plan: Plan,
-    readonly transfer: LimitedTransfer,
-    readonly hash: string | undefined,
+    limiter: Limiter,
+    plan: Plan,
+    transfer: LimitedTransfer,
+    hash: string | undefined,
     /** object windows this request reserved a place in */
-    readonly reserved: ObjectView[] | undefined,
-  ) {}
+    reserved: ObjectView[] | undefined,
+  ) {
+    this.limiter = limiter;
+    this.plan = plan;
+    this.transfer = transfer;
+    this.hash = hash;
+    this.reserved = reserved;
+  }
 
   /** `served`: a GET answered 200 or 206, so its object counts. */
   done(served: boolean): void {
@@ -259,7 +278,9 @@ export class Limiter {
   private readonly localPath;
   private readonly storePath;
 
-  constructor(private readonly opts: LimiterOptions) {
+  private readonly opts: LimiterOptions;
+  constructor(opts: LimiterOptions) {
+    this.opts = opts;
     const { config } = opts;
     this.clock = opts.clock ?? Date.now;
     this.allow = config.store === 'redis' && config.onRedisError === 'allow';

@@ -10,10 +10,10 @@
 // say so. ioredis reconnects by itself (≤ 1 s backoff); a PING every second turns a Redis
 // that hangs without closing the socket into "down" within the command timeout.
 import type { Logger } from 'pino';
-import type { RedisSectionConfig } from '../redis/schema.js';
-import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.js';
-import { subjectPattern } from './keys.js';
-import { gcraAvailable, LimitsUnavailable, type CounterReading, type LimitStore, type Op, type RateParams } from './store.js';
+import type { RedisSectionConfig } from '../redis/schema.ts';
+import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.ts';
+import { subjectPattern } from './keys.ts';
+import { gcraAvailable, LimitsUnavailable, type CounterReading, type LimitStore, type Op, type RateParams } from './store.ts';
 
 /** The one script: KEYS[i] is operation i's counter, ARGV its operation and arguments in turn. */
 export const LIMITS_LUA = `
@@ -188,7 +188,9 @@ export class RedisLimitStore implements LimitStore {
     return new RedisLimitStore(opts);
   }
 
-  constructor(private readonly opts: RedisLimitStoreOptions) {
+  private readonly opts: RedisLimitStoreOptions;
+  constructor(opts: RedisLimitStoreOptions) {
+    this.opts = opts;
     this.prefix = opts.connection.keyPrefix;
     this.client = createRedisClient(opts.connection, { name: 'keyhole-limits' });
     this.client.defineCommand('keyholeLimits', { lua: LIMITS_LUA });

@@ -4,7 +4,7 @@
 // rate with a burst, concurrent downloads, bytes and distinct objects per window. A token's own
 // `limits` claim has the same shape (parseTokenLimits) and can only tighten: it is one more rule.
 import { z } from 'zod';
-import { clientTls, duration, secret } from '../config/blocks.js';
+import { clientTls, duration, secret } from '../config/blocks.ts';
 
 export const DIMENSIONS = ['sub', 'org', 'project', 'provider'] as const;
 export type Dimension = (typeof DIMENSIONS)[number];

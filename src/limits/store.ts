@@ -79,10 +79,15 @@ export class MemoryLimitStore implements LimitStore {
   private readonly entries = new Map<string, Entry>();
   private nextSweep = 0;
 
+  private readonly prefix: string;
+  private readonly clock: () => number;
   constructor(
-    private readonly prefix: string,
-    private readonly clock: () => number = Date.now,
-  ) {}
+    prefix: string,
+    clock: () => number = Date.now,
+  ) {
+    this.prefix = prefix;
+    this.clock = clock;
+  }
 
   connected(): boolean {
     return true;

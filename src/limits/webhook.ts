@@ -5,9 +5,9 @@
 // every alert regardless.
 import type { Dispatcher, Pool } from 'undici';
 import type { Logger } from 'pino';
-import { createPool } from '../relay/pool.js';
-import type { LimitAlert } from './alerts.js';
-import type { WebhookConfig } from './schema.js';
+import { createPool } from '../relay/pool.ts';
+import type { LimitAlert } from './alerts.ts';
+import type { WebhookConfig } from './schema.ts';
 
 const IN_FLIGHT = 2;
 
@@ -26,10 +26,12 @@ class Post implements Dispatcher.DispatchHandler {
   private settled = false;
   private readonly timer: NodeJS.Timeout;
 
+  private readonly done: (status: number, err?: Error) => void;
   constructor(
     timeoutMs: number,
-    private readonly done: (status: number, err?: Error) => void,
+    done: (status: number, err?: Error) => void,
   ) {
+    this.done = done;
     this.timer = setTimeout(() => this.finish(0, new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
   }
 
@@ -71,10 +73,14 @@ export class WebhookSender {
   private lastProblem: string | undefined;
   private idleWaiters: (() => void)[] = [];
 
+  private readonly cfg: WebhookConfig;
+  private readonly opts: WebhookOptions;
   constructor(
-    private readonly cfg: WebhookConfig,
-    private readonly opts: WebhookOptions,
+    cfg: WebhookConfig,
+    opts: WebhookOptions,
   ) {
+    this.cfg = cfg;
+    this.opts = opts;
     const url = new URL(cfg.url);
     this.path = url.pathname + url.search;
     this.pool = createPool(url.origin, { connections: IN_FLIGHT, connectTimeoutMs: cfg.timeout, headersTimeoutMs: cfg.timeout, bodyTimeoutMs: cfg.timeout, tls: cfg.tls });

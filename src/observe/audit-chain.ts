@@ -102,11 +102,13 @@ export class AuditTrail {
     if (this.sinceCheckpoint > 0) this.checkpoint();
   };
 
+  private readonly out: AuditLineStream;
   constructor(
-    private readonly out: AuditLineStream,
+    out: AuditLineStream,
     bindings: Record<string, unknown>,
     opts: AuditChainOptions,
   ) {
+    this.out = out;
     this.last = genesis(this.stream);
     this.head = JSON.stringify({ ...bindings, kind: CHECKPOINT_KIND }).slice(1, -1);
     this.configure(opts);

@@ -4,11 +4,11 @@
 // While Redis is slow or away the buffer fills, and past its bound new events are dropped
 // and counted (keyhole_audit_stream_dropped_total). The log keeps every event regardless.
 import type { Logger } from 'pino';
-import type { AuditEvent, AuditSink } from './audit.js';
-import type { AuditCheckpoint } from './audit-chain.js';
-import type { Metrics } from './metrics.js';
-import type { AuditStreamConfig, RedisConnectionConfig } from '../redis/schema.js';
-import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.js';
+import type { AuditEvent, AuditSink } from './audit.ts';
+import type { AuditCheckpoint } from './audit-chain.ts';
+import type { Metrics } from './metrics.ts';
+import type { AuditStreamConfig, RedisConnectionConfig } from '../redis/schema.ts';
+import { createRedisClient, explainRedisError, isUp, preflightRedis, type RedisClient } from '../redis/connect.ts';
 
 /** Flat field/value pairs: every value a string, absent ones left out. */
 export function streamFields(event: AuditEvent): string[] {
@@ -47,12 +47,18 @@ export class AuditStream implements AuditSink {
     return new AuditStream(connection, cfg, metrics, logger);
   }
 
+  private readonly cfg: AuditStreamConfig;
+  private readonly metrics: Metrics;
+  private readonly logger: Logger;
   constructor(
     connection: RedisConnectionConfig,
-    private readonly cfg: AuditStreamConfig,
-    private readonly metrics: Metrics,
-    private readonly logger: Logger,
+    cfg: AuditStreamConfig,
+    metrics: Metrics,
+    logger: Logger,
   ) {
+    this.cfg = cfg;
+    this.metrics = metrics;
+    this.logger = logger;
     this.client = createRedisClient(connection, { name: 'keyhole-audit' });
     this.client.on('error', (err: unknown) => this.problem(err));
     this.client.on('ready', () => this.kick());

@@ -2,9 +2,9 @@
 // aborted), per URI of a presign batch, and per request head refused before any route: who
 // asked for what, what Keyhole decided and why, and what it cost.
 import pino, { type Logger } from 'pino';
-import { statusOf, type Reason } from '../reasons.js';
-import { auditTrailFor, type AuditChainOptions, type AuditCheckpoint, type AuditLineStream, type AuditTrail } from './audit-chain.js';
-import { redactUrl } from './logger.js';
+import { statusOf, type Reason } from '../reasons.ts';
+import { auditTrailFor, type AuditChainOptions, type AuditCheckpoint, type AuditLineStream, type AuditTrail } from './audit-chain.ts';
+import { redactUrl } from './logger.ts';
 
 export type Decision = 'allow' | 'deny' | 'error';
 
@@ -115,11 +115,13 @@ export class AuditLog {
    * process, which every AuditLog a reload builds on that destination continues, and whose
    * checkpoints also go to the newest sink (and to a closing sink, covering what it got).
    */
+  private readonly sink?: AuditSink;
   constructor(
     logger: Logger | undefined,
-    private readonly sink?: AuditSink,
+    sink?: AuditSink,
     opts: AuditLogOptions = {},
   ) {
+    this.sink = sink;
     const stream = logger ? (opts.destination ?? (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]) : undefined;
     this.stream = stream !== null && typeof stream === 'object' && typeof (stream as AuditLineStream).write === 'function' ? (stream as AuditLineStream) : undefined;
     const bindings = logger?.bindings() ?? {};

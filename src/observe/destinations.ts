@@ -3,10 +3,10 @@
 // logger made at start-up and every audit log a reload builds share it, so a reload never
 // opens a file twice and the audit chain of a destination goes on (src/observe/audit-chain.ts).
 import cluster from 'node:cluster';
-import type { Secret } from '../config/secret.js';
-import type { AuditChainOptions } from './audit-chain.js';
-import type { AuditLogOptions } from './audit.js';
-import { LineWriter } from './line-writer.js';
+import type { Secret } from '../config/secret.ts';
+import type { AuditChainOptions } from './audit-chain.ts';
+import type { AuditLogOptions } from './audit.ts';
+import { LineWriter } from './line-writer.ts';
 
 /** `stdout`, or the absolute path of a file to append to */
 export type LogTarget = string;

@@ -1,6 +1,6 @@
 // The few metric kinds Keyhole counts with outside its data-route tallies (./tally.ts): labelled
 // counters, unlabelled gauges, and the registry that reads them all at scrape time.
-import { checkNames, PROMETHEUS_CONTENT_TYPE, render, type Aggregator, type MetricFamily, type Sample } from './exposition.js';
+import { checkNames, PROMETHEUS_CONTENT_TYPE, render, type Aggregator, type MetricFamily, type Sample } from './exposition.ts';
 
 /** Anything that yields metric families when /metrics is read. */
 export interface MetricSource {
@@ -37,7 +37,10 @@ export class Registry {
 /** One labelled series of a counter; hold on to it to count without a lookup. */
 export class CounterChild {
   value = 0;
-  constructor(readonly labels: Record<string, string>) {}
+  readonly labels: Record<string, string>;
+  constructor(labels: Record<string, string>) {
+    this.labels = labels;
+  }
 
   inc(n = 1): void {
     if (!(n >= 0)) throw new RangeError(`a counter only goes up (inc ${n})`);

@@ -1,10 +1,10 @@
 // Keyhole's metrics (docs/metrics.md). One registry per Keyhole instance (tests run several in
 // a process). Written as the Prometheus text format by ./exposition.ts, with no client library:
 // docs/metrics.md says why.
-import type { Sample } from './exposition.js';
-import { Counter, Gauge, Registry, type MetricSource } from './instruments.js';
-import { processMetrics } from './process-metrics.js';
-import { flushTallies, ProviderTally, TalliedHistogram } from './tally.js';
+import type { Sample } from './exposition.ts';
+import { Counter, Gauge, Registry, type MetricSource } from './instruments.ts';
+import { processMetrics } from './process-metrics.ts';
+import { flushTallies, ProviderTally, TalliedHistogram } from './tally.ts';
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60];
 

@@ -6,9 +6,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
-import type { Aggregator, MetricFamily, MetricType, Sample } from './exposition.js';
-import type { MetricSource } from './instruments.js';
-import { HistogramTally } from './tally.js';
+import type { Aggregator, MetricFamily, MetricType, Sample } from './exposition.ts';
+import type { MetricSource } from './instruments.ts';
+import { HistogramTally } from './tally.ts';
 
 const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5];
 const GC_KINDS = new Map<number, string>([

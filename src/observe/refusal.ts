@@ -1,9 +1,9 @@
 // The log line of a refusal that no audit event records.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { sendError } from '../http/answer.js';
-import { statusOf, type Reason } from '../reasons.js';
-import { redactUrl } from './logger.js';
+import { sendError } from '../http/answer.ts';
+import { statusOf, type Reason } from '../reasons.ts';
+import { redactUrl } from './logger.ts';
 
 /** The longest request target a refusal line carries: enough to recognise it, never a flood. */
 const MAX_LOGGED_PATH = 1024;

@@ -2,8 +2,8 @@
 // series only when /metrics is read. A labelled counter's inc() looks its series up by the
 // label values on every call; a few additions into a Float64Array cost a few nanoseconds
 // (docs/performance.md).
-import { checkNames, histogramSamples, type MetricFamily, type Sample } from './exposition.js';
-import type { Counter, MetricSource, Registry } from './instruments.js';
+import { checkNames, histogramSamples, type MetricFamily, type Sample } from './exposition.ts';
+import type { Counter, MetricSource, Registry } from './instruments.ts';
 
 /** Observations counted into fixed buckets (the last one is +Inf); cumulative, never reset. */
 export class HistogramTally {
@@ -11,7 +11,9 @@ export class HistogramTally {
   sum = 0;
   count = 0;
 
-  constructor(readonly bounds: readonly number[]) {
+  readonly bounds: readonly number[];
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds;
     this.buckets = new Float64Array(bounds.length + 1);
   }
 
@@ -36,11 +38,13 @@ export class ProviderTally extends HistogramTally {
   bytes = 0;
   aborted = 0;
 
+  readonly provider: string;
   constructor(
-    readonly provider: string,
+    provider: string,
     bounds: readonly number[],
   ) {
     super(bounds);
+    this.provider = provider;
   }
 }
 
@@ -68,12 +72,18 @@ export function flushTallies(
 export class TalliedHistogram implements MetricSource {
   readonly names: readonly string[];
 
+  readonly name: string;
+  readonly help: string;
+  private readonly tallies: () => Iterable<ProviderTally>;
   constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly tallies: () => Iterable<ProviderTally>,
+    name: string,
+    help: string,
+    tallies: () => Iterable<ProviderTally>,
     registry: Registry,
   ) {
+    this.name = name;
+    this.help = help;
+    this.tallies = tallies;
     checkNames(name, ['provider']);
     this.names = [name];
     registry.register(this);

@@ -1,15 +1,15 @@
 // One serving Keyhole process (the whole thing, or one cluster worker): the runtime, the
 // listeners, and the three things ops do to a running process — reload the config,
 // pick up rotated certificates, drain. Signals and IPC are wired by the caller.
-import { openLogDestinations } from '../observe/destinations.js';
-import { createLogger, type Logger } from '../observe/logger.js';
-import { loadConfigFile } from '../config/load.js';
-import type { Config } from '../config/schema.js';
-import type { AdminHooks } from '../server/admin.js';
-import { createRuntime, type Runtime } from '../runtime.js';
-import { KeyholeServer, type Listening } from '../server/server.js';
-import { watchTlsFiles, type ServerTlsMaterial } from '../tls/server.js';
-import { oneAtATime, reloadConfig, type BuiltReload, type ReloadResult, type SwapOutcome } from './reload.js';
+import { openLogDestinations } from '../observe/destinations.ts';
+import { createLogger, type Logger } from '../observe/logger.ts';
+import { loadConfigFile } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import type { AdminHooks } from '../server/admin.ts';
+import { createRuntime, type Runtime } from '../runtime.ts';
+import { KeyholeServer, type Listening } from '../server/server.ts';
+import { watchTlsFiles, type ServerTlsMaterial } from '../tls/server.ts';
+import { oneAtATime, reloadConfig, type BuiltReload, type ReloadResult, type SwapOutcome } from './reload.ts';
 
 /**
  * Logs to `log.destination` (stdout or a file), batched (src/observe/line-writer.ts), but
@@ -39,10 +39,15 @@ export class KeyholeInstance {
   readonly reload: () => Promise<ReloadResult> = oneAtATime(() => this.reloadNow());
   private watcher: { close(): void } | undefined;
 
+  readonly server: KeyholeServer;
+  private readonly opts: InstanceOptions;
   private constructor(
-    readonly server: KeyholeServer,
-    private readonly opts: InstanceOptions,
-  ) {}
+    server: KeyholeServer,
+    opts: InstanceOptions,
+  ) {
+    this.server = server;
+    this.opts = opts;
+  }
 
   static async create(config: Config, opts: InstanceOptions): Promise<KeyholeInstance> {
     const runtime = await createRuntime(config, { logger: opts.logger });

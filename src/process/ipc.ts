@@ -3,8 +3,8 @@
 // sends that wait for every worker's answer, and a worker's inbox.
 import type { Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
-import type { MetricFamily } from '../observe/exposition.js';
-import type { ReloadResult } from './reload.js';
+import type { MetricFamily } from '../observe/exposition.ts';
+import type { ReloadResult } from './reload.ts';
 
 /** One revocation as the primary relays it to every worker. */
 export type Relayed = { jti: string; until: number } | { sub: string; at: number } | { session: string; until: number };

@@ -11,15 +11,15 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { Config } from '../config/schema.js';
-import { sendError } from '../http/answer.js';
-import { aggregate, render, PROMETHEUS_CONTENT_TYPE, type MetricFamily } from '../observe/exposition.js';
-import type { Logger } from '../observe/logger.js';
-import { handleAdmin, type AdminHooks } from '../server/admin.js';
-import { createRuntime, type Runtime } from '../runtime.js';
-import { AnswerCollector, receiveFromWorker, sendToWorker, type Answers, type FromWorker, type ToWorker } from './ipc.js';
-import { oneAtATime, readConfig, reloadConfig, type BuiltReload, type ReloadResult, type SwapOutcome } from './reload.js';
-import { fanOut, RelayedRevocationStore } from './revocation-fanout.js';
+import type { Config } from '../config/schema.ts';
+import { sendError } from '../http/answer.ts';
+import { aggregate, render, PROMETHEUS_CONTENT_TYPE, type MetricFamily } from '../observe/exposition.ts';
+import type { Logger } from '../observe/logger.ts';
+import { handleAdmin, type AdminHooks } from '../server/admin.ts';
+import { createRuntime, type Runtime } from '../runtime.ts';
+import { AnswerCollector, receiveFromWorker, sendToWorker, type Answers, type FromWorker, type ToWorker } from './ipc.ts';
+import { oneAtATime, readConfig, reloadConfig, type BuiltReload, type ReloadResult, type SwapOutcome } from './reload.ts';
+import { fanOut, RelayedRevocationStore } from './revocation-fanout.ts';
 
 /** `auto` → one per core. */
 export function workerCount(setting: Config['workers']): number {
@@ -59,15 +59,25 @@ class Primary {
   private readonly startup: { resolve: () => void; reject: (err: Error) => void; promise: Promise<void> };
   private stopped: (() => void) | undefined;
 
+  private readonly file: string;
+  private yaml: string;
+  private runtime: Runtime;
+  private readonly relay: RelayedRevocationStore | undefined;
+  private readonly logger: Logger;
   constructor(
-    private readonly file: string,
+    file: string,
     /** the YAML text of the config in force: what workers (re)start from */
-    private yaml: string,
-    private runtime: Runtime,
-    private readonly relay: RelayedRevocationStore | undefined,
-    private readonly logger: Logger,
+    yaml: string,
+    runtime: Runtime,
+    relay: RelayedRevocationStore | undefined,
+    logger: Logger,
     count: number,
   ) {
+    this.file = file;
+    this.yaml = yaml;
+    this.runtime = runtime;
+    this.relay = relay;
+    this.logger = logger;
     this.desired = count;
     let resolve!: () => void;
     let reject!: (err: Error) => void;

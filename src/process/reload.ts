@@ -5,12 +5,12 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
-import type { Config } from '../config/schema.js';
-import { Secret } from '../config/secret.js';
-import type { Logger } from '../observe/logger.js';
-import { createRuntime, type Runtime } from '../runtime.js';
-import { readServerTls, type ServerTlsMaterial } from '../tls/server.js';
+import { ConfigError, formatProblem, parseConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { Secret } from '../config/secret.ts';
+import type { Logger } from '../observe/logger.ts';
+import { createRuntime, type Runtime } from '../runtime.ts';
+import { readServerTls, type ServerTlsMaterial } from '../tls/server.ts';
 
 export interface ReloadResult {
   ok: boolean;

@@ -2,9 +2,9 @@
 // revocation (so a new worker can be given all of them) and fans each one out to every
 // worker; a logout through one worker goes up to the primary and out to all of them.
 // With Redis none of this runs: every worker's own store hears revocations over pub/sub.
-import { MemoryRevocationStore, RevocationUnavailable, type RevocationStore } from '../auth/revocation.js';
-import type { Logger } from '../observe/logger.js';
-import type { Answers, FromWorker, Relayed, RevocationSnapshot, ToWorker } from './ipc.js';
+import { MemoryRevocationStore, RevocationUnavailable, type RevocationStore } from '../auth/revocation.ts';
+import type { Logger } from '../observe/logger.ts';
+import type { Answers, FromWorker, Relayed, RevocationSnapshot, ToWorker } from './ipc.ts';
 
 /**
  * The primary's revocation store in memory mode: remembers every revocation and resolves
@@ -12,11 +12,13 @@ import type { Answers, FromWorker, Relayed, RevocationSnapshot, ToWorker } from 
  * token again.
  */
 export class RelayedRevocationStore extends MemoryRevocationStore {
+  private readonly relay: (m: Relayed) => Promise<void>;
   constructor(
     subjectTtlSeconds: number,
-    private readonly relay: (m: Relayed) => Promise<void>,
+    relay: (m: Relayed) => Promise<void>,
   ) {
     super(subjectTtlSeconds);
+    this.relay = relay;
   }
 
   override async revokeToken(jti: string, expiresAt: number): Promise<void> {

@@ -3,11 +3,11 @@
 // group made so far; it then does what the primary relays (revoke, reload, metrics, drain).
 import cluster from 'node:cluster';
 import { dirname, resolve } from 'node:path';
-import { ConfigError, formatProblem, parseConfig } from '../config/load.js';
-import type { Config } from '../config/schema.js';
-import { createServeLogger, drainThenExit, KeyholeInstance } from './instance.js';
-import { primaryInbox, sendToPrimary, type ToWorker } from './ipc.js';
-import { applyRelayed, joinGroupRevocations, LogoutsThroughPrimary } from './revocation-fanout.js';
+import { ConfigError, formatProblem, parseConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { createServeLogger, drainThenExit, KeyholeInstance } from './instance.ts';
+import { primaryInbox, sendToPrimary, type ToWorker } from './ipc.ts';
+import { applyRelayed, joinGroupRevocations, LogoutsThroughPrimary } from './revocation-fanout.ts';
 
 export async function runWorker(file: string): Promise<void> {
   // Everything from the primary first: the config text it checked, and every revocation.

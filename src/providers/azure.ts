@@ -3,18 +3,18 @@
 // endpoint is loopback (Azurite), short expiry; the blob endpoint is configurable for
 // Azurite and sovereign clouds.
 import { z } from 'zod';
-import { duration, filePath, secret, text, urlHolds } from '../config/blocks.js';
-import { createPool } from '../relay/pool.js';
-import { identityOf, providerBase } from './base.js';
-import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
-import { serviceSas, userDelegationSas } from './cloud/azure-sas.js';
-import { DelegationKeySource, entraCredential, STORAGE_SCOPE } from './cloud/azure-identity.js';
-import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
-import { encodeKey } from './cloud/encode.js';
-import { CloudRefusal } from './cloud/errors.js';
-import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
-import type { CredentialState, Provider } from './types.js';
-import type { DataUri } from '../uri.js';
+import { duration, filePath, secret, text, urlHolds } from '../config/blocks.ts';
+import { createPool } from '../relay/pool.ts';
+import { identityOf, providerBase } from './base.ts';
+import { Allowlist, type ObjectRef } from './cloud/allowlist.ts';
+import { serviceSas, userDelegationSas } from './cloud/azure-sas.ts';
+import { DelegationKeySource, entraCredential, STORAGE_SCOPE } from './cloud/azure-identity.ts';
+import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.ts';
+import { encodeKey } from './cloud/encode.ts';
+import { CloudRefusal } from './cloud/errors.ts';
+import { allowlist, checkCommon, cloudCommon } from './cloud/schema.ts';
+import type { CredentialState, Provider } from './types.ts';
+import type { DataUri } from '../uri.ts';
 
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '');

@@ -1,7 +1,7 @@
 // Keys every provider kind shares in YAML.
 import { z } from 'zod';
-import { canonicalPrefix, UriError } from '../uri.js';
-import type { Provider } from './types.js';
+import { canonicalPrefix, UriError } from '../uri.ts';
+import type { Provider } from './types.ts';
 
 const stringSet = () =>
   z

@@ -3,16 +3,16 @@
 // at all, signed by IAM Credentials signBlob for the runtime's own identity (source: adc).
 import { createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
-import { duration, secret, text, urlHolds } from '../config/blocks.js';
-import type { Secret } from '../config/secret.js';
-import { identityOf, providerBase } from './base.js';
-import { Allowlist } from './cloud/allowlist.js';
-import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.js';
-import { signGcsUrl, signGcsUrlWith, type GcsKey } from './cloud/gcs-sign.js';
-import { IamBlobSigner } from './cloud/gcs-identity.js';
-import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
-import { encodeKey } from './cloud/encode.js';
-import type { CredentialState, Provider } from './types.js';
+import { duration, secret, text, urlHolds } from '../config/blocks.ts';
+import type { Secret } from '../config/secret.ts';
+import { identityOf, providerBase } from './base.ts';
+import { Allowlist } from './cloud/allowlist.ts';
+import { CloudProvider, type CloudSigner } from './cloud/cloud-provider.ts';
+import { signGcsUrl, signGcsUrlWith, type GcsKey } from './cloud/gcs-sign.ts';
+import { IamBlobSigner } from './cloud/gcs-identity.ts';
+import { allowlist, checkCommon, cloudCommon } from './cloud/schema.ts';
+import { encodeKey } from './cloud/encode.ts';
+import type { CredentialState, Provider } from './types.ts';
 
 const gcsCredentials = z.union([
   z.strictObject({

@@ -3,16 +3,16 @@
 // is always the configured one: the URI never selects where Keyhole connects.
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { clientTls, duration, secret, text } from '../config/blocks.js';
-import { forwardedRequestHeaders } from '../http/data-head.js';
-import { createPool } from '../relay/pool.js';
-import { parseCidr, parseIp, refusal, type AddressPolicy, type Cidr } from '../relay/ssrf.js';
-import { InjectedSecrets } from '../relay/echo-guard.js';
-import { relay } from '../relay/relay.js';
-import { identityOf, providerBase } from './base.js';
-import type { DataRequest } from '../http/data-request.js';
-import type { Provider } from './types.js';
-import { encodeSegment } from '../uri.js';
+import { clientTls, duration, secret, text } from '../config/blocks.ts';
+import { forwardedRequestHeaders } from '../http/data-head.ts';
+import { createPool } from '../relay/pool.ts';
+import { parseCidr, parseIp, refusal, type AddressPolicy, type Cidr } from '../relay/ssrf.ts';
+import { InjectedSecrets } from '../relay/echo-guard.ts';
+import { relay } from '../relay/relay.ts';
+import { identityOf, providerBase } from './base.ts';
+import type { DataRequest } from '../http/data-request.ts';
+import type { Provider } from './types.ts';
+import { encodeSegment } from '../uri.ts';
 
 const httpAuth = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('basic'), username: text(), password: secret() }),

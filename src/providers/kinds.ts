@@ -1,13 +1,13 @@
 // Every provider kind: its YAML schema and its constructor. A new kind adds one entry
 // to `providerSchema` and one to `constructors`, nothing else.
 import { z } from 'zod';
-import { createHttpProvider, httpProviderSchema } from './http.js';
-import { createLocalProvider, localProviderSchema } from './local.js';
-import { azureProviderSchema, createAzureProvider } from './azure.js';
-import { createGcsProvider, gcsProviderSchema } from './gcs.js';
-import { createS3Provider, s3ProviderSchema } from './s3.js';
-import { createRedisProvider, redisProviderSchema } from './redis.js';
-import type { Provider } from './types.js';
+import { createHttpProvider, httpProviderSchema } from './http.ts';
+import { createLocalProvider, localProviderSchema } from './local.ts';
+import { azureProviderSchema, createAzureProvider } from './azure.ts';
+import { createGcsProvider, gcsProviderSchema } from './gcs.ts';
+import { createS3Provider, s3ProviderSchema } from './s3.ts';
+import { createRedisProvider, redisProviderSchema } from './redis.ts';
+import type { Provider } from './types.ts';
 
 export const providerSchema = z.discriminatedUnion('kind', [httpProviderSchema, localProviderSchema, s3ProviderSchema, gcsProviderSchema, azureProviderSchema, redisProviderSchema]);
 export type ProviderConfig = z.infer<typeof providerSchema>;

@@ -17,14 +17,14 @@ import type { ServerResponse } from 'node:http';
 import { sep } from 'node:path';
 import { pipeline } from 'node:stream';
 import { z } from 'zod';
-import { filePath } from '../config/blocks.js';
-import { dataResponseHeaders, writeDataHead, writeRangedHead } from '../http/data-head.js';
-import { notModified, parseRange, rangeStillValid, type Validators } from '../http/range.js';
-import { refuseData } from '../http/answer.js';
-import { identityOf, providerBase } from './base.js';
-import { contentTypeFor } from './content-type.js';
-import type { DataRequest } from '../http/data-request.js';
-import type { Provider } from './types.js';
+import { filePath } from '../config/blocks.ts';
+import { dataResponseHeaders, writeDataHead, writeRangedHead } from '../http/data-head.ts';
+import { notModified, parseRange, rangeStillValid, type Validators } from '../http/range.ts';
+import { refuseData } from '../http/answer.ts';
+import { identityOf, providerBase } from './base.ts';
+import { contentTypeFor } from './content-type.ts';
+import type { DataRequest } from '../http/data-request.ts';
+import type { Provider } from './types.ts';
 
 export const localProviderSchema = providerBase.extend({
   kind: z.literal('local'),

@@ -14,15 +14,15 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Readable, pipeline } from 'node:stream';
 import { z } from 'zod';
-import { dataResponseHeaders, writeRangedHead } from '../http/data-head.js';
-import { parseRange } from '../http/range.js';
-import { refuseData } from '../http/answer.js';
-import { redisConnectionSchema } from '../redis/schema.js';
-import { createRedisClient, explainRedisError, preflightRedis, type RedisClient } from '../redis/connect.js';
-import { identityOf, providerBase } from './base.js';
-import { contentTypeFor } from './content-type.js';
-import type { DataRequest } from '../http/data-request.js';
-import type { Provider } from './types.js';
+import { dataResponseHeaders, writeRangedHead } from '../http/data-head.ts';
+import { parseRange } from '../http/range.ts';
+import { refuseData } from '../http/answer.ts';
+import { redisConnectionSchema } from '../redis/schema.ts';
+import { createRedisClient, explainRedisError, preflightRedis, type RedisClient } from '../redis/connect.ts';
+import { identityOf, providerBase } from './base.ts';
+import { contentTypeFor } from './content-type.ts';
+import type { DataRequest } from '../http/data-request.ts';
+import type { Provider } from './types.ts';
 
 const MEDIA_TYPE = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9_-]+=("[^"\r\n]*"|[a-z0-9_.-]+))*$/i;
 

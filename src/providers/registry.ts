@@ -6,9 +6,9 @@
 // must name the same thing. A folder URI (`…/proj/`) does not: providers name objects by
 // segments, and the trailing '/' is lost there (`…/proj/` would read the object `proj`
 // beside the folder the scope was given).
-import { isLocalProvider } from './local.js';
-import type { Provider } from './types.js';
-import { ownsUri, UriError, type DataUri } from '../uri.js';
+import { isLocalProvider } from './local.ts';
+import type { Provider } from './types.ts';
+import { ownsUri, UriError, type DataUri } from '../uri.ts';
 
 export interface Resolved {
   provider: Provider;
@@ -27,7 +27,9 @@ export class ProviderRegistry {
   /** longest prefix first, with how many path segments the prefix holds */
   private readonly byLength: { provider: Provider; skip: number }[];
 
-  constructor(readonly providers: readonly Provider[]) {
+  readonly providers: readonly Provider[];
+  constructor(providers: readonly Provider[]) {
+    this.providers = providers;
     this.byLength = [...providers].sort((a, b) => b.match.length - a.match.length).map((provider) => ({ provider, skip: prefixSegments(provider.match) }));
     // A local provider serves no file that sits in another local provider's root (reached by
     // a symlink or a nested root): it needs to know every root of this configuration.

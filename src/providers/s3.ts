@@ -4,19 +4,19 @@
 // `endpoint` for Keyhole's own request and streams the answer.
 import type { HttpRequest } from '@smithy/protocol-http';
 import type { SignatureV4 } from '@smithy/signature-v4';
-import { lazyRequire } from '../lazy.js';
+import { lazyRequire } from '../lazy.ts';
 import { z } from 'zod';
-import { duration, secret, text, urlHolds } from '../config/blocks.js';
-import { identityOf, providerBase } from './base.js';
-import { Allowlist, type ObjectRef } from './cloud/allowlist.js';
-import { AwsCredentialSource } from './cloud/aws-credentials.js';
-import { withTimeout } from './cloud/timeout.js';
-import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-provider.js';
-import { encodeKey, encodeRfc3986 } from './cloud/encode.js';
-import { Sha256 } from './cloud/sha256.js';
-import { allowlist, checkCommon, cloudCommon } from './cloud/schema.js';
-import type { CredentialState, Provider } from './types.js';
-import type { DataUri } from '../uri.js';
+import { duration, secret, text, urlHolds } from '../config/blocks.ts';
+import { identityOf, providerBase } from './base.ts';
+import { Allowlist, type ObjectRef } from './cloud/allowlist.ts';
+import { AwsCredentialSource } from './cloud/aws-credentials.ts';
+import { withTimeout } from './cloud/timeout.ts';
+import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-provider.ts';
+import { encodeKey, encodeRfc3986 } from './cloud/encode.ts';
+import { Sha256 } from './cloud/sha256.ts';
+import { allowlist, checkCommon, cloudCommon } from './cloud/schema.ts';
+import type { CredentialState, Provider } from './types.ts';
+import type { DataUri } from '../uri.ts';
 
 const endpointUrl = () =>
   text()

@@ -1,8 +1,8 @@
 // The one interface every upstream kind implements (http, local, s3, gcs, azure, redis).
 // The data route resolves a URI to a provider, authorizes it, then hands over the response.
 import type { ServerResponse } from 'node:http';
-import type { DataRequest } from '../http/data-request.js';
-import type { DataUri } from '../uri.js';
+import type { DataRequest } from '../http/data-request.ts';
+import type { DataUri } from '../uri.ts';
 
 export interface Presigned {
   url: string;

@@ -16,11 +16,11 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
-import { lazyRequire } from '../lazy.js';
+import { lazyRequire } from '../lazy.ts';
 
 const ioredis = lazyRequire<typeof import('ioredis')>('ioredis');
-import type { RedisConnectionConfig } from './schema.js';
-import { clientTlsOptions } from '../tls/client.js';
+import type { RedisConnectionConfig } from './schema.ts';
+import { clientTlsOptions } from '../tls/client.ts';
 
 export type RedisClient = Redis | Cluster;
 

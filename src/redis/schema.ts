@@ -3,7 +3,7 @@
 // use `redisConnectionSchema`; the section adds the key prefix and the audit stream.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { clientTls, duration, secret, text } from '../config/blocks.js';
+import { clientTls, duration, secret, text } from '../config/blocks.ts';
 
 const hostPort = z
   .string()

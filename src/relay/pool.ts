@@ -2,10 +2,10 @@
 // the provider's TLS material (CA pinning, client certificate for mTLS).
 import type { LookupFunction } from 'node:net';
 import type { buildConnector as BuildConnector, Pool as UndiciPool } from 'undici';
-import { buildConnector, Pool } from './undici.js';
-import type { ClientTlsConfig } from '../config/blocks.js';
-import { clientTlsOptions } from '../tls/client.js';
-import { guardedConnector, guardedLookup, type AddressPolicy } from './ssrf.js';
+import { buildConnector, Pool } from './undici.ts';
+import type { ClientTlsConfig } from '../config/blocks.ts';
+import { clientTlsOptions } from '../tls/client.ts';
+import { guardedConnector, guardedLookup, type AddressPolicy } from './ssrf.ts';
 
 export interface PoolOptions {
   connections: number;

@@ -9,11 +9,11 @@ import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
-import type { InjectedSecrets } from './echo-guard.js';
-import type { DataRequest, UpstreamExchange } from '../http/data-request.js';
-import { refuseData } from '../http/answer.js';
-import { relayedResponseFields } from '../http/data-head.js';
-import { StreamingHandler, upstreamFailure } from './stream-handler.js';
+import type { InjectedSecrets } from './echo-guard.ts';
+import type { DataRequest, UpstreamExchange } from '../http/data-request.ts';
+import { refuseData } from '../http/answer.ts';
+import { relayedResponseFields } from '../http/data-head.ts';
+import { StreamingHandler, upstreamFailure } from './stream-handler.ts';
 
 export interface RelayTarget {
   dispatcher: Dispatcher;
@@ -76,12 +76,18 @@ class RelayHandler extends StreamingHandler implements UpstreamExchange {
   private head: string[] | undefined;
   private status = 0;
 
+  private readonly res: ServerResponse;
+  private readonly req: DataRequest;
+  private readonly secrets: InjectedSecrets | undefined;
   constructor(
-    private readonly res: ServerResponse,
-    private readonly req: DataRequest,
-    private readonly secrets: InjectedSecrets | undefined,
+    res: ServerResponse,
+    req: DataRequest,
+    secrets: InjectedSecrets | undefined,
   ) {
     super(res);
+    this.res = res;
+    this.req = req;
+    this.secrets = secrets;
     req.upstream = this;
   }
 

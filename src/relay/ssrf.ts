@@ -191,11 +191,13 @@ export function refusal(address: string, policy: AddressPolicy): string | undefi
 /** The error a refused connection fails with; relay maps it to its own reason code. */
 export class AddressRefused extends Error {
   readonly code = 'E_KEYHOLE_ADDRESS_REFUSED';
+  readonly address: string;
   constructor(
-    readonly address: string,
+    address: string,
     why: string,
   ) {
     super(`upstream address refused: ${why} (allowPrivateNetworks is not set for it)`);
+    this.address = address;
   }
 }
 

@@ -5,9 +5,9 @@
 // writes, what it refuses, what it audits.
 import type { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { Reason } from '../reasons.js';
-import { AddressRefused } from './ssrf.js';
-import { errors } from './undici.js';
+import type { Reason } from '../reasons.ts';
+import { AddressRefused } from './ssrf.ts';
+import { errors } from './undici.ts';
 
 /** The message of the abort that follows the client away (its 'close' or a destroyed socket). */
 const CLIENT_GONE = 'client closed the connection';
@@ -24,10 +24,13 @@ export abstract class StreamingHandler implements Dispatcher.DispatchHandler {
   /** made on the first full write only: most clients never fill their socket */
   private onDrain: (() => void) | undefined;
 
+  protected readonly out: Writable;
   constructor(
     /** where the answer goes: a ServerResponse, or a raw socket for an upgrade */
-    protected readonly out: Writable,
-  ) {}
+    out: Writable,
+  ) {
+    this.out = out;
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;

@@ -2,12 +2,12 @@
 // scrapers; /admin/* actions for the labeling app and ops, behind the admin credential.
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { subjectCutoff, tokenRevokedUntil } from '../auth/revocation.js';
-import { BodyError, readJson } from './body.js';
-import type { Reason } from '../reasons.js';
-import { refuse as refuseWith, type RefusalContext } from '../observe/refusal.js';
-import { sendJson } from '../http/answer.js';
-import type { Runtime } from '../runtime.js';
+import { subjectCutoff, tokenRevokedUntil } from '../auth/revocation.ts';
+import { BodyError, readJson } from './body.ts';
+import type { Reason } from '../reasons.ts';
+import { refuse as refuseWith, type RefusalContext } from '../observe/refusal.ts';
+import { sendJson } from '../http/answer.ts';
+import type { Runtime } from '../runtime.ts';
 
 export interface AdminHooks {
   /** false while draining or before the first runtime is ready */

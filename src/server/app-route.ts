@@ -2,10 +2,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { refuseSocket } from '../http/answer.js';
-import { logRefusal } from '../observe/refusal.js';
-import { ownRoute } from './routes.js';
-import type { Runtime } from '../runtime.js';
+import { refuseSocket } from '../http/answer.ts';
+import { logRefusal } from '../observe/refusal.ts';
+import { ownRoute } from './routes.ts';
+import type { Runtime } from '../runtime.ts';
 
 /**
  * Node's `upgrade` event on the data listener. Only websocket upgrades to app paths pass;

@@ -3,13 +3,13 @@
 // answered without waiting for anything: no promise on the data path's common case.
 import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
-import type { SessionClaims } from '../auth/claims.js';
-import { extractToken, type Extracted, type TokenSource } from '../auth/extract.js';
-import { MAX_SESSION_VALUES, sessionCookie, type Introspector, type LogoutConfig } from '../auth/introspect.js';
-import { RevocationUnavailable } from '../auth/revocation.js';
-import { TokenError } from '../auth/verify.js';
-import type { Reason } from '../reasons.js';
-import type { Runtime } from '../runtime.js';
+import type { SessionClaims } from '../auth/claims.ts';
+import { extractToken, type Extracted, type TokenSource } from '../auth/extract.ts';
+import { MAX_SESSION_VALUES, sessionCookie, type Introspector, type LogoutConfig } from '../auth/introspect.ts';
+import { RevocationUnavailable } from '../auth/revocation.ts';
+import { TokenError } from '../auth/verify.ts';
+import type { Reason } from '../reasons.ts';
+import type { Runtime } from '../runtime.ts';
 
 /**
  * What a refused request's token says about itself, read without trusting it (the signature

@@ -1,6 +1,6 @@
 // Reads a small JSON request body with a hard size limit (admin, session, presign).
 import type { IncomingMessage } from 'node:http';
-import { ReasonError } from '../reasons.js';
+import { ReasonError } from '../reasons.ts';
 
 export class BodyError extends ReasonError {}
 

@@ -9,19 +9,19 @@
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { authorize } from '../auth/scope.js';
-import { auditEvent, decisionFor } from '../observe/audit.js';
-import { runningDestination, setFields } from '../http/data-head.js';
-import type { DataRequest, Outcome } from '../http/data-request.js';
-import type { Resolved } from '../providers/registry.js';
-import { parseDataUri, UriError, type DataUri } from '../uri.js';
-import { statusOf, type Reason } from '../reasons.js';
-import type { InFlight } from './in-flight.js';
-import type { Admission, AdmitResult, LimitedTransfer } from '../limits/limiter.js';
-import type { Provider } from '../providers/types.js';
-import { sendError } from '../http/answer.js';
-import type { Runtime } from '../runtime.js';
-import { authenticateData, claimedBy, type Authenticated, type Introspected } from './authenticate.js';
+import { authorize } from '../auth/scope.ts';
+import { auditEvent, decisionFor } from '../observe/audit.ts';
+import { runningDestination, setFields } from '../http/data-head.ts';
+import type { DataRequest, Outcome } from '../http/data-request.ts';
+import type { Resolved } from '../providers/registry.ts';
+import { parseDataUri, UriError, type DataUri } from '../uri.ts';
+import { statusOf, type Reason } from '../reasons.ts';
+import type { InFlight } from './in-flight.ts';
+import type { Admission, AdmitResult, LimitedTransfer } from '../limits/limiter.ts';
+import type { Provider } from '../providers/types.ts';
+import { sendError } from '../http/answer.ts';
+import type { Runtime } from '../runtime.ts';
+import { authenticateData, claimedBy, type Authenticated, type Introspected } from './authenticate.ts';
 
 export const DATA_METHODS = 'GET, HEAD, OPTIONS';
 
@@ -132,12 +132,20 @@ class DataExchange implements LimitedTransfer {
    */
   private readonly client: string | undefined;
 
+  private readonly rt: Runtime;
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  private readonly inflight: InFlight<Runtime>;
   constructor(
-    private readonly rt: Runtime,
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
-    private readonly inflight: InFlight<Runtime>,
+    rt: Runtime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    inflight: InFlight<Runtime>,
   ) {
+    this.rt = rt;
+    this.req = req;
+    this.res = res;
+    this.inflight = inflight;
     inflight.add(rt);
     this.client = req.socket.remoteAddress;
     this.head = rt.cors.fields(req.headers.origin, [...rt.securityHeaders, 'x-request-id', this.id]);

@@ -2,15 +2,15 @@
 // answer, {url, expiresAt} or {error}, after the same checks as a data request.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { authorize } from '../auth/scope.js';
-import { parseDataUri, UriError } from '../uri.js';
-import { CloudRefusal } from '../providers/cloud/errors.js';
-import { auditEvent } from '../observe/audit.js';
-import { statusOf, type Reason } from '../reasons.js';
-import { BodyError, readJson } from './body.js';
-import { sendError, sendJson } from '../http/answer.js';
-import type { Runtime } from '../runtime.js';
-import { authenticate, claimedBy } from './authenticate.js';
+import { authorize } from '../auth/scope.ts';
+import { parseDataUri, UriError } from '../uri.ts';
+import { CloudRefusal } from '../providers/cloud/errors.ts';
+import { auditEvent } from '../observe/audit.ts';
+import { statusOf, type Reason } from '../reasons.ts';
+import { BodyError, readJson } from './body.ts';
+import { sendError, sendJson } from '../http/answer.ts';
+import type { Runtime } from '../runtime.ts';
+import { authenticate, claimedBy } from './authenticate.ts';
 
 type Answer = { uri: string; url: string; expiresAt: string } | { uri: string; error: Reason };
 

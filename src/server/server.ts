@@ -6,19 +6,19 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
-import { handleAdmin, type AdminHooks } from './admin.js';
-import { handleData } from './data-route.js';
-import { handlePresign } from './presign-route.js';
-import { answerClientError, sendError } from '../http/answer.js';
-import { logRefusal, refuse } from '../observe/refusal.js';
-import type { Runtime } from '../runtime.js';
-import { handleSession } from './session-route.js';
-import { ownRoute } from './routes.js';
-import { handleUpgrade, refuseUpgrade } from './app-route.js';
-import { InFlight } from './in-flight.js';
-import { setFields } from '../http/data-head.js';
-import { readServerTls, type ServerTlsMaterial } from '../tls/server.js';
-import { auditEvent } from '../observe/audit.js';
+import { handleAdmin, type AdminHooks } from './admin.ts';
+import { handleData } from './data-route.ts';
+import { handlePresign } from './presign-route.ts';
+import { answerClientError, sendError } from '../http/answer.ts';
+import { logRefusal, refuse } from '../observe/refusal.ts';
+import type { Runtime } from '../runtime.ts';
+import { handleSession } from './session-route.ts';
+import { ownRoute } from './routes.ts';
+import { handleUpgrade, refuseUpgrade } from './app-route.ts';
+import { InFlight } from './in-flight.ts';
+import { setFields } from '../http/data-head.ts';
+import { readServerTls, type ServerTlsMaterial } from '../tls/server.ts';
+import { auditEvent } from '../observe/audit.ts';
 
 export interface Listening {
   data: AddressInfo;
@@ -60,10 +60,14 @@ export class KeyholeServer {
   private readonly sockets = new Set<Socket>();
   private tls: ServerTlsMaterial | undefined;
 
+  private runtime: Runtime;
+  private readonly hooks: Partial<AdminHooks>;
   constructor(
-    private runtime: Runtime,
-    private readonly hooks: Partial<AdminHooks> = {},
+    runtime: Runtime,
+    hooks: Partial<AdminHooks> = {},
   ) {
+    this.runtime = runtime;
+    this.hooks = hooks;
     const cfg = runtime.config.server;
     const common = {
       maxHeaderSize: cfg.maxHeaderSize,

@@ -2,11 +2,11 @@
 // cookie (Secure, HttpOnly, SameSite per config); DELETE /v1/session clears it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { readJson, BodyError } from './body.js';
-import type { Reason } from '../reasons.js';
-import { refuse as refuseWith } from '../observe/refusal.js';
-import type { Runtime } from '../runtime.js';
-import { authenticate, claimedBy } from './authenticate.js';
+import { readJson, BodyError } from './body.ts';
+import type { Reason } from '../reasons.ts';
+import { refuse as refuseWith } from '../observe/refusal.ts';
+import type { Runtime } from '../runtime.ts';
+import { authenticate, claimedBy } from './authenticate.ts';
 
 /**
  * A cross-site page must not plant or clear a session: Origin must be listed in cors, or be

@@ -2,7 +2,7 @@
 // Redis): the files a config names, read into Node's connection options.
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import type { ClientTlsConfig } from '../config/blocks.js';
+import type { ClientTlsConfig } from '../config/blocks.ts';
 
 /** TLS 1.2 at least; the CA to pin, the client certificate for mTLS, the name to verify. */
 export function clientTlsOptions(tls: ClientTlsConfig | undefined): ConnectionOptions {

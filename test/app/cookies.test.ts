@@ -1,6 +1,6 @@
 // Set-Cookie hardening on its own: attributes the app sent are replaced, not duplicated.
 import t from 'tap';
-import { CookieHardener } from '../../src/app/cookies.js';
+import { CookieHardener } from '../../src/app/cookies.ts';
 
 const strict = new CookieHardener({ httpOnly: true, scriptReadable: ['csrftoken'], sameSite: 'Strict' }, '__Host-keyhole');
 

@@ -2,7 +2,7 @@
 // head checks may refuse some of these first; this proves the proxy's own line holds.
 import t from 'tap';
 import type { IncomingMessage } from 'node:http';
-import { requestFraming } from '../../src/app/framing.js';
+import { requestFraming } from '../../src/app/framing.ts';
 
 const head = (rawHeaders: string[], minor = 1) => ({ rawHeaders, httpVersionMajor: 1, httpVersionMinor: minor }) as unknown as IncomingMessage;
 

@@ -4,10 +4,10 @@
 // nodejs/node#46528). A real WSGI app under Debian's gunicorn, read by a raw client.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { startGunicorn } from '../helpers/real-servers.js';
-import { rawRequest } from '../realworld/support/client.js';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { startGunicorn } from '../helpers/real-servers.ts';
+import { rawRequest } from '../realworld/support/client.ts';
 
 // WSGI headers are latin-1 strings: each carries the UTF-8 bytes of the name as they are.
 const APP = `

@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { parse, stringify } from 'yaml';
-import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { startGunicorn } from '../helpers/real-servers.js';
+import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { startGunicorn } from '../helpers/real-servers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 

@@ -2,9 +2,9 @@
 // of the path or the method that some router reads differently neither slips past a rule nor
 // lands in a laxer, longer rule; methods are case-sensitive tokens (RFC 9110 §9.1).
 import t, { type Test } from 'tap';
-import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { startGunicorn } from '../helpers/real-servers.js';
-import { exchange } from './test-app.js';
+import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { startGunicorn } from '../helpers/real-servers.ts';
+import { exchange } from './test-app.ts';
 
 // Echoes what the WSGI server handed the app: the method and the path it routes on.
 const ECHO_APP = `

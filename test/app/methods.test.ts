@@ -1,6 +1,6 @@
 // Path readings and the verb allowlist on their own.
 import t from 'tap';
-import { fold, MethodPolicy, normaliseTarget } from '../../src/app/methods.js';
+import { fold, MethodPolicy, normaliseTarget } from '../../src/app/methods.ts';
 
 const target = (raw: string) => {
   const tg = normaliseTarget(raw);

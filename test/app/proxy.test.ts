@@ -3,9 +3,9 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { WebSocket, type Dispatcher } from 'undici';
-import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { exchange, startTestApp, type TestApp } from './test-app.js';
+import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { exchange, startTestApp, type TestApp } from './test-app.ts';
 
 const providers = `providers:
   - { name: samples, kind: local, match: "local://samples/", root: ${process.cwd()}/samples }

@@ -3,8 +3,8 @@
 // nothing of it — neither the request nor the request hidden in its body — was forwarded.
 // Legitimate chunked POST, DELETE and OPTIONS bodies arrive intact (CVE-2026-29057 case).
 import t from 'tap';
-import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { exchange, startTestApp, type TestApp } from './test-app.js';
+import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { exchange, startTestApp, type TestApp } from './test-app.ts';
 
 let app: TestApp;
 let k: Running;

@@ -4,9 +4,9 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { testCerts } from '../helpers/certs.js';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { startGunicorn } from '../helpers/real-servers.js';
+import { testCerts } from '../helpers/certs.ts';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { startGunicorn } from '../helpers/real-servers.ts';
 
 // Echoes every HTTP_* variable and the method the WSGI server saw, as JSON.
 const ECHO_APP = `

@@ -7,8 +7,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
-import { testCerts } from '../helpers/certs.js';
-import type { Running } from '../helpers/keyhole.js';
+import { testCerts } from '../helpers/certs.ts';
+import type { Running } from '../helpers/keyhole.ts';
 
 export interface AppRequest {
   method: string;

@@ -6,12 +6,12 @@
 import t from 'tap';
 import { SignJWT } from 'jose';
 import { request } from 'undici';
-import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { redisRevocationYaml, startRedis } from '../helpers/redis.js';
-import { startTestApp, type TestApp } from '../app/test-app.js';
-import { MemoryRevocationStore, RevocationUnavailable } from '../../src/auth/revocation.js';
-import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
-import { sessionCookie } from '../../src/auth/introspect.js';
+import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { redisRevocationYaml, startRedis } from '../helpers/redis.ts';
+import { startTestApp, type TestApp } from '../app/test-app.ts';
+import { MemoryRevocationStore, RevocationUnavailable } from '../../src/auth/revocation.ts';
+import type { RedisRevocationStore } from '../../src/auth/revocation-redis.ts';
+import { sessionCookie } from '../../src/auth/introspect.ts';
 
 const samples = `${process.cwd()}/samples`;
 const PAT_SECRET = new TextEncoder().encode('label-studio-pat-secret-0123456789abcdef');

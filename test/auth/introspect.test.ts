@@ -6,8 +6,8 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { startTestApp, type TestApp } from '../app/test-app.js';
+import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { startTestApp, type TestApp } from '../app/test-app.ts';
 
 const SESSIONS: Record<string, { id: number; email: string }> = { 'sessionid=good-session': { id: 42, email: 'ann@example.org' } };
 let failNext = 0;

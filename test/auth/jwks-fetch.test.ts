@@ -4,11 +4,11 @@
 // closes after every answer), with the global fetch made to fail: the token still verifies.
 import t from 'tap';
 import type { JWK } from 'jose';
-import { authSchema } from '../../src/auth/schema.js';
-import { loadKey } from '../../src/auth/keys.js';
-import { TokenVerifier } from '../../src/auth/verify.js';
-import { startPythonHttpServer } from '../helpers/real-servers.js';
-import { sign, testKey } from './fixtures.js';
+import { authSchema } from '../../src/auth/schema.ts';
+import { loadKey } from '../../src/auth/keys.ts';
+import { TokenVerifier } from '../../src/auth/verify.ts';
+import { startPythonHttpServer } from '../helpers/real-servers.ts';
+import { sign, testKey } from './fixtures.ts';
 
 t.test('a JWKS from an HTTP/1.0 server, fetched without the global fetch', async (t) => {
   const key = testKey('rs');

@@ -5,8 +5,8 @@
 // - a logout carrying an already-marked value beside the live one marked nothing.
 import t from 'tap';
 import { request } from 'undici';
-import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
-import { startLabelingApp } from '../e2e/support/labeling-app.js';
+import { baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.ts';
+import { startLabelingApp } from '../e2e/support/labeling-app.ts';
 
 t.test('a logged-out session cookie stays refused whatever its spelling, and every live value in a logout is marked', async (t) => {
   const app = await startLabelingApp(t, {

@@ -2,10 +2,10 @@
 // cookie (a hash of each value), and the memory store's logged-out sessions.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { sessionCookie } from '../../src/auth/introspect.js';
-import { MemoryRevocationStore } from '../../src/auth/revocation.js';
-import { isLogoutPath } from '../../src/app/logout.js';
-import { normaliseTarget } from '../../src/app/methods.js';
+import { sessionCookie } from '../../src/auth/introspect.ts';
+import { MemoryRevocationStore } from '../../src/auth/revocation.ts';
+import { isLogoutPath } from '../../src/app/logout.ts';
+import { normaliseTarget } from '../../src/app/methods.ts';
 
 const sha = (v: string) => createHash('sha256').update(v).digest('hex');
 

@@ -4,14 +4,14 @@
 import t from 'tap';
 import { once } from 'node:events';
 import pino from 'pino';
-import { startRedis, testClient, type TestRedis } from '../helpers/redis.js';
-import { testCerts } from '../helpers/certs.js';
-import { RedisRevocationStore, type Invalidation } from '../../src/auth/revocation-redis.js';
-import { RevocationUnavailable } from '../../src/auth/revocation.js';
-import type { SessionClaims } from '../../src/auth/claims.js';
-import { redisRevocationSchema, redisSectionSchema } from '../../src/redis/schema.js';
-import type { RedisClient } from '../../src/redis/connect.js';
-import { Metrics } from '../../src/observe/metrics.js';
+import { startRedis, testClient, type TestRedis } from '../helpers/redis.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { RedisRevocationStore, type Invalidation } from '../../src/auth/revocation-redis.ts';
+import { RevocationUnavailable } from '../../src/auth/revocation.ts';
+import type { SessionClaims } from '../../src/auth/claims.ts';
+import { redisRevocationSchema, redisSectionSchema } from '../../src/redis/schema.ts';
+import type { RedisClient } from '../../src/redis/connect.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
 
 const c = testCerts();
 const now = () => Math.floor(Date.now() / 1000);

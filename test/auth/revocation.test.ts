@@ -2,9 +2,9 @@
 // clockTolerance ahead of ours: the policy (a subject's cut-off, how long a jti is kept), the
 // in-memory store, and the cluster relay that hands a worker what the store keeps.
 import t from 'tap';
-import { acceptanceHorizon, MemoryRevocationStore, subjectCutoff, tokenRevokedUntil } from '../../src/auth/revocation.js';
-import type { SessionClaims } from '../../src/auth/claims.js';
-import { RelayedRevocationStore } from '../../src/process/revocation-fanout.js';
+import { acceptanceHorizon, MemoryRevocationStore, subjectCutoff, tokenRevokedUntil } from '../../src/auth/revocation.ts';
+import type { SessionClaims } from '../../src/auth/claims.ts';
+import { RelayedRevocationStore } from '../../src/process/revocation-fanout.ts';
 
 const times = { maxTokenLifetime: 3_600_000, clockTolerance: 30 };
 const NOW = 1_800_000_000;

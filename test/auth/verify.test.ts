@@ -9,11 +9,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compactVerify, type JWK } from 'jose';
-import { authSchema } from '../../src/auth/schema.js';
-import { loadKey } from '../../src/auth/keys.js';
-import { TokenError, TokenVerifier } from '../../src/auth/verify.js';
-import { Secret } from '../../src/config/secret.js';
-import { b64u, sign, testKey } from './fixtures.js';
+import { authSchema } from '../../src/auth/schema.ts';
+import { loadKey } from '../../src/auth/keys.ts';
+import { TokenError, TokenVerifier } from '../../src/auth/verify.ts';
+import { Secret } from '../../src/config/secret.ts';
+import { b64u, sign, testKey } from './fixtures.ts';
 
 const SECRET1 = 'first-secret-0123456789abcdef-0123456789';
 const SECRET2 = 'second-secret-0123456789abcdef-012345678';

@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Agent } from 'undici';
-import { verifyTrail, readVerifyKey, type Finding, type VerifyReport } from '../../src/cli/audit-verify.js';
-import { testCerts } from '../helpers/certs.js';
-import { dataUrl } from '../helpers/keyhole.js';
-import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
+import { verifyTrail, readVerifyKey, type Finding, type VerifyReport } from '../../src/cli/audit-verify.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { dataUrl } from '../helpers/keyhole.ts';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.ts';
 
 t.setTimeout(300_000);
 
@@ -36,7 +36,7 @@ const keys = [readVerifyKey(PUB)];
 
 /** `keyhole audit verify …` as ops run it: exit code and output. */
 function cli(args: string[], stdin?: string): Promise<{ code: number | null; out: string; err: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'audit', ...args], { cwd: ROOT, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'src', 'cli.ts'), 'audit', ...args], { cwd: ROOT, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
   if (stdin !== undefined) child.stdin!.end(stdin);
   let out = '';
   let err = '';

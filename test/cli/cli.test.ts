@@ -7,9 +7,9 @@ import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } 
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { jwtVerify } from 'jose';
-import { testCerts } from '../helpers/certs.js';
-import { CLI_ARGS, runCli, tmpDir } from '../helpers/cli.js';
-import { testKey } from '../auth/fixtures.js';
+import { testCerts } from '../helpers/certs.ts';
+import { CLI_ARGS, runCli, tmpDir } from '../helpers/cli.ts';
+import { testKey } from '../auth/fixtures.ts';
 
 // Seven spawns, each loading the TypeScript sources through tsx: about a minute on an
 // idle 2-core machine, several under load and coverage.

@@ -5,10 +5,10 @@
 import t from 'tap';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadRouting } from '../../src/cli/config-part.js';
-import { ExportError, rewriteExport, routingRegistry, type RewriteOptions } from '../../src/cli/task-uris.js';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { tmpDir } from '../helpers/cli.js';
+import { loadRouting } from '../../src/cli/config-part.ts';
+import { ExportError, rewriteExport, routingRegistry, type RewriteOptions } from '../../src/cli/task-uris.ts';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { tmpDir } from '../helpers/cli.ts';
 
 const FIXTURES = join(process.cwd(), 'test', 'fixtures', 'label-studio');
 const P = 's3://labeling-data/project-12';

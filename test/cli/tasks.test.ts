@@ -3,7 +3,7 @@
 import t from 'tap';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, tmpDir } from '../helpers/cli.js';
+import { runCli, tmpDir } from '../helpers/cli.ts';
 
 t.setTimeout(300_000);
 

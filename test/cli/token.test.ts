@@ -4,8 +4,8 @@
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { baseYaml, dataUrl, startKeyhole, TEST_SECRET } from '../helpers/keyhole.js';
-import { runCli, tmpDir } from '../helpers/cli.js';
+import { baseYaml, dataUrl, startKeyhole, TEST_SECRET } from '../helpers/keyhole.ts';
+import { runCli, tmpDir } from '../helpers/cli.ts';
 
 t.setTimeout(300_000);
 

@@ -4,8 +4,8 @@ import { inspect } from 'node:util';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.js';
-import { testCerts } from '../helpers/certs.js';
+import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.ts';
+import { testCerts } from '../helpers/certs.ts';
 
 const SECRET = 'config-test-secret-0123456789abcdef-012345';
 const dir = mkdtempSync(join(tmpdir(), 'keyhole-config-'));

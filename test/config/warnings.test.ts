@@ -3,9 +3,9 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../../src/config/load.js';
-import { configWarnings, formatWarning } from '../../src/config/warnings.js';
-import { baseYaml } from '../helpers/keyhole.js';
+import { parseConfig } from '../../src/config/load.ts';
+import { configWarnings, formatWarning } from '../../src/config/warnings.ts';
+import { baseYaml } from '../helpers/keyhole.ts';
 
 const env = { ...process.env, KEYHOLE_TEST_SECRET: 'warnings-test-secret-0123456789abcdef-0123', KEYHOLE_TEST_ADMIN: 'admin-0123456789' };
 const root = mkdtempSync(join(tmpdir(), 'keyhole-warnings-'));

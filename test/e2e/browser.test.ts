@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, type Page } from 'playwright-core';
 import { request } from 'undici';
-import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { startTestApp, type TestApp } from '../app/test-app.js';
-import { chromiumPresent, launchChromium } from './support/chromium.js';
+import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { startTestApp, type TestApp } from '../app/test-app.ts';
+import { chromiumPresent, launchChromium } from './support/chromium.ts';
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
 

@@ -18,13 +18,13 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { type BrowserContext, type Page } from 'playwright-core';
-import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { startTestApp, type TestApp } from '../app/test-app.js';
-import { startNginx } from '../helpers/real-servers.js';
-import { corpProviderYaml } from '../helpers/upstream.js';
-import { startRedis, testClient } from '../helpers/redis.js';
-import { chromiumPresent, launchChromium } from './support/chromium.js';
+import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { startTestApp, type TestApp } from '../app/test-app.ts';
+import { startNginx } from '../helpers/real-servers.ts';
+import { corpProviderYaml } from '../helpers/upstream.ts';
+import { startRedis, testClient } from '../helpers/redis.ts';
+import { chromiumPresent, launchChromium } from './support/chromium.ts';
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
 

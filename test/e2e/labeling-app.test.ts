@@ -17,12 +17,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Cookie, type Page } from 'playwright-core';
 import { request } from 'undici';
-import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, TEST_SECRET, type Running } from '../helpers/keyhole.js';
-import { png } from '../helpers/png.js';
-import { redisRevocationYaml, startRedis, type TestRedis } from '../helpers/redis.js';
-import { startS3rver, S3RVER_ENV, type RunningS3 } from '../fixtures/cloud/s3rver.js';
-import { chromiumPresent, CHROMIUM, chromiumArgs } from './support/chromium.js';
-import { startLabelingApp, type AppProject, type AppUser, type LabelingApp } from './support/labeling-app.js';
+import { ADMIN_TOKEN, baseYaml, dataUrl, startKeyhole, TEST_SECRET, type Running } from '../helpers/keyhole.ts';
+import { png } from '../helpers/png.ts';
+import { redisRevocationYaml, startRedis, type TestRedis } from '../helpers/redis.ts';
+import { startS3rver, S3RVER_ENV, type RunningS3 } from '../fixtures/cloud/s3rver.ts';
+import { chromiumPresent, CHROMIUM, chromiumArgs } from './support/chromium.ts';
+import { startLabelingApp, type AppProject, type AppUser, type LabelingApp } from './support/labeling-app.ts';
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'e2e');
 

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
-import { baseYaml, dataUrl, localProviderItem } from '../helpers/keyhole.js';
-import { httpProviderItem } from '../helpers/upstream.js';
-import { Tally } from '../security/tally.js';
-import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
-import { startKeyholeChild } from './support/child.js';
+import { baseYaml, dataUrl, localProviderItem } from '../helpers/keyhole.ts';
+import { httpProviderItem } from '../helpers/upstream.ts';
+import { Tally } from '../security/tally.ts';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.ts';
+import { startKeyholeChild } from './support/child.ts';
 
 const ABORTS = Number(process.env.ABORT_STORM ?? 10_000);
 const CONCURRENCY = 64;

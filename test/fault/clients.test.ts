@@ -7,10 +7,10 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
-import { testCerts } from '../helpers/certs.js';
-import { baseYaml, dataUrl, filesProviderYaml } from '../helpers/keyhole.js';
-import { Tally } from '../security/tally.js';
-import { startKeyholeChild } from './support/child.js';
+import { testCerts } from '../helpers/certs.ts';
+import { baseYaml, dataUrl, filesProviderYaml } from '../helpers/keyhole.ts';
+import { Tally } from '../security/tally.ts';
+import { startKeyholeChild } from './support/child.ts';
 
 const tally = new Tally('slow clients');
 const dir = mkdtempSync(join(tmpdir(), 'keyhole-slow-'));

@@ -8,10 +8,10 @@ import type { Socket } from 'node:net';
 import { request } from 'undici';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
-import { testCerts } from '../helpers/certs.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { httpProviderItem, startRawUpstream } from '../helpers/upstream.js';
-import { Tally } from '../security/tally.js';
+import { testCerts } from '../helpers/certs.ts';
+import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { httpProviderItem, startRawUpstream } from '../helpers/upstream.ts';
+import { Tally } from '../security/tally.ts';
 
 const tally = new Tally('upstream faults');
 

@@ -6,9 +6,9 @@ import fc from 'fast-check';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REASONS } from '../../src/reasons.js';
-import { dataUrl, filesProviderYaml, keyholeWith, writeFiles } from '../helpers/keyhole.js';
-import { Tally } from '../security/tally.js';
+import { REASONS } from '../../src/reasons.ts';
+import { dataUrl, filesProviderYaml, keyholeWith, writeFiles } from '../helpers/keyhole.ts';
+import { Tally } from '../security/tally.ts';
 
 const RUNS = Math.max(50, Math.floor(Number(process.env.FUZZ_RUNS ?? 400) / 2));
 const tally = new Tally('fuzz: local confinement');

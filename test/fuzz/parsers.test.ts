@@ -6,16 +6,16 @@
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { resolve, sep } from 'node:path';
-import { cookieValue, extractToken, MAX_TOKEN_LENGTH } from '../../src/auth/extract.js';
-import { ProviderRegistry } from '../../src/providers/registry.js';
-import type { Provider } from '../../src/providers/types.js';
-import { encodeSegment, ownsUri, parseDataUri, UriError, type DataUri } from '../../src/uri.js';
-import { REASONS } from '../../src/reasons.js';
-import { Allowlist } from '../../src/providers/cloud/allowlist.js';
-import { encodeKey } from '../../src/providers/cloud/encode.js';
-import { CloudRefusal } from '../../src/providers/cloud/errors.js';
-import { notModified, parseRange, rangeStillValid } from '../../src/http/range.js';
-import { Tally } from '../security/tally.js';
+import { cookieValue, extractToken, MAX_TOKEN_LENGTH } from '../../src/auth/extract.ts';
+import { ProviderRegistry } from '../../src/providers/registry.ts';
+import type { Provider } from '../../src/providers/types.ts';
+import { encodeSegment, ownsUri, parseDataUri, UriError, type DataUri } from '../../src/uri.ts';
+import { REASONS } from '../../src/reasons.ts';
+import { Allowlist } from '../../src/providers/cloud/allowlist.ts';
+import { encodeKey } from '../../src/providers/cloud/encode.ts';
+import { CloudRefusal } from '../../src/providers/cloud/errors.ts';
+import { notModified, parseRange, rangeStillValid } from '../../src/http/range.ts';
+import { Tally } from '../security/tally.ts';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
 const tally = new Tally('fuzz: parsers');

@@ -3,7 +3,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCa, ensureDevCerts, issueLeaf, type DevCertFiles } from '../../src/tls/devca.js';
+import { createCa, ensureDevCerts, issueLeaf, type DevCertFiles } from '../../src/tls/devca.ts';
 
 type TestCerts = DevCertFiles & { otherCaCert: string; otherClientCert: string; otherClientKey: string };
 

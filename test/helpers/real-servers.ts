@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { freePort } from './redis.js';
+import { freePort } from './redis.ts';
 
 
 /** A server's own folder (config, files, logs): stopWith removes it once the server is gone. */

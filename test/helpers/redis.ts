@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { testCerts } from './certs.js';
-import { redisConnectionSchema } from '../../src/redis/schema.js';
-import { createRedisClient, whenReady, type RedisClient } from '../../src/redis/connect.js';
-import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
-import { baseYaml, filesProviderYaml, indentLines, startKeyhole, type Running } from './keyhole.js';
+import { testCerts } from './certs.ts';
+import { redisConnectionSchema } from '../../src/redis/schema.ts';
+import { createRedisClient, whenReady, type RedisClient } from '../../src/redis/connect.ts';
+import type { RedisRevocationStore } from '../../src/auth/revocation-redis.ts';
+import { baseYaml, filesProviderYaml, indentLines, startKeyhole, type Running } from './keyhole.ts';
 
 export interface TestRedis {
   /** the TLS port */

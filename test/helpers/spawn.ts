@@ -7,10 +7,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
-import { signDevToken, type TokenRequest } from '../../src/auth/sign.js';
-import { parseConfig } from '../../src/config/load.js';
-import { ADMIN_TOKEN, baseYaml, filesProviderYaml, TEST_SECRET, type BaseYamlOptions, type LogLine } from './keyhole.js';
-import { testCerts } from './certs.js';
+import { signDevToken, type TokenRequest } from '../../src/auth/sign.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { ADMIN_TOKEN, baseYaml, filesProviderYaml, TEST_SECRET, type BaseYamlOptions, type LogLine } from './keyhole.ts';
+import { testCerts } from './certs.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -49,7 +49,7 @@ export async function spawnKeyhole(yaml: string, opts: { file?: string; env?: Re
   const configFile = opts.file ?? writeConfig(yaml);
   if (opts.file) writeFileSync(opts.file, yaml);
   const env = { ...process.env, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN, ...opts.env };
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configFile], {
+  const child = spawn(process.execPath, [join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configFile], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

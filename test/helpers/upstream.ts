@@ -10,7 +10,7 @@ import { createServer as createHttps } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
-import { dataUrl, indentLines, keyholeWith, type Running, type StartOptions, type WithToken } from './keyhole.js';
+import { dataUrl, indentLines, keyholeWith, type Running, type StartOptions, type WithToken } from './keyhole.ts';
 
 export interface UpstreamRequest {
   method: string;

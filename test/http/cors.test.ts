@@ -1,8 +1,8 @@
 // CORS on the data route: exact-origin allowlist, credentials only for listed origins,
 // preflight with max-age, exposed headers for media players; only GET, HEAD, OPTIONS.
 import t from 'tap';
-import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
 
 const root = tempFiles('cors');
 const yaml = baseYaml(`cors: { origins: ["https://app.example", "http://localhost:8080"], maxAge: 1234 }\n${filesProviderYaml(root)}`);

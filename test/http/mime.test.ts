@@ -6,8 +6,8 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as index from 'undici';
-import { extractMimeType, headerSafeMimeType, inertTextType, JAVASCRIPT_ESSENCES, parseMimeType, runsOrApplies, serializeMimeType, splitFieldValues } from '../../src/http/mime.js';
-import { dataType, MEDIA_SANDBOX, SANDBOX } from '../../src/http/data-head.js';
+import { extractMimeType, headerSafeMimeType, inertTextType, JAVASCRIPT_ESSENCES, parseMimeType, runsOrApplies, serializeMimeType, splitFieldValues } from '../../src/http/mime.ts';
+import { dataType, MEDIA_SANDBOX, SANDBOX } from '../../src/http/data-head.ts';
 
 const fixture = <T>(name: string): T[] =>
   // A string entry is a comment (wpt's own convention; the first one names the source).

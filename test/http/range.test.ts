@@ -1,7 +1,7 @@
 // Range and conditional rules used by providers that serve bytes themselves.
 import t from 'tap';
-import { notModified, parseRange, rangeStillValid } from '../../src/http/range.js';
-import { relayedResponseFields, forwardedRequestHeaders, SANDBOX } from '../../src/http/data-head.js';
+import { notModified, parseRange, rangeStillValid } from '../../src/http/range.ts';
+import { relayedResponseFields, forwardedRequestHeaders, SANDBOX } from '../../src/http/data-head.ts';
 
 t.test('parseRange', async (t) => {
   t.same(parseRange(undefined, 10), { kind: 'full' });

@@ -8,9 +8,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { SignJWT } from 'jose';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles, TEST_SECRET, type Running } from '../helpers/keyhole.js';
-import { httpProviderItem } from '../helpers/upstream.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles, TEST_SECRET, type Running } from '../helpers/keyhole.ts';
+import { httpProviderItem } from '../helpers/upstream.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
 
 const KIB = Buffer.alloc(1000, 'k');
 

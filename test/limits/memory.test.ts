@@ -4,9 +4,9 @@
 // and a store that cannot answer.
 import t from 'tap';
 import { SignJWT } from 'jose';
-import { FakeTransfer, isAdmission, makeLimiter, metric, refusal, T0 } from './support.js';
-import type { LimitStore } from '../../src/limits/store.js';
-import { LimitsUnavailable, MemoryLimitStore } from '../../src/limits/store.js';
+import { FakeTransfer, isAdmission, makeLimiter, metric, refusal, T0 } from './support.ts';
+import type { LimitStore } from '../../src/limits/store.ts';
+import { LimitsUnavailable, MemoryLimitStore } from '../../src/limits/store.ts';
 
 const rules = (...r: Record<string, unknown>[]) => ({ rules: r });
 

@@ -4,12 +4,12 @@
 // Redis killed → fail closed (not ready), Redis back → decides again, without a restart.
 import t from 'tap';
 import pino from 'pino';
-import { startRedis, testClient, type TestRedis } from '../helpers/redis.js';
-import { testCerts } from '../helpers/certs.js';
-import { redisSectionSchema } from '../../src/redis/schema.js';
-import { RedisLimitStore } from '../../src/limits/redis-store.js';
-import { MemoryLimitStore, type Op } from '../../src/limits/store.js';
-import { FakeTransfer, isAdmission, makeLimiter, refusal, type Rig } from './support.js';
+import { startRedis, testClient, type TestRedis } from '../helpers/redis.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { redisSectionSchema } from '../../src/redis/schema.ts';
+import { RedisLimitStore } from '../../src/limits/redis-store.ts';
+import { MemoryLimitStore, type Op } from '../../src/limits/store.ts';
+import { FakeTransfer, isAdmission, makeLimiter, refusal, type Rig } from './support.ts';
 
 const c = testCerts();
 

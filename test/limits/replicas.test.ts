@@ -8,10 +8,10 @@
 import t from 'tap';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startRedis } from '../helpers/redis.js';
-import { spawnKeyhole, writeConfig, type KeyholeProcess } from '../helpers/spawn.js';
+import { startRedis } from '../helpers/redis.ts';
+import { spawnKeyhole, writeConfig, type KeyholeProcess } from '../helpers/spawn.ts';
 import { request } from 'undici';
-import { ADMIN_TOKEN, baseYaml, dataUrl, filesProviderYaml, tempFiles } from '../helpers/keyhole.js';
+import { ADMIN_TOKEN, baseYaml, dataUrl, filesProviderYaml, tempFiles } from '../helpers/keyhole.ts';
 
 const OBJECT = 64 * 1024;
 const OBJECTS = 64;

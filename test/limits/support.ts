@@ -1,11 +1,11 @@
 // Shared pieces of the limits tests: a limiter on a chosen store with a hand-driven clock, a
 // fake transfer (the data route's side of an admission), and alert collection.
 import pino from 'pino';
-import { Limiter, type AdmitResult, type Admission, type LimitRefusal, type LimitSubject } from '../../src/limits/limiter.js';
-import { limitsSchema } from '../../src/limits/schema.js';
-import { MemoryLimitStore, type LimitStore } from '../../src/limits/store.js';
-import type { LimitAlert } from '../../src/limits/alerts.js';
-import { Metrics } from '../../src/observe/metrics.js';
+import { Limiter, type AdmitResult, type Admission, type LimitRefusal, type LimitSubject } from '../../src/limits/limiter.ts';
+import { limitsSchema } from '../../src/limits/schema.ts';
+import { MemoryLimitStore, type LimitStore } from '../../src/limits/store.ts';
+import type { LimitAlert } from '../../src/limits/alerts.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
 
 export class FakeTransfer {
   readonly outcome = { bytes: 0 };

@@ -4,8 +4,8 @@
 import t, { type Test } from 'tap';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles, type Running } from '../helpers/keyhole.js';
-import { freePort } from '../helpers/redis.js';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles, type Running } from '../helpers/keyhole.ts';
+import { freePort } from '../helpers/redis.ts';
 
 const SUBJECTS = 10;
 

@@ -7,10 +7,10 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Agent } from 'undici';
-import { startRedis } from '../helpers/redis.js';
-import { spawnKeyhole, writeConfig, type LogLine } from '../helpers/spawn.js';
-import { ADMIN_TOKEN, baseYaml, dataUrl, filesProviderYaml, tempFiles, TEST_SECRET } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
+import { startRedis } from '../helpers/redis.ts';
+import { spawnKeyhole, writeConfig, type LogLine } from '../helpers/spawn.ts';
+import { ADMIN_TOKEN, baseYaml, dataUrl, filesProviderYaml, tempFiles, TEST_SECRET } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const BURST = 12;
@@ -77,7 +77,7 @@ t.test('check-config refuses a memory limits store for several workers', async (
   const root = tempFiles('limits-workers-memory');
   const limits = 'limits:\n  rules:\n    - name: annotator\n      rate: { perSecond: 1 }\n';
   const run = (yaml: string) =>
-    spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'check-config', writeConfig(yaml)], {
+    spawnSync(process.execPath, [join(ROOT, 'src', 'cli.ts'), 'check-config', writeConfig(yaml)], {
       cwd: ROOT,
       env: { ...process.env, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN },
       encoding: 'utf8',

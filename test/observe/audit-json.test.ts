@@ -5,9 +5,9 @@ import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { Writable } from 'node:stream';
 import { isDeepStrictEqual } from 'node:util';
-import { AuditLog, auditJson, type AuditEvent, type AuditKind, type AuditSink, type Decision } from '../../src/observe/audit.js';
-import { createLogger } from '../../src/observe/logger.js';
-import { REASONS, type Reason } from '../../src/reasons.js';
+import { AuditLog, auditJson, type AuditEvent, type AuditKind, type AuditSink, type Decision } from '../../src/observe/audit.ts';
+import { createLogger } from '../../src/observe/logger.ts';
+import { REASONS, type Reason } from '../../src/reasons.ts';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
 

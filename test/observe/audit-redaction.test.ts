@@ -3,8 +3,8 @@
 // stream — refused raw (unparsed) or parsed (an encoded presigned URL is a valid data URI).
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { AuditLog, type AuditEvent, type AuditSink } from '../../src/observe/audit.js';
-import { auditFor, dataUrl, filesProviderYaml, keyholeWith, tempFiles } from '../helpers/keyhole.js';
+import { AuditLog, type AuditEvent, type AuditSink } from '../../src/observe/audit.ts';
+import { auditFor, dataUrl, filesProviderYaml, keyholeWith, tempFiles } from '../helpers/keyhole.ts';
 
 const root = tempFiles('audit-redaction');
 

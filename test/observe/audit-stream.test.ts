@@ -4,13 +4,13 @@
 import t from 'tap';
 import { once } from 'node:events';
 import pino from 'pino';
-import { startRedis, testClient } from '../helpers/redis.js';
-import { testCerts } from '../helpers/certs.js';
-import { baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.js';
-import { AuditStream, streamFields } from '../../src/observe/audit-stream.js';
-import type { AuditEvent } from '../../src/observe/audit.js';
-import { Metrics } from '../../src/observe/metrics.js';
-import { auditStreamSchema, redisConnectionSchema } from '../../src/redis/schema.js';
+import { startRedis, testClient } from '../helpers/redis.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.ts';
+import { AuditStream, streamFields } from '../../src/observe/audit-stream.ts';
+import type { AuditEvent } from '../../src/observe/audit.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
+import { auditStreamSchema, redisConnectionSchema } from '../../src/redis/schema.ts';
 
 const c = testCerts();
 

@@ -6,8 +6,8 @@ import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signDevToken } from '../../src/auth/sign.js';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { signDevToken } from '../../src/auth/sign.ts';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-audit-'));
 writeFileSync(join(root, 'a.txt'), 'hello audit');

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { LineWriter } from '../../src/observe/line-writer.js';
+import { LineWriter } from '../../src/observe/line-writer.ts';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

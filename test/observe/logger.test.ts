@@ -2,8 +2,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { createLogger, redactUrl } from '../../src/observe/logger.js';
-import { decisionFor } from '../../src/observe/audit.js';
+import { createLogger, redactUrl } from '../../src/observe/logger.ts';
+import { decisionFor } from '../../src/observe/audit.ts';
 
 t.test('redaction of known credential fields', async (t) => {
   let out = '';

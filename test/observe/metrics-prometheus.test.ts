@@ -11,14 +11,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { Counter } from '../../src/observe/instruments.js';
-import { Metrics } from '../../src/observe/metrics.js';
-import type { RedisRevocationStore } from '../../src/auth/revocation-redis.js';
-import { baseYaml, dataUrl, filesProviderYaml, startKeyhole } from '../helpers/keyhole.js';
-import { freePort, redisRevocationYaml, startRedis } from '../helpers/redis.js';
-import { httpProviderItem, startUpstream } from '../helpers/upstream.js';
-import { testCerts } from '../helpers/certs.js';
-import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
+import { Counter } from '../../src/observe/instruments.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
+import type { RedisRevocationStore } from '../../src/auth/revocation-redis.ts';
+import { baseYaml, dataUrl, filesProviderYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { freePort, redisRevocationYaml, startRedis } from '../helpers/redis.ts';
+import { httpProviderItem, startUpstream } from '../helpers/upstream.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.ts';
 
 // Three real processes and a Prometheus on a shared 2-core machine: bounded, not tight.
 t.setTimeout(120_000);

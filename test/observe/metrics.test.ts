@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { aggregate, render, type MetricFamily } from '../../src/observe/exposition.js';
-import { Counter, Registry } from '../../src/observe/instruments.js';
-import { Metrics } from '../../src/observe/metrics.js';
+import { aggregate, render, type MetricFamily } from '../../src/observe/exposition.ts';
+import { Counter, Registry } from '../../src/observe/instruments.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
 
 const DURATION_BUCKETS = ['0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '10', '60', '+Inf'];
 

@@ -7,10 +7,10 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { DEFAULT_HOSTS, issueLeaf } from '../../src/tls/devca.js';
-import { testCerts } from '../helpers/certs.js';
-import { dataUrl, tempFiles } from '../helpers/keyhole.js';
-import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
+import { DEFAULT_HOSTS, issueLeaf } from '../../src/tls/devca.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { dataUrl, tempFiles } from '../helpers/keyhole.ts';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.ts';
 
 // Real processes on a shared 2-core machine: generous, but bounded.
 t.setTimeout(240000);

@@ -28,14 +28,16 @@ t.test('runs as a non-root user, with a HEALTHCHECK on /healthz, stopped by SIGT
   t.match(final.find((l) => l.startsWith('ENTRYPOINT ')), /^ENTRYPOINT \["node", "--single-threaded-gc", "dist\/cli\.js"\]$/, 'node is PID 1 and gets the signal itself, with the V8 flags Keyhole is measured with');
 });
 
-t.test('one set of V8 flags wherever Keyhole starts: the image, npm start, the keyhole bin, the bench', async (t) => {
+t.test('one set of V8 flags wherever Keyhole starts: the image, npm start, the keyhole bin, ./keyhole, the bench', async (t) => {
   const root = join(import.meta.dirname, '..', '..');
   const entry = /^ENTRYPOINT \["node", (.*), "dist\/cli\.js"\]$/.exec(final.find((l) => l.startsWith('ENTRYPOINT ')) ?? '');
   const image = entry ? (JSON.parse(`[${entry[1]}]`) as string[]).join(' ') : '';
-  const start = /^node (.*) dist\/cli\.js serve$/.exec((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start)?.[1];
+  const start = /^node (.*) src\/cli\.ts serve$/.exec((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start)?.[1];
   const shebang = /^#!\/usr\/bin\/env -S node (.*)$/.exec(readFileSync(join(root, 'src', 'cli.ts'), 'utf8').split('\n')[0]!)?.[1];
   t.ok(image.length > 0, `the image starts node with flags (${image})`);
   t.equal(start, image, 'npm start');
-  t.equal(shebang, image, 'the keyhole bin (dist/cli.js shebang)');
+  t.equal(shebang, image, 'the keyhole bin (src/cli.ts shebang)');
+  const launcher = /^exec "\$node" (.*) "\$root\/src\/cli\.ts" "\$@"$/m.exec(readFileSync(join(root, 'keyhole'), 'utf8'))?.[1];
+  t.equal(launcher, image, './keyhole (the launcher the README uses)');
   t.match(readFileSync(join(root, 'bench', 'lib.sh'), 'utf8'), /scripts\.start/, 'the bench reads them from npm start');
 });

@@ -7,9 +7,9 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseDocument } from 'yaml';
-import { ConfigError, formatProblem, validateConfig } from '../../src/config/load.js';
-import { configSchema } from '../../src/config/schema.js';
-import { testCerts } from '../helpers/certs.js';
+import { ConfigError, formatProblem, validateConfig } from '../../src/config/load.ts';
+import { configSchema } from '../../src/config/schema.ts';
+import { testCerts } from '../helpers/certs.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MISSING_FILE = /cannot be read \(ENOENT\)|ENOENT|is not a folder|no such file/;

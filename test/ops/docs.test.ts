@@ -4,9 +4,9 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONFIG_DOC, configJsonSchema, renderConfigDocs } from '../../scripts/gen-config-docs.js';
-import { Metrics } from '../../src/observe/metrics.js';
-import { REASONS } from '../../src/reasons.js';
+import { CONFIG_DOC, configJsonSchema, renderConfigDocs } from '../../scripts/gen-config-docs.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
+import { REASONS } from '../../src/reasons.ts';
 
 const DOCS = join(import.meta.dirname, '..', '..', 'docs');
 

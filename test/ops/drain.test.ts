@@ -5,9 +5,9 @@ import t, { type Test } from 'tap';
 import { connect } from 'node:net';
 import { createHash } from 'node:crypto';
 import { request } from 'undici';
-import { dataUrl, tempFiles } from '../helpers/keyhole.js';
-import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
-import { httpProviderItem, startGatedUpstream } from '../helpers/upstream.js';
+import { dataUrl, tempFiles } from '../helpers/keyhole.ts';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.ts';
+import { httpProviderItem, startGatedUpstream } from '../helpers/upstream.ts';
 
 // Real processes on a shared 2-core machine: generous, but bounded.
 t.setTimeout(240000);

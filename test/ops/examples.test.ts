@@ -11,12 +11,12 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { loadConfigFile } from '../../src/config/load.js';
-import type { Config } from '../../src/config/schema.js';
-import { ensureDevMaterial } from '../../src/config/default.js';
-import { ensureDevCerts } from '../../src/tls/devca.js';
-import { loadRouting } from '../../src/cli/config-part.js';
-import { rewriteExport, routingRegistry } from '../../src/cli/task-uris.js';
+import { loadConfigFile } from '../../src/config/load.ts';
+import type { Config } from '../../src/config/schema.ts';
+import { ensureDevMaterial } from '../../src/config/default.ts';
+import { ensureDevCerts } from '../../src/tls/devca.ts';
+import { loadRouting } from '../../src/cli/config-part.ts';
+import { rewriteExport, routingRegistry } from '../../src/cli/task-uris.ts';
 
 const EXAMPLES = join(import.meta.dirname, '..', '..', 'examples');
 

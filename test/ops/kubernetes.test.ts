@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, copyFileSync } fro
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { loadConfigFile } from '../../src/config/load.js';
-import { testCerts } from '../helpers/certs.js';
+import { loadConfigFile } from '../../src/config/load.ts';
+import { testCerts } from '../helpers/certs.ts';
 
 const DIR = join(import.meta.dirname, '..', '..', 'deploy', 'kubernetes');
 

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { readFileSync } from 'node:fs';
-import { restartDelay } from '../../src/process/primary.js';
-import { RelayedRevocationStore } from '../../src/process/revocation-fanout.js';
-import { testCerts } from '../helpers/certs.js';
-import { dataUrl as dataPath } from '../helpers/keyhole.js';
-import { opsYaml, spawnKeyhole, type KeyholeProcess, type LogLine } from '../helpers/spawn.js';
+import { restartDelay } from '../../src/process/primary.ts';
+import { RelayedRevocationStore } from '../../src/process/revocation-fanout.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { dataUrl as dataPath } from '../helpers/keyhole.ts';
+import { opsYaml, spawnKeyhole, type KeyholeProcess, type LogLine } from '../helpers/spawn.ts';
 
 // Real processes on a shared 2-core machine: generous, but bounded.
 t.setTimeout(300000);

@@ -1,11 +1,11 @@
 // What a reload may change in place, what needs a restart, and when the revocation store
 // must survive a reload.
 import t from 'tap';
-import { parseConfig } from '../../src/config/load.js';
-import { fingerprintSection, restartOnlyChanges, revocationSettings } from '../../src/process/reload.js';
-import { InFlight } from '../../src/server/in-flight.js';
+import { parseConfig } from '../../src/config/load.ts';
+import { fingerprintSection, restartOnlyChanges, revocationSettings } from '../../src/process/reload.ts';
+import { InFlight } from '../../src/server/in-flight.ts';
 import { EventEmitter } from 'node:events';
-import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.js';
+import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.ts';
 
 const env = { KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN, OTHER: 'x' };
 const providers = `providers:\n  - name: files\n    kind: local\n    match: local://files/\n    root: ${process.cwd()}\n`;

@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { BlobSASPermissions, generateBlobSASQueryParameters, SASProtocol, type UserDelegationKey as SdkKey } from '@azure/storage-blob';
-import { userDelegationSas, type UserDelegationKey } from '../../src/providers/cloud/azure-sas.js';
-import { baseYaml, dataUrl } from '../helpers/keyhole.js';
-import { spawnKeyhole } from '../helpers/spawn.js';
-import { testCerts } from '../helpers/certs.js';
-import { AZURITE_ACCOUNT, startAzurite } from '../fixtures/cloud/azurite.js';
-import { startEntra } from '../fixtures/cloud/entra.js';
+import { userDelegationSas, type UserDelegationKey } from '../../src/providers/cloud/azure-sas.ts';
+import { baseYaml, dataUrl } from '../helpers/keyhole.ts';
+import { spawnKeyhole } from '../helpers/spawn.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { AZURITE_ACCOUNT, startAzurite } from '../fixtures/cloud/azurite.ts';
+import { startEntra } from '../fixtures/cloud/entra.ts';
 
 const KEY: UserDelegationKey = {
   signedObjectId: '3b1e6f5c-2f51-4a8e-9a4e-0f4c9b7a1d22',

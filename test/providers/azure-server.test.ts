@@ -3,9 +3,9 @@
 // mode, each with a Range request and a HEAD, for both URI forms.
 import t from 'tap';
 import { request } from 'undici';
-import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole } from '../helpers/keyhole.js';
-import { cloudProvider, uri } from '../fixtures/cloud/vectors.js';
-import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY } from '../fixtures/cloud/azurite.js';
+import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole } from '../helpers/keyhole.ts';
+import { cloudProvider, uri } from '../fixtures/cloud/vectors.ts';
+import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY } from '../fixtures/cloud/azurite.ts';
 
 const BODY = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 13) % 256));
 const az = await startAzurite();

@@ -1,12 +1,12 @@
 // azure SAS against the SDK-derived cases (Microsoft's @azure/storage-blob 12.32), plus
 // URI forms, https-only, and config-time problems with paths.
 import t from 'tap';
-import { serviceSas } from '../../src/providers/cloud/azure-sas.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { CloudRefusal } from '../../src/providers/cloud/errors.js';
-import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.js';
-import { cloudProvider, uri, vector } from '../fixtures/cloud/vectors.js';
-import { accountSas } from '../fixtures/cloud/azurite.js';
+import { serviceSas } from '../../src/providers/cloud/azure-sas.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { CloudRefusal } from '../../src/providers/cloud/errors.ts';
+import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.ts';
+import { cloudProvider, uri, vector } from '../fixtures/cloud/vectors.ts';
+import { accountSas } from '../fixtures/cloud/azurite.ts';
 
 const v = vector('azure/azure-sas-sdk-derived.json');
 const ms = (iso?: string) => (iso ? Date.parse(iso) : undefined);

@@ -6,10 +6,10 @@
 // proxy mode through a real (spawned) Keyhole; IAM down or answering garbage: refused.
 import t from 'tap';
 import { request } from 'undici';
-import { baseYaml, dataUrl } from '../helpers/keyhole.js';
-import { spawnKeyhole } from '../helpers/spawn.js';
-import { startGcsVerifier } from '../fixtures/cloud/gcs-verifier.js';
-import { startGoogleStandIn } from '../fixtures/cloud/gce-metadata.js';
+import { baseYaml, dataUrl } from '../helpers/keyhole.ts';
+import { spawnKeyhole } from '../helpers/spawn.ts';
+import { startGcsVerifier } from '../fixtures/cloud/gcs-verifier.ts';
+import { startGoogleStandIn } from '../fixtures/cloud/gce-metadata.ts';
 
 const EMAIL = 'keyhole-signer@labeling-project.iam.gserviceaccount.com';
 const BODY = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 13) % 256));

@@ -5,11 +5,11 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
 import { request } from 'undici';
-import { signGcsUrl, type GcsKey } from '../../src/providers/cloud/gcs-sign.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { ADMIN_TOKEN, baseYaml, dataUrl, keyholeWith, startKeyhole, TEST_SECRET } from '../helpers/keyhole.js';
-import { cloudProvider, GCS_KEY_FILE, uri, vector } from '../fixtures/cloud/vectors.js';
-import { publicKeyOf, startGcsVerifier } from '../fixtures/cloud/gcs-verifier.js';
+import { signGcsUrl, type GcsKey } from '../../src/providers/cloud/gcs-sign.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { ADMIN_TOKEN, baseYaml, dataUrl, keyholeWith, startKeyhole, TEST_SECRET } from '../helpers/keyhole.ts';
+import { cloudProvider, GCS_KEY_FILE, uri, vector } from '../fixtures/cloud/vectors.ts';
+import { publicKeyOf, startGcsVerifier } from '../fixtures/cloud/gcs-verifier.ts';
 
 const sa = JSON.parse(readFileSync(GCS_KEY_FILE, 'utf8'));
 const rsaKey: GcsKey = { type: 'rsa', clientEmail: sa.client_email, privateKey: createPrivateKey(sa.private_key) };

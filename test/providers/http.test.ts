@@ -2,11 +2,11 @@
 // never climbs out of the base path, injected credentials (basic, bearer, named header)
 // replacing whatever the client sent, and mTLS to an upstream that demands a client cert.
 import t from 'tap';
-import { CORP, upstreamBehindKeyhole as pair, type UpstreamOptions } from '../helpers/upstream.js';
-import { testCerts } from '../helpers/certs.js';
-import { auditFor } from '../helpers/keyhole.js';
-import { injectedCredential } from '../../src/providers/http.js';
-import { Secret } from '../../src/config/secret.js';
+import { CORP, upstreamBehindKeyhole as pair, type UpstreamOptions } from '../helpers/upstream.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { auditFor } from '../helpers/keyhole.ts';
+import { injectedCredential } from '../../src/providers/http.ts';
+import { Secret } from '../../src/config/secret.ts';
 
 t.test('path joining stays under the base path', async (t) => {
   const objects = { '/base/dir/a b.txt': { body: 'spaced' }, '/base/dir/q?x.txt': { body: 'question' }, '/base/x.txt': { body: 'x' }, '/secret.txt': { body: 'S' } };

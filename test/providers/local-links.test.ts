@@ -8,7 +8,7 @@ import t from 'tap';
 import { linkSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { auditFor, baseYaml, dataUrl, startKeyhole, writeFiles } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, startKeyhole, writeFiles } from '../helpers/keyhole.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'keyhole-local-links-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

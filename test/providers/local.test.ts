@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, symlinkSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { auditFor, baseYaml, dataUrl, filesProviderYaml, type Running, startKeyhole, writeFiles } from '../helpers/keyhole.js';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, type Running, startKeyhole, writeFiles } from '../helpers/keyhole.ts';
 
 const base = mkdtempSync(join(tmpdir(), 'keyhole-local-'));
 const root = join(base, 'root');

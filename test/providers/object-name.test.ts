@@ -9,11 +9,11 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { httpProviderItem, startUpstream } from '../helpers/upstream.js';
-import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
-import { auditFor, baseYaml, dataUrl, localProviderItem, startKeyhole } from '../helpers/keyhole.js';
-import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
-import type { RedisClient } from '../../src/redis/connect.js';
+import { httpProviderItem, startUpstream } from '../helpers/upstream.ts';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.ts';
+import { auditFor, baseYaml, dataUrl, localProviderItem, startKeyhole } from '../helpers/keyhole.ts';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.ts';
+import type { RedisClient } from '../../src/redis/connect.ts';
 
 const SIBLING = 'SIBLING-OBJECT-OUTSIDE-THE-SCOPE';
 const BASE_FOLDER = 'BASE-FOLDER-INDEX';

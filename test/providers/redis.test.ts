@@ -2,11 +2,11 @@
 // and across GETRANGE chunks), HEAD, a missing key, content types, databases.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
-import { testCerts } from '../helpers/certs.js';
-import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole } from '../helpers/keyhole.js';
-import { whenReady } from '../../src/redis/connect.js';
-import { redisProviderSchema } from '../../src/providers/redis.js';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole } from '../helpers/keyhole.ts';
+import { whenReady } from '../../src/redis/connect.ts';
+import { redisProviderSchema } from '../../src/providers/redis.ts';
 
 const c = testCerts();
 

@@ -1,9 +1,9 @@
 // The registry maps a URI to the one provider that owns it: longest prefix, segment
 // boundaries, and nothing for an unowned URI.
 import t from 'tap';
-import { ProviderRegistry } from '../../src/providers/registry.js';
-import type { Provider } from '../../src/providers/types.js';
-import { canonicalPrefix, parseDataUri, UriError } from '../../src/uri.js';
+import { ProviderRegistry } from '../../src/providers/registry.ts';
+import type { Provider } from '../../src/providers/types.ts';
+import { canonicalPrefix, parseDataUri, UriError } from '../../src/uri.ts';
 
 let closed: string[] = [];
 const provider = (name: string, match: string, fail = false, kind = 'test'): Provider => ({

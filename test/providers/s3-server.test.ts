@@ -4,10 +4,10 @@
 import t from 'tap';
 import { request } from 'undici';
 import { HttpRequest } from '@smithy/protocol-http';
-import { s3Signer } from '../../src/providers/s3.js';
-import { auditFor, dataUrl, keyholeWith } from '../helpers/keyhole.js';
-import { cloudProvider, uri } from '../fixtures/cloud/vectors.js';
-import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.js';
+import { s3Signer } from '../../src/providers/s3.ts';
+import { auditFor, dataUrl, keyholeWith } from '../helpers/keyhole.ts';
+import { cloudProvider, uri } from '../fixtures/cloud/vectors.ts';
+import { startS3rver, S3RVER_KEY, S3RVER_SECRET } from '../fixtures/cloud/s3rver.ts';
 
 const BODY = Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 251));
 

@@ -5,12 +5,12 @@ import t from 'tap';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Hash } from '@smithy/hash-node';
-import { presignedUrl, s3Signer } from '../../src/providers/s3.js';
-import { encodeKey } from '../../src/providers/cloud/encode.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { CloudRefusal } from '../../src/providers/cloud/errors.js';
-import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.js';
-import { cloudProvider, uri, vector } from '../fixtures/cloud/vectors.js';
+import { presignedUrl, s3Signer } from '../../src/providers/s3.ts';
+import { encodeKey } from '../../src/providers/cloud/encode.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { CloudRefusal } from '../../src/providers/cloud/errors.ts';
+import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../helpers/keyhole.ts';
+import { cloudProvider, uri, vector } from '../fixtures/cloud/vectors.ts';
 
 const docs = vector('aws/aws-s3-docs-examples.json');
 const env = { DOCS_SECRET: docs.credentials.secretAccessKey };

@@ -4,11 +4,11 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { testCerts } from '../helpers/certs.js';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { startGunicorn, startPythonHttpServer } from '../helpers/real-servers.js';
-import { wsgiFiles } from './support/apps.js';
-import { rawRequest, sha256 } from './support/client.js';
+import { testCerts } from '../helpers/certs.ts';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { startGunicorn, startPythonHttpServer } from '../helpers/real-servers.ts';
+import { wsgiFiles } from './support/apps.ts';
+import { rawRequest, sha256 } from './support/client.ts';
 
 t.test('app front: whole answers from a closing WSGI server, at any reading pace', async (t) => {
   const bundle = randomBytes(16 << 20); // a large JS bundle or an export

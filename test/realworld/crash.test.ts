@@ -8,12 +8,12 @@
 // gunicorn cells; the python ones passed that run, the crash depends on when the FIN lands).
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { rawRequest, SLOW_READERS } from './support/client.js';
-import { oneAudit } from './support/audit.js';
-import { writeObjects } from './support/objects.js';
-import { CLOSING_UPSTREAMS } from './support/closing-upstreams.js';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { rawRequest, SLOW_READERS } from './support/client.ts';
+import { oneAudit } from './support/audit.ts';
+import { writeObjects } from './support/objects.ts';
+import { CLOSING_UPSTREAMS } from './support/closing-upstreams.ts';
 
 t.setTimeout(300_000);
 

@@ -8,13 +8,13 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync, gunzipSync } from 'node:zlib';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { startApache, startCaddy, startGunicorn, startNginx, startPythonHttpServer, startUvicorn, type RealServer } from '../helpers/real-servers.js';
-import { rawRequest, sha256 } from './support/client.js';
-import { oneAudit } from './support/audit.js';
-import { asgiFiles, wsgiFiles } from './support/apps.js';
-import { startQuirkServer, type Quirk } from './support/quirk-servers.js';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { startApache, startCaddy, startGunicorn, startNginx, startPythonHttpServer, startUvicorn, type RealServer } from '../helpers/real-servers.ts';
+import { rawRequest, sha256 } from './support/client.ts';
+import { oneAudit } from './support/audit.ts';
+import { asgiFiles, wsgiFiles } from './support/apps.ts';
+import { startQuirkServer, type Quirk } from './support/quirk-servers.ts';
 
 t.setTimeout(600_000);
 

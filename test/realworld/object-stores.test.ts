@@ -5,13 +5,13 @@
 // leaving mid-body; exact bytes, exactly one audit event per request, Keyhole alive after.
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
-import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY } from '../fixtures/cloud/azurite.js';
-import { rawRequest, SLOW_READERS } from './support/client.js';
-import { oneAudit } from './support/audit.js';
-import { slice, writeObjects, type Objects } from './support/objects.js';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.ts';
+import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY } from '../fixtures/cloud/azurite.ts';
+import { rawRequest, SLOW_READERS } from './support/client.ts';
+import { oneAudit } from './support/audit.ts';
+import { slice, writeObjects, type Objects } from './support/objects.ts';
 
 t.setTimeout(300_000);
 

@@ -7,13 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { testCerts } from '../helpers/certs.js';
-import { startGunicorn, startPythonHttpServer } from '../helpers/real-servers.js';
-import { wsgiFiles } from './support/apps.js';
-import { dataUrl } from '../helpers/keyhole.js';
-import { opsYaml, spawnKeyhole } from '../helpers/spawn.js';
-import { httpProviderItem } from '../helpers/upstream.js';
-import { rawRequest, sha256 } from './support/client.js';
+import { testCerts } from '../helpers/certs.ts';
+import { startGunicorn, startPythonHttpServer } from '../helpers/real-servers.ts';
+import { wsgiFiles } from './support/apps.ts';
+import { dataUrl } from '../helpers/keyhole.ts';
+import { opsYaml, spawnKeyhole } from '../helpers/spawn.ts';
+import { httpProviderItem } from '../helpers/upstream.ts';
+import { rawRequest, sha256 } from './support/client.ts';
 
 t.setTimeout(300_000);
 

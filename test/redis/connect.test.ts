@@ -2,11 +2,11 @@
 // wrong setup is refused before anything listens, with a message that says what to fix.
 import t from 'tap';
 import type { Test } from 'tap';
-import { startRedis } from '../helpers/redis.js';
-import { testCerts } from '../helpers/certs.js';
-import { redisConnectionSchema, redisSectionSchema } from '../../src/redis/schema.js';
-import { createRedisClient, preflightRedis, RedisSetupError, whenReady } from '../../src/redis/connect.js';
-import { Secret } from '../../src/config/secret.js';
+import { startRedis } from '../helpers/redis.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { redisConnectionSchema, redisSectionSchema } from '../../src/redis/schema.ts';
+import { createRedisClient, preflightRedis, RedisSetupError, whenReady } from '../../src/redis/connect.ts';
+import { Secret } from '../../src/config/secret.ts';
 
 const c = testCerts();
 

@@ -4,8 +4,8 @@
 import t from 'tap';
 import { tmpdir } from 'node:os';
 import { request } from 'undici';
-import { keyholeOnRedis, startRedis } from '../helpers/redis.js';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole, tempFiles } from '../helpers/keyhole.js';
+import { keyholeOnRedis, startRedis } from '../helpers/redis.ts';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, startKeyhole, tempFiles } from '../helpers/keyhole.ts';
 
 async function admin(base: string, path: string, body?: unknown) {
   const res = await request(base + path, {

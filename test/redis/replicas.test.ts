@@ -3,9 +3,9 @@
 // cache still holds "not revoked" for a minute: only pub/sub can carry it. The delay from
 // A's answer to B's first 401 is measured and printed.
 import t from 'tap';
-import { redisRevocationYaml, startRedis } from '../helpers/redis.js';
-import { ADMIN_TOKEN, TEST_SECRET, baseYaml, dataUrl, filesProviderYaml, tempFiles } from '../helpers/keyhole.js';
-import { spawnKeyhole, type KeyholeProcess } from '../helpers/spawn.js';
+import { redisRevocationYaml, startRedis } from '../helpers/redis.ts';
+import { ADMIN_TOKEN, TEST_SECRET, baseYaml, dataUrl, filesProviderYaml, tempFiles } from '../helpers/keyhole.ts';
+import { spawnKeyhole, type KeyholeProcess } from '../helpers/spawn.ts';
 
 t.test('revocation through replica A reaches replica B by pub/sub', async (t) => {
   const redis = await startRedis();

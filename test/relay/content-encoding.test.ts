@@ -7,10 +7,10 @@ import t, { type Test as Tap } from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { dataUrl, keyholeWith } from '../helpers/keyhole.js';
-import { httpProviderItem } from '../helpers/upstream.js';
-import { startNginx } from '../fixtures/nginx.js';
-import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
+import { dataUrl, keyholeWith } from '../helpers/keyhole.ts';
+import { httpProviderItem } from '../helpers/upstream.ts';
+import { startNginx } from '../fixtures/nginx.ts';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.ts';
 import { request } from 'undici';
 
 const CSV = Buffer.from(Array.from({ length: 400 }, (_, i) => `row${i},${(i * 37) % 101},label-${i % 7}\n`).join(''));

@@ -10,12 +10,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dataUrl, filesProviderYaml, keyholeWith } from '../helpers/keyhole.js';
-import { httpProviderItem, keyholeInFront } from '../helpers/upstream.js';
-import { MEDIA_SANDBOX, SANDBOX } from '../../src/http/data-head.js';
-import { startNginx } from '../fixtures/nginx.js';
-import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.js';
-import { redisProviderItem, startRedis, testClient } from '../helpers/redis.js';
+import { dataUrl, filesProviderYaml, keyholeWith } from '../helpers/keyhole.ts';
+import { httpProviderItem, keyholeInFront } from '../helpers/upstream.ts';
+import { MEDIA_SANDBOX, SANDBOX } from '../../src/http/data-head.ts';
+import { startNginx } from '../fixtures/nginx.ts';
+import { startS3rver, S3RVER_ENV } from '../fixtures/cloud/s3rver.ts';
+import { redisProviderItem, startRedis, testClient } from '../helpers/redis.ts';
 
 const BODY = '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>';
 

@@ -13,11 +13,11 @@ import fc from 'fast-check';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Dispatcher } from 'undici';
-import { startUpstream } from '../helpers/upstream.js';
-import { keyholeFor } from './pair.js';
-import { InjectedSecrets } from '../../src/relay/echo-guard.js';
-import { relay } from '../../src/relay/relay.js';
-import type { DataRequest } from '../../src/http/data-request.js';
+import { startUpstream } from '../helpers/upstream.ts';
+import { keyholeFor } from './pair.ts';
+import { InjectedSecrets } from '../../src/relay/echo-guard.ts';
+import { relay } from '../../src/relay/relay.ts';
+import type { DataRequest } from '../../src/http/data-request.ts';
 
 // Chosen so that its forms need escaping everywhere: base64 with + / =, JSON (" and /),
 // HTML (& < > " '), percent-encoding (nearly all of it).
@@ -180,7 +180,10 @@ t.test('an upstream echoing the injected BasicAuth', async (t) => {
 
 /** A dispatcher that answers from a script: 200, then these chunks, then the end. */
 class ScriptedDispatcher {
-  constructor(private readonly chunks: readonly Buffer[]) {}
+  private readonly chunks: readonly Buffer[];
+  constructor(chunks: readonly Buffer[]) {
+    this.chunks = chunks;
+  }
   dispatch(_opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     let aborted = false;
     const controller = {

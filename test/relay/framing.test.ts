@@ -7,9 +7,9 @@
 // the exact closes and resets.
 import t, { type Test as Tap } from 'tap';
 import type { Socket } from 'node:net';
-import { startPythonHttpServer } from '../helpers/real-servers.js';
-import { startRawUpstream } from '../helpers/upstream.js';
-import { keyholeFor } from './pair.js';
+import { startPythonHttpServer } from '../helpers/real-servers.ts';
+import { startRawUpstream } from '../helpers/upstream.ts';
+import { keyholeFor } from './pair.ts';
 
 const SIZE = 1536 * 1024;
 const payload = Buffer.alloc(SIZE);

@@ -7,8 +7,8 @@
 import t, { type Test } from 'tap';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { startNginx } from '../helpers/real-servers.js';
+import { baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { startNginx } from '../helpers/real-servers.ts';
 
 const FILENAME = 'inline; filename="é☃"';
 const latin1 = (v: string | string[] | undefined) => Buffer.from(typeof v === 'string' ? v : '', 'latin1');

@@ -4,8 +4,8 @@
 // sends on its own (an unregistered 1xx, 101 to a request that asked for no upgrade).
 import t, { type Test as Tap } from 'tap';
 import type { ServerResponse } from 'node:http';
-import { startRawUpstream, startUpstream } from '../helpers/upstream.js';
-import { keyholeFor } from './pair.js';
+import { startRawUpstream, startUpstream } from '../helpers/upstream.ts';
+import { keyholeFor } from './pair.ts';
 
 const FINAL = 'the final answer';
 

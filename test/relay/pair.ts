@@ -2,8 +2,8 @@
 // and a client that reads a whole answer and says whether it ended cleanly or was cut.
 import type { Test } from 'tap';
 import { request } from 'undici';
-import { auditFor, dataUrl, type Running } from '../helpers/keyhole.js';
-import { CORP, keyholeInFront } from '../helpers/upstream.js';
+import { auditFor, dataUrl, type Running } from '../helpers/keyhole.ts';
+import { CORP, keyholeInFront } from '../helpers/upstream.ts';
 
 export interface Fetched {
   status: number;

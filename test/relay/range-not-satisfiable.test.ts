@@ -5,8 +5,8 @@
 import t from 'tap';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { startNginx } from '../helpers/real-servers.js';
-import { keyholeFor } from './pair.js';
+import { startNginx } from '../helpers/real-servers.ts';
+import { keyholeFor } from './pair.ts';
 
 t.test("nginx's 416: status and Content-Range relayed, its error page is not", async (t) => {
   const nginx = await startNginx(t, '    location / { }', { 'small.bin': Buffer.alloc(1000, 7) });

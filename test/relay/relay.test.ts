@@ -5,8 +5,8 @@ import t, { type Test as Tap } from 'tap';
 import { createServer as createNet, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
-import { upstreamBehindKeyhole, type UpstreamOptions } from '../helpers/upstream.js';
-import { auditFor, dataUrl, type Running } from '../helpers/keyhole.js';
+import { upstreamBehindKeyhole, type UpstreamOptions } from '../helpers/upstream.ts';
+import { auditFor, dataUrl, type Running } from '../helpers/keyhole.ts';
 
 /** The audit event for a data URI (written when the response closes). */
 async function auditOf(k: Running, uri: string): Promise<Record<string, unknown>> {

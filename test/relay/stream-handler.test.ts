@@ -4,9 +4,9 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { StreamingHandler, upstreamFailure } from '../../src/relay/stream-handler.js';
-import { AddressRefused } from '../../src/relay/ssrf.js';
-import { errors } from '../../src/relay/undici.js';
+import { StreamingHandler, upstreamFailure } from '../../src/relay/stream-handler.ts';
+import { AddressRefused } from '../../src/relay/ssrf.ts';
+import { errors } from '../../src/relay/undici.ts';
 
 class Controller {
   paused = false;

@@ -2,7 +2,7 @@
 // the package exports: an undici upgrade that moves a file fails here, not in production.
 import t from 'tap';
 import * as index from 'undici';
-import { buildConnector, errors, fullUndici, Pool } from '../../src/relay/undici.js';
+import { buildConnector, errors, fullUndici, Pool } from '../../src/relay/undici.ts';
 
 t.test('deep-loaded undici pieces are the index exports', async (t) => {
   t.equal(Pool, index.Pool);

@@ -5,10 +5,10 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
-import { testCerts } from '../helpers/certs.js';
-import { dataUrl } from '../helpers/keyhole.js';
-import { upstreamBehindKeyhole } from '../helpers/upstream.js';
-import { Tally } from './tally.js';
+import { testCerts } from '../helpers/certs.ts';
+import { dataUrl } from '../helpers/keyhole.ts';
+import { upstreamBehindKeyhole } from '../helpers/upstream.ts';
+import { Tally } from './tally.ts';
 
 const tally = new Tally('smuggling');
 

@@ -6,12 +6,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, LookupFunction } from 'node:net';
 import { connect as netConnect } from 'node:net';
 import { buildConnector } from 'undici';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
-import { createPool } from '../../src/relay/pool.js';
-import { AddressRefused, classifyAddress, guardedConnector, refusal, type AddressCategory } from '../../src/relay/ssrf.js';
-import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole, TEST_SECRET } from '../helpers/keyhole.js';
-import { startUpstream } from '../helpers/upstream.js';
-import { Tally } from './tally.js';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { createPool } from '../../src/relay/pool.ts';
+import { AddressRefused, classifyAddress, guardedConnector, refusal, type AddressCategory } from '../../src/relay/ssrf.ts';
+import { auditFor, baseYaml, dataUrl, keyholeWith, startKeyhole, TEST_SECRET } from '../helpers/keyhole.ts';
+import { startUpstream } from '../helpers/upstream.ts';
+import { Tally } from './tally.ts';
 
 const tally = new Tally('ssrf');
 

@@ -6,7 +6,10 @@ export class Tally {
   tried = 0;
   readonly through: string[] = [];
 
-  constructor(readonly name: string) {}
+  readonly name: string;
+  constructor(name: string) {
+    this.name = name;
+  }
 
   /** `held` is true when Keyhole refused or neutralised the input. */
   record(input: string, held: boolean): boolean {

@@ -3,10 +3,10 @@
 // metrics; bound to loopback unless configured otherwise.
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { parseConfig } from '../../src/config/load.js';
-import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles, TEST_SECRET, type Running } from '../helpers/keyhole.js';
-import { keyholeOnRedis, testClient } from '../helpers/redis.js';
-import { MemoryRevocationStore } from '../../src/auth/revocation.js';
+import { parseConfig } from '../../src/config/load.ts';
+import { ADMIN_TOKEN, auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles, TEST_SECRET, type Running } from '../helpers/keyhole.ts';
+import { keyholeOnRedis, testClient } from '../helpers/redis.ts';
+import { MemoryRevocationStore } from '../../src/auth/revocation.ts';
 
 const root = tempFiles('admin');
 const yaml = baseYaml(filesProviderYaml(root));

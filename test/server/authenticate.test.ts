@@ -4,8 +4,8 @@ import t from 'tap';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole } from '../helpers/keyhole.js';
-import { authenticate } from '../../src/server/authenticate.js';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { authenticate } from '../../src/server/authenticate.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-auth-'));
 for (const d of ['public', 'private', 'tenant']) mkdirSync(join(root, d));

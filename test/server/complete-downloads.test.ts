@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
 import { connect } from 'node:tls';
-import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { startNginx, startPythonHttpServer } from '../helpers/real-servers.js';
+import { auditFor, baseYaml, dataUrl, startKeyhole, type Running } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { startNginx, startPythonHttpServer } from '../helpers/real-servers.ts';
 
 const FILES: Record<string, Buffer> = { 'tiny.bin': randomBytes(100), 'small.bin': randomBytes(16 * 1024), 'medium.bin': randomBytes(1 << 20) };
 const ca = readFileSync(testCerts().caCert);

@@ -8,8 +8,8 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startUpstream } from '../helpers/upstream.js';
-import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.js';
+import { startUpstream } from '../helpers/upstream.ts';
+import { auditFor, baseYaml, dataUrl, startKeyhole } from '../helpers/keyhole.ts';
 
 const REFUSED = ['script', 'worker', 'sharedworker', 'serviceworker', 'style', 'paintworklet', 'audioworklet', 'sharedstorageworklet', 'xslt', 'manifest', 'SCRIPT', ' style '];
 const SERVED = ['image', 'audio', 'video', 'track', 'empty', 'document', 'iframe', 'frame', 'json', 'font', 'object', 'embed', 'unknown-future'];

@@ -4,7 +4,7 @@
 // in a form nothing else in Keyhole reads it as.
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
-import { dataQuery, type DataQuery } from '../../src/server/data-route.js';
+import { dataQuery, type DataQuery } from '../../src/server/data-route.ts';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
 

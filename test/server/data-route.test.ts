@@ -1,6 +1,6 @@
 import t from 'tap';
-import { upstreamBehindKeyhole } from '../helpers/upstream.js';
-import { auditFor } from '../helpers/keyhole.js';
+import { upstreamBehindKeyhole } from '../helpers/upstream.ts';
+import { auditFor } from '../helpers/keyhole.ts';
 
 t.test('http provider streams the object with BasicAuth injected, audit event written', async (t) => {
   const { up, k, token, get } = await upstreamBehindKeyhole(

@@ -6,8 +6,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { RevocationUnavailable, type RevocationStore } from '../../src/auth/revocation.js';
-import { ADMIN_TOKEN, auditFor, dataUrl, filesProviderYaml, keyholeWith } from '../helpers/keyhole.js';
+import { RevocationUnavailable, type RevocationStore } from '../../src/auth/revocation.ts';
+import { ADMIN_TOKEN, auditFor, dataUrl, filesProviderYaml, keyholeWith } from '../helpers/keyhole.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-failclosed-'));
 writeFileSync(join(root, 'a.txt'), 'hello');

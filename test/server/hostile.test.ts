@@ -5,10 +5,10 @@ import t from 'tap';
 import { connect } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { createSecretKey } from 'node:crypto';
-import { startUpstream } from '../helpers/upstream.js';
-import { testCerts } from '../helpers/certs.js';
-import { auditFor, dataUrl, startKeyhole, TEST_SECRET } from '../helpers/keyhole.js';
-import { b64u, sign, testKey } from '../auth/fixtures.js';
+import { startUpstream } from '../helpers/upstream.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { auditFor, dataUrl, startKeyhole, TEST_SECRET } from '../helpers/keyhole.ts';
+import { b64u, sign, testKey } from '../auth/fixtures.ts';
 
 const hs = createSecretKey(Buffer.from(TEST_SECRET));
 const rs = testKey('rs');

@@ -8,8 +8,8 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { testCerts } from '../helpers/certs.js';
-import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.js';
+import { testCerts } from '../helpers/certs.ts';
+import { baseYaml, startKeyhole, type Running } from '../helpers/keyhole.ts';
 
 const providers = `providers:
   - { name: samples, kind: local, match: "local://samples/", root: ${process.cwd()}/samples }

@@ -5,8 +5,8 @@
 // and from where (client), and carries no token.
 import t, { type Test } from 'tap';
 import { request } from 'undici';
-import { ADMIN_TOKEN, baseYaml, dataUrl, linesFor, startKeyhole, type LogLine, type Running } from '../helpers/keyhole.js';
-import { exchange, startTestApp } from '../app/test-app.js';
+import { ADMIN_TOKEN, baseYaml, dataUrl, linesFor, startKeyhole, type LogLine, type Running } from '../helpers/keyhole.ts';
+import { exchange, startTestApp } from '../app/test-app.ts';
 
 const SECRET = 'do-not-log-me-0123456789';
 const providers = `providers:

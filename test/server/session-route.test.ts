@@ -3,8 +3,8 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { testCerts } from '../helpers/certs.js';
-import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.js';
+import { testCerts } from '../helpers/certs.ts';
+import { auditFor, baseYaml, dataUrl, filesProviderYaml, startKeyhole, tempFiles } from '../helpers/keyhole.ts';
 
 const root = tempFiles('session');
 

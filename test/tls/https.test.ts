@@ -7,9 +7,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { baseYaml, startKeyhole } from '../helpers/keyhole.js';
-import { testCerts } from '../helpers/certs.js';
-import { ensureDevCerts } from '../../src/tls/devca.js';
+import { baseYaml, startKeyhole } from '../helpers/keyhole.ts';
+import { testCerts } from '../helpers/certs.ts';
+import { ensureDevCerts } from '../../src/tls/devca.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'keyhole-tls-'));
 const providers = `providers:

@@ -1,6 +1,6 @@
 // Which objects a cloud provider may sign: listed buckets (containers), and within each
 // the listed key prefixes. Checked on every request, before anything is signed.
-import { CloudRefusal } from './errors.js';
+import { CloudRefusal } from './errors.ts';
 
 export interface ObjectRef {
   bucket: string;

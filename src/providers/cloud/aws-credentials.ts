@@ -8,14 +8,23 @@ export class AwsCredentialSource {
   private current: AwsCredentialIdentity | undefined;
   private pending: Promise<AwsCredentialIdentity> | undefined;
 
+  private readonly provider: (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>;
+  private readonly refreshBeforeMs: number;
+  private readonly clock: () => number;
+  private readonly fetches?: { ok: number; failed: number };
   constructor(
-    private readonly provider: (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>,
+    provider: (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>,
     /** refresh temporary credentials this long before they expire (ms) */
-    private readonly refreshBeforeMs: number,
-    private readonly clock: () => number = Date.now,
+    refreshBeforeMs: number,
+    clock: () => number = Date.now,
     /** counts each fetch from the source by result (role sessions, the chain) */
-    private readonly fetches?: { ok: number; failed: number },
-  ) {}
+    fetches?: { ok: number; failed: number },
+  ) {
+    this.provider = provider;
+    this.refreshBeforeMs = refreshBeforeMs;
+    this.clock = clock;
+    this.fetches = fetches;
+  }
 
   /** Usable credentials, refreshed first when they expire within the margin. */
   async get(): Promise<AwsCredentialIdentity> {

@@ -6,10 +6,10 @@
 // https://learn.microsoft.com/rest/api/storageservices/get-user-delegation-key
 import type { TokenCredential } from '@azure/identity';
 import type { Pool } from 'undici';
-import { lazyRequire } from '../../lazy.js';
-import { fullUndici } from '../../relay/undici.js';
-import type { Secret } from '../../config/secret.js';
-import { sasTime, type UserDelegationKey } from './azure-sas.js';
+import { lazyRequire } from '../../lazy.ts';
+import { fullUndici } from '../../relay/undici.ts';
+import type { Secret } from '../../config/secret.ts';
+import { sasTime, type UserDelegationKey } from './azure-sas.ts';
 
 const azureIdentity = lazyRequire<typeof import('@azure/identity')>('@azure/identity');
 
@@ -79,7 +79,9 @@ export class DelegationKeySource {
   private pending: Promise<UserDelegationKey> | undefined;
   private readonly clock: () => number;
 
-  constructor(private readonly opts: DelegationKeyOptions) {
+  private readonly opts: DelegationKeyOptions;
+  constructor(opts: DelegationKeyOptions) {
+    this.opts = opts;
     this.clock = opts.clock ?? Date.now;
   }
 

@@ -4,21 +4,21 @@
 // OAuth token) and streams the bytes through the relay.
 import type { ServerResponse } from 'node:http';
 import type { Pool } from 'undici';
-import { forwardedRequestHeaders, writeDataHead } from '../../http/data-head.js';
-import { createPool } from '../../relay/pool.js';
-import { relay } from '../../relay/relay.js';
-import { InjectedSecrets } from '../../relay/echo-guard.js';
-import { refuseData } from '../../http/answer.js';
-import { contentTypeFor } from '../content-type.js';
-import type { DataRequest } from '../../http/data-request.js';
-import type { CredentialState, Presigned, Provider } from '../types.js';
-import type { DataUri } from '../../uri.js';
-import { Allowlist, type ObjectRef } from './allowlist.js';
-import { encodeRfc3986 } from './encode.js';
-import { CloudRefusal } from './errors.js';
-import { MintedCache } from './minted.js';
-import type { CloudCommonConfig } from './schema.js';
-import { stableTimes } from './window.js';
+import { forwardedRequestHeaders, writeDataHead } from '../../http/data-head.ts';
+import { createPool } from '../../relay/pool.ts';
+import { relay } from '../../relay/relay.ts';
+import { InjectedSecrets } from '../../relay/echo-guard.ts';
+import { refuseData } from '../../http/answer.ts';
+import { contentTypeFor } from '../content-type.ts';
+import type { DataRequest } from '../../http/data-request.ts';
+import type { CredentialState, Presigned, Provider } from '../types.ts';
+import type { DataUri } from '../../uri.ts';
+import { Allowlist, type ObjectRef } from './allowlist.ts';
+import { encodeRfc3986 } from './encode.ts';
+import { CloudRefusal } from './errors.ts';
+import { MintedCache } from './minted.ts';
+import type { CloudCommonConfig } from './schema.ts';
+import { stableTimes } from './window.ts';
 
 /** Who the URL is for: the browser (public endpoint) or Keyhole's own fetch. */
 export type Audience = 'public' | 'internal';
@@ -98,7 +98,9 @@ export class CloudProvider implements Provider {
   private readonly pools = new Map<string, Pool>();
   private readonly now: () => number;
 
-  constructor(private readonly parts: CloudProviderParts) {
+  private readonly parts: CloudProviderParts;
+  constructor(parts: CloudProviderParts) {
+    this.parts = parts;
     this.name = parts.name;
     this.kind = parts.kind;
     this.match = parts.match;

@@ -1,6 +1,6 @@
 // RFC 3986 strict percent-encoding, as SigV4, GOOG4 and the URL itself need it: every
 // byte but A-Z a-z 0-9 - . _ ~ is encoded; object keys keep their '/'.
-import { encodeSegment } from '../../uri.js';
+import { encodeSegment } from '../../uri.ts';
 
 export const encodeRfc3986 = encodeSegment;
 

@@ -5,10 +5,10 @@
 // (cloud-provider.ts) keeps them to one per object and stable window.
 // https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/signBlob
 import type { GoogleAuth } from 'google-auth-library';
-import { lazyRequire } from '../../lazy.js';
-import { fullUndici } from '../../relay/undici.js';
-import type { BlobSigner } from './gcs-sign.js';
-import { withTimeout } from './timeout.js';
+import { lazyRequire } from '../../lazy.ts';
+import { fullUndici } from '../../relay/undici.ts';
+import type { BlobSigner } from './gcs-sign.ts';
+import { withTimeout } from './timeout.ts';
 
 const googleAuth = lazyRequire<typeof import('google-auth-library')>('google-auth-library');
 
@@ -27,7 +27,9 @@ export class IamBlobSigner {
   private readonly auth: GoogleAuth;
   private email: Promise<string> | undefined;
 
-  constructor(private readonly opts: IamSignerOptions) {
+  private readonly opts: IamSignerOptions;
+  constructor(opts: IamSignerOptions) {
+    this.opts = opts;
     this.auth = new (googleAuth().GoogleAuth)({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
   }
 

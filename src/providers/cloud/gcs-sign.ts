@@ -5,8 +5,8 @@
 // GOOG4-RSA-SHA256 signs with a service-account key (RSASSA-PKCS1-v1_5, SHA-256);
 // GOOG4-HMAC-SHA256 derives a key from an HMAC secret the way SigV4 does.
 import { createHash, createHmac, sign as rsaSign, type KeyObject } from 'node:crypto';
-import { canonicalQuery, encodeKey, encodeRfc3986 } from './encode.js';
-import { amzDate } from './window.js';
+import { canonicalQuery, encodeKey, encodeRfc3986 } from './encode.ts';
+import { amzDate } from './window.ts';
 
 export type GcsKey = { type: 'rsa'; clientEmail: string; privateKey: KeyObject } | { type: 'hmac'; accessId: string; secret: string };
 

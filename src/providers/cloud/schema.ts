@@ -1,7 +1,7 @@
 // YAML keys every cloud kind (s3, gcs, azure) shares: mode, allowlist, TTL, stable-URL
 // window, minted-URL cache, redirect status, response overrides, proxy pool settings.
 import { z } from 'zod';
-import { clientTls, duration } from '../../config/blocks.js';
+import { clientTls, duration } from '../../config/blocks.ts';
 
 /** The longest lifetime any of the three services accepts for a signed URL: 7 days. */
 export const SERVICE_MAX_TTL_SECONDS = 604_800;

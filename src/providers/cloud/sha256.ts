@@ -22,7 +22,9 @@ export class Sha256 {
   /** what was hashed under a string key, for the memo */
   private chunks: Buffer[] | undefined;
 
-  constructor(private readonly secret?: SourceData) {
+  private readonly secret?: SourceData;
+  constructor(secret?: SourceData) {
+    this.secret = secret;
     this.reset();
   }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { testCerts } from '../../helpers/certs.js';
+import { testCerts } from '../../helpers/certs.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { startGunicorn } from '../../helpers/real-servers.js';
+import { startGunicorn } from '../../helpers/real-servers.ts';
 
 const FIXTURE = join(import.meta.dirname, '..', '..', 'fixtures', 'labeling-app');
 

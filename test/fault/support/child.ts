@@ -3,11 +3,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseConfig } from '../../../src/config/load.js';
-import type { Config } from '../../../src/config/schema.js';
-import { signDevToken, type TokenRequest } from '../../../src/auth/sign.js';
-import { TEST_SECRET, ADMIN_TOKEN } from '../../helpers/keyhole.js';
-import type { ChildStats } from './keyhole-child.js';
+import { parseConfig } from '../../../src/config/load.ts';
+import type { Config } from '../../../src/config/schema.ts';
+import { signDevToken, type TokenRequest } from '../../../src/auth/sign.ts';
+import { TEST_SECRET, ADMIN_TOKEN } from '../../helpers/keyhole.ts';
+import type { ChildStats } from './keyhole-child.ts';
 
 export interface KeyholeChild {
   port: number;

@@ -3,10 +3,10 @@
 // Started by child.ts with --expose-gc; talks over the IPC channel.
 import { readdirSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseConfig } from '../../../src/config/load.js';
-import { createLogger } from '../../../src/observe/logger.js';
-import { createRuntime } from '../../../src/runtime.js';
-import { KeyholeServer } from '../../../src/server/server.js';
+import { parseConfig } from '../../../src/config/load.ts';
+import { createLogger } from '../../../src/observe/logger.ts';
+import { createRuntime } from '../../../src/runtime.ts';
+import { KeyholeServer } from '../../../src/server/server.ts';
 
 export interface ChildStats {
   rss: number;

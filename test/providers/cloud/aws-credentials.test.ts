@@ -1,7 +1,7 @@
 // Temporary AWS credentials are refreshed before they expire, once for many callers,
 // and a source that yields nothing usable is an error (never a silent unsigned URL).
 import t from 'tap';
-import { AwsCredentialSource } from '../../../src/providers/cloud/aws-credentials.js';
+import { AwsCredentialSource } from '../../../src/providers/cloud/aws-credentials.ts';
 
 t.test('refreshes inside the margin with forceRefresh, shares one refresh between callers', async (t) => {
   let clock = 1_000_000;

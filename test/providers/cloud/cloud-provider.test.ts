@@ -6,9 +6,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cloudProvider, uri, vector } from '../../fixtures/cloud/vectors.js';
-import { CloudRefusal } from '../../../src/providers/cloud/errors.js';
-import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../../helpers/keyhole.js';
+import { cloudProvider, uri, vector } from '../../fixtures/cloud/vectors.ts';
+import { CloudRefusal } from '../../../src/providers/cloud/errors.ts';
+import { baseYaml, TEST_SECRET, ADMIN_TOKEN } from '../../helpers/keyhole.ts';
 
 t.test('minted URLs come from the cache within a window, and are re-signed after it', async (t) => {
   const p = cloudProvider(`  - { name: s, kind: s3, match: "s3://data/", credentials: { accessKeyId: AKID, secretAccessKey: "\${env:S}" }, buckets: [{ name: data }] }\n`, { S: 'x' });
@@ -62,7 +62,7 @@ t.test('keyhole presign prints the URL alone on stdout; refusals exit non-zero w
 `),
   );
   const run = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import=tsx', 'src/cli.ts', 'presign', '--config', file, ...args], {
+    spawnSync(process.execPath, ['src/cli.ts', 'presign', '--config', file, ...args], {
       encoding: 'utf8',
       env: { ...process.env, DOCS_SECRET: docs.credentials.secretAccessKey, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN },
     });
@@ -77,8 +77,8 @@ t.test('keyhole presign prints the URL alone on stdout; refusals exit non-zero w
 });
 
 t.test('redactUrl hides the signature and credential of every kind of minted URL', async (t) => {
-  const { redactUrl } = await import('../../../src/observe/logger.js');
-  const { GCS_KEY_FILE } = await import('../../fixtures/cloud/vectors.js');
+  const { redactUrl } = await import('../../../src/observe/logger.ts');
+  const { GCS_KEY_FILE } = await import('../../fixtures/cloud/vectors.ts');
   const env = { S: 'x', T: 'session-token-value', AZ: Buffer.alloc(64, 3).toString('base64') };
   const providers = [
     cloudProvider(`  - { name: s, kind: s3, match: "s3://data/", credentials: { accessKeyId: AKID, secretAccessKey: "\${env:S}", sessionToken: "\${env:T}" }, buckets: [{ name: data }] }\n`, env),

@@ -2,7 +2,7 @@
 // (the s3 vector suites check it end to end; this checks the class alone).
 import t from 'tap';
 import { createHash, createHmac } from 'node:crypto';
-import { Sha256 } from '../../../src/providers/cloud/sha256.js';
+import { Sha256 } from '../../../src/providers/cloud/sha256.ts';
 
 const hex = async (h: Sha256) => Buffer.from(await h.digest()).toString('hex');
 

@@ -1,7 +1,7 @@
 // Stable signing times: properties that must hold for every clock reading and setting.
 import t from 'tap';
 import fc from 'fast-check';
-import { amzDate, stableTimes } from '../../../src/providers/cloud/window.js';
+import { amzDate, stableTimes } from '../../../src/providers/cloud/window.ts';
 
 t.test('signAt never after now, every URL keeps minRemaining, same window → same signAt', async (t) => {
   fc.assert(

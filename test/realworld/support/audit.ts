@@ -1,7 +1,7 @@
 // Exactly one audit event per answered request: each answer carries its request id, and its
 // event is written when the exchange closes.
 import type { Test } from 'tap';
-import type { RawAnswer } from './client.js';
+import type { RawAnswer } from './client.ts';
 
 export type AuditSource = () => readonly Record<string, unknown>[];
 

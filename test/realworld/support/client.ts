@@ -64,11 +64,17 @@ class BodyReader {
   private inTrailers = false;
   private afterData = false; // expecting the CRLF after a chunk's data
 
+  readonly framing: RawAnswer['framing'];
+  private readonly declared: number;
+  private readonly keep: number;
   constructor(
-    readonly framing: RawAnswer['framing'],
-    private readonly declared: number,
-    private readonly keep: number,
+    framing: RawAnswer['framing'],
+    declared: number,
+    keep: number,
   ) {
+    this.framing = framing;
+    this.declared = declared;
+    this.keep = keep;
     if (framing === 'none' || (framing === 'length' && declared === 0)) this.complete = true;
   }
 

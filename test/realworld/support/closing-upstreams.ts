@@ -7,10 +7,10 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { startGunicorn, startPythonHttpServer } from '../../helpers/real-servers.js';
-import { cgiFile, wsgiFiles } from './apps.js';
-import { placeObjects, type Objects } from './objects.js';
-import { startQuirkServer } from './quirk-servers.js';
+import { startGunicorn, startPythonHttpServer } from '../../helpers/real-servers.ts';
+import { cgiFile, wsgiFiles } from './apps.ts';
+import { placeObjects, type Objects } from './objects.ts';
+import { startQuirkServer } from './quirk-servers.ts';
 
 export interface ClosingUpstream {
   name: string;
