@@ -26,7 +26,7 @@ P_KEYHOLE_LIMITS=$((PB + 15)); P_KEYHOLE_LIMITS_RT=$((PB + 16)); P_REDIS=$((PB +
 PEERS=$W/peers                          # the Node peers (http-proxy, fastify), installed here, never in the project
 # Keyhole runs with the node flags its own start command uses (package.json scripts.start, the
 # image's ENTRYPOINT and the bin's shebang carry the same: test/ops/container.test.ts).
-KEYHOLE_NODE_FLAGS=${KEYHOLE_NODE_FLAGS-$(node -p 'require(process.argv[1]).scripts.start.replace(/^node (.*?) ?dist\/cli\.js serve$/, "$1")' "$ROOT/package.json")}
+KEYHOLE_NODE_FLAGS=${KEYHOLE_NODE_FLAGS-$(node -p 'require(process.argv[1]).scripts.start.replace(/^node (.*?) ?(dist\/cli\.js|src\/cli\.ts) serve$/, "$1")' "$ROOT/package.json")}
 ADMIN_OFFSET=100                        # each Keyhole's admin listener: its port + 100
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
