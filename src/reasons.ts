@@ -11,6 +11,7 @@ const CODES = {
   token_expired: [401, 'the token exp is in the past (beyond the clock tolerance)'],
   token_not_yet_valid: [401, 'the token nbf is in the future (beyond the clock tolerance)'],
   token_claims: [401, 'a required claim (iss, aud, sub, exp) is missing or wrong, or the limits claim is malformed'],
+  token_lifetime: [401, 'the token lives longer (exp - iat) than auth.maxTokenLifetime allows'],
   token_revoked: [401, 'the token jti, or every token of its sub issued before now, was revoked'],
   uri_missing: [400, 'the uri query parameter is missing'],
   uri_invalid: [400, 'the URI is not a well-formed absolute URI'],

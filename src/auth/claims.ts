@@ -16,6 +16,8 @@ export interface SessionClaims {
 }
 
 export class ClaimsError extends Error {}
+/** exp - iat over auth.maxTokenLifetime: its own reason, so the issuer learns what to change. */
+export class LifetimeError extends ClaimsError {}
 
 const optionalString = (payload: JWTPayload, name: string): string | undefined => {
   const v = payload[name];
@@ -30,7 +32,7 @@ export function toSessionClaims(payload: JWTPayload, maxLifetimeSeconds: number)
   if (typeof exp !== 'number') throw new ClaimsError('claim exp is required');
   if (jti !== undefined && (typeof jti !== 'string' || jti === '')) throw new ClaimsError('claim jti must be a non-empty string');
   const issued = typeof iat === 'number' ? iat : Math.floor(Date.now() / 1000);
-  if (exp - issued > maxLifetimeSeconds) throw new ClaimsError(`token lifetime exceeds ${maxLifetimeSeconds}s`);
+  if (exp - issued > maxLifetimeSeconds) throw new LifetimeError(`token lifetime ${exp - issued}s exceeds auth.maxTokenLifetime ${maxLifetimeSeconds}s`);
 
   let scope: string[] = [];
   const rawScope = payload.scope;

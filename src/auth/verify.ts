@@ -4,7 +4,7 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { ReasonError } from '../reasons.ts';
-import { ClaimsError, toSessionClaims, type SessionClaims } from './claims.ts';
+import { ClaimsError, LifetimeError, toSessionClaims, type SessionClaims } from './claims.ts';
 import { MAX_TOKEN_LENGTH } from './extract.ts';
 import type { VerifyKey } from './keys.ts';
 import type { AuthConfig } from './schema.ts';
@@ -18,6 +18,7 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 function reasonOf(err: unknown): TokenError {
   if (err instanceof TokenError) return err;
+  if (err instanceof LifetimeError) return new TokenError('token_lifetime', err.message);
   if (err instanceof ClaimsError) return new TokenError('token_claims', err.message);
   if (err instanceof errors.JWTExpired) return new TokenError('token_expired', 'token expired');
   if (err instanceof errors.JWTClaimValidationFailed) {

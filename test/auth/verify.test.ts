@@ -110,7 +110,7 @@ t.test('iss, aud, exp, nbf with the configured clock tolerance', async (t) => {
   t.equal(await reason(v.verify(await sign(hs1, h, { ...scope, sub: undefined }))), 'token_claims', 'sub required');
   t.equal(await reason(v.verify(await sign(hs1, h, { sub: 'a' }))), 'token_claims', 'a token granting nothing');
   t.equal(await reason(v.verify(await sign(hs1, h, { scope: ['not a uri'] }))), 'token_claims', 'bad scope');
-  t.equal(await reason(v.verify(await sign(hs1, h, scope, { ttl: 90_000 }))), 'token_claims', 'lifetime over maxTokenLifetime');
+  t.equal(await reason(v.verify(await sign(hs1, h, scope, { ttl: 90_000 }))), 'token_lifetime', 'lifetime over maxTokenLifetime: its own reason, naming the setting');
   const critInput = `${b64u({ ...h, crit: ['exp'], exp: n })}.${b64u({ iss: 'test-issuer', aud: 'keyhole', sub: 'a', exp: n + 60, ...scope })}`;
   const crit = `${critInput}.${createHmac('sha256', SECRET1).update(critInput).digest('base64url')}`;
   t.equal(await reason(v.verify(crit)), 'token_malformed', 'crit header');
