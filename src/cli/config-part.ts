@@ -7,7 +7,7 @@ import { checkAuthKeys, ConfigError, formatPath, loadConfigFileStructure, type P
 import { configSchema } from '../config/schema.ts';
 import { providerBase } from '../providers/base.ts';
 
-const signingAuthSchema = authSchema.pick({ issuer: true, audience: true, keys: true });
+const signingAuthSchema = authSchema.pick({ issuer: true, audience: true, keys: true, maxTokenLifetime: true });
 export type SigningAuth = z.infer<typeof signingAuthSchema>;
 
 /** A provider as URI routing sees it: a name, a kind, a canonical prefix. */
@@ -22,11 +22,11 @@ export interface RoutingConfig {
   maxUriLength: number;
 }
 
-/** auth.issuer, auth.audience and auth.keys, their secrets read; nothing else needs to be set. */
+/** auth.issuer, auth.audience, auth.maxTokenLifetime and auth.keys, their secrets read; nothing else needs to be set. */
 export function loadSigningAuth(file: string): { auth: SigningAuth } {
   const tree = loadConfigFileStructure(file, ['auth.keys']);
   const auth = record(tree.auth);
-  const parsed = signingAuthSchema.safeParse({ issuer: auth.issuer, audience: auth.audience, keys: auth.keys });
+  const parsed = signingAuthSchema.safeParse({ issuer: auth.issuer, audience: auth.audience, keys: auth.keys, maxTokenLifetime: auth.maxTokenLifetime });
   if (!parsed.success) throw new ConfigError(issues(parsed.error, ['auth']));
   const problems = checkAuthKeys(parsed.data.keys);
   if (problems.length > 0) throw new ConfigError(problems);

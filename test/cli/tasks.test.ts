@@ -110,7 +110,7 @@ t.test('usage: help on stdout with exit 0, mistakes with exit 2', async (t) => {
   t.equal(help.code, 0);
   for (const option of ['--config FILE', '--to keyhole|storage', '--base URL', '--input FILE|-', '--output FILE|-', '--format', '--key NAME', '512 MiB']) t.match(help.stdout, option);
   t.equal(runCli(['tasks', 'rewrite', '--help']).stdout, help.stdout);
-  t.match(runCli(['--help']).stdout, /tasks rewrite --config FILE/);
+  t.match(runCli(['--help']).stdout, /tasks rewrite --config FILE/, 'the main help names the tasks command with its synopsis');
 
   const dir = tmpDir('tasks-usage');
   const file = config(dir);
