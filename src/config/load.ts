@@ -1,42 +1,17 @@
 // Reads a YAML file into a validated Config. Every problem is reported with its path,
 // all at once, before anything listens: references that cannot be read, schema errors,
 // then checks that need the file system (certificates, keys, folders).
-import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { MIN_HMAC_BYTES } from '../auth/keys.ts';
-import type { KeyConfig } from '../auth/schema.ts';
 import { configSchema, type Config } from './schema.ts';
 import { resolveReferences } from './secret.ts';
 import { parseContext } from './blocks.ts';
+import { preflightProblems } from './preflight.ts';
+import { ConfigError, formatPath, type Problem } from './problems.ts';
 
-export interface Problem {
-  path: string;
-  message: string;
-}
-
-export class ConfigError extends Error {
-  readonly problems: Problem[];
-  constructor(problems: Problem[]) {
-    super(`invalid configuration:\n${problems.map(formatProblem).join('\n')}`);
-    this.problems = problems;
-  }
-}
-
-export function formatProblem(p: Problem): string {
-  return p.path ? `${p.path}: ${p.message}` : p.message;
-}
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out;
-}
+export { checkAuthKeys, ConfigError, formatPath, formatProblem, type Problem } from './problems.ts';
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
@@ -52,11 +27,19 @@ export function parseConfig(yamlText: string, opts: LoadOptions = {}): Config {
   return validateConfig(parseYaml(yamlText), opts);
 }
 
+/**
+ * The one check serve, a reload and check-config run: the schema, then what serve checks
+ * before it listens (files, pairs, providers: preflight.ts) on every section, in one pass.
+ */
 export function validateConfig(tree: unknown, opts: LoadOptions = {}): Config {
-  const { parsed, problems } = checkTree(tree, opts, () => true);
-  if (parsed.success && problems.length === 0) problems.push(...checkFiles(parsed.data));
-  if (problems.length > 0) throw new ConfigError(problems);
-  return parsed.data!;
+  const { value, parsed, problems } = checkTree(tree, opts, () => true);
+  const reported = new Set(problems.map((p) => p.path));
+  for (const p of preflightProblems(value, opts.baseDir ?? process.cwd())) {
+    if (!reported.has(p.path)) problems.push(p);
+    reported.add(p.path);
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  return parsed.data;
 }
 
 /**
@@ -128,62 +111,4 @@ function issueProblems(issue: z.core.$ZodIssue): Problem[] {
     return issue.keys.map((k) => ({ path: formatPath([...issue.path, k]), message: 'unknown key' }));
   }
   return [{ path: formatPath(issue.path), message: issue.message }];
-}
-
-/** The auth keys' own checks: HMAC secrets long enough, public key files that parse. */
-export function checkAuthKeys(keys: readonly KeyConfig[]): Problem[] {
-  const problems: Problem[] = [];
-  keys.forEach((k, i) => {
-    if ('secret' in k && Buffer.byteLength(k.secret.reveal()) < MIN_HMAC_BYTES) {
-      problems.push({ path: `auth.keys[${i}].secret`, message: `HMAC secret must be at least ${MIN_HMAC_BYTES} bytes` });
-    }
-    if ('publicKey' in k) {
-      try {
-        createPublicKey(readFileSync(k.publicKey));
-      } catch (err) {
-        problems.push({ path: `auth.keys[${i}].publicKey`, message: (err as Error).message.split('\n')[0] ?? String(err) });
-      }
-    }
-  });
-  return problems;
-}
-
-/** Checks that need the disk: certificates parse, keys parse, folders exist. */
-function checkFiles(cfg: Config): Problem[] {
-  const problems: Problem[] = [];
-  const attempt = (path: string, fn: () => void) => {
-    try {
-      fn();
-    } catch (err) {
-      problems.push({ path, message: (err as Error).message.split('\n')[0] ?? String(err) });
-    }
-  };
-  const tls = cfg.server.tls;
-  if (tls) {
-    attempt('server.tls.cert', () => new X509Certificate(readFileSync(tls.cert)));
-    attempt('server.tls.key', () => createPrivateKey(readFileSync(tls.key)));
-  }
-  problems.push(...checkAuthKeys(cfg.auth.keys));
-  const names = new Map<string, number>();
-  const matches = new Map<string, number>();
-  cfg.providers.forEach((p, i) => {
-    if (names.has(p.name)) problems.push({ path: `providers[${i}].name`, message: `duplicate of providers[${names.get(p.name)}].name` });
-    names.set(p.name, i);
-    if (matches.has(p.match)) problems.push({ path: `providers[${i}].match`, message: `same prefix as providers[${matches.get(p.match)}]` });
-    matches.set(p.match, i);
-    if (p.kind === 'local') {
-      attempt(`providers[${i}].root`, () => {
-        if (!statSync(p.root).isDirectory()) throw new Error(`${p.root} is not a folder`);
-      });
-    }
-    if ('tls' in p && p.tls) {
-      const t = p.tls;
-      for (const f of ['ca', 'cert', 'key'] as const) {
-        const file = t[f];
-        if (file) attempt(`providers[${i}].tls.${f}`, () => readFileSync(file));
-      }
-      if (Boolean(t.cert) !== Boolean(t.key)) problems.push({ path: `providers[${i}].tls`, message: 'cert and key go together' });
-    }
-  });
-  return problems;
 }

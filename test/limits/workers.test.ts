@@ -83,7 +83,7 @@ t.test('check-config refuses a memory limits store for several workers', async (
       encoding: 'utf8',
     });
   const bad = run('workers: 2\n' + baseYaml(filesProviderYaml(root) + limits));
-  t.equal(bad.status, 1, 'exit 1');
+  t.equal(bad.status, 2, 'exit 2: a configuration with problems');
   t.match(bad.stdout + bad.stderr, /limits\.store: limits\.store memory counts in one process: with workers: 2 each worker would allow the whole limits; use store: redis/);
   const good = run(baseYaml(filesProviderYaml(root) + limits));
   t.equal(good.status, 0, `workers: 1 with memory is fine: ${good.stdout}${good.stderr}`);
