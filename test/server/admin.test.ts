@@ -129,21 +129,39 @@ t.test('revocations outlive every token they kill (Redis store): a clock ahead, 
   t.ok(ttl > horizon - 10 && ttl <= horizon, `the jti is kept in Redis for the horizon, not 5 s (ttl ${ttl}, horizon ${horizon})`);
 });
 
-t.test('admin request validation', async (t) => {
+t.test('admin request validation: each refusal says what to change', async (t) => {
   const k = await startKeyhole(yaml);
   t.teardown(() => k.close());
   const auth = `Bearer ${ADMIN_TOKEN}`;
-  t.equal((await admin(k, '/admin/revoke', { auth, body: {} })).status, 400, 'neither jti nor sub');
-  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'a', sub: 'b' } })).status, 400, 'both');
-  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 5 } })).status, 400, 'not a string');
-  t.equal((await admin(k, '/admin/revoke', { auth, body: '{x' })).status, 400, 'bad JSON');
-  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'a' }, type: 'text/plain' })).status, 415);
-  t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'x'.repeat(5000) } })).status, 413);
-  const get = await admin(k, '/admin/revoke', { method: 'GET', auth });
-  t.equal(get.status, 405);
+  const refused = async (t: Test, path: string, opts: NonNullable<Parameters<typeof admin>[2]>, status: number, error: string, message: RegExp) => {
+    const r = await admin(k, path, opts);
+    t.equal(r.status, status, `${opts.method ?? 'POST'} ${path}: ${status}`);
+    const body = r.json() as { error: string; message: string; requestId: string };
+    t.equal(body.error, error);
+    t.match(body.message, message);
+    t.match(body.requestId, /^[0-9a-f-]{36}$/);
+    return r;
+  };
+  await refused(t, '/admin/revoke', { auth, body: {} }, 400, 'bad_request', /^\/admin\/revoke: give jti \(one token\) or sub/);
+  await refused(t, '/admin/revoke', { auth, body: { jti: 'a', sub: 'b' } }, 400, 'bad_request', /give jti or sub, not both/);
+  await refused(t, '/admin/revoke', { auth, body: { jti: 5 } }, 400, 'bad_request', /jti must be a string of 1 to 512 characters/);
+  await refused(t, '/admin/revoke', { auth, body: [] }, 400, 'bad_request', /the body must be a JSON object/);
+  await refused(t, '/admin/revoke', { auth, body: { jti: 'a', exp: 'soon' } }, 400, 'bad_request', /exp must be the token's exp claim/);
+  await refused(t, '/admin/revoke', { auth, body: '{x' }, 400, 'bad_request', /takes a JSON body .*: body is not valid JSON/);
+  await refused(t, '/admin/revoke', { auth, body: { jti: 'a' }, type: 'text/plain' }, 415, 'body_type', /content-type must be application\/json/);
+  await refused(t, '/admin/revoke', { auth, body: { jti: 'x'.repeat(5000) } }, 413, 'body_too_large', /body too large/);
+  await refused(t, '/admin/revoke', { auth: 'Bearer wrong', body: { jti: 'a' } }, 401, 'admin_unauthorized', /missing or wrong/);
+  // A known path with another method: 405 naming the one it takes, never the data routes' text.
+  const get = await refused(t, '/admin/revoke', { method: 'GET', auth }, 405, 'method_not_allowed', /^\/admin\/revoke takes POST, not GET$/);
   t.equal(get.headers.allow, 'POST');
-  t.equal((await admin(k, '/nope', { method: 'GET' })).status, 404);
-  t.equal((await admin(k, '/admin/reload', { auth })).status, 404, 'no reload hook: no route');
+  const post = await refused(t, '/healthz', { method: 'POST' }, 405, 'method_not_allowed', /^\/healthz takes GET or HEAD, not POST$/);
+  t.equal(post.headers.allow, 'GET, HEAD');
+  // Unknown paths: 404 whatever the method, listing what the listener serves.
+  for (const method of ['GET', 'POST', 'PUT'] as const) {
+    for (const path of ['/nope', '/admin/nope', '/admin', '/healthz/x']) await refused(t, path, { method, auth }, 404, 'route_not_found', /^no admin route at \/[a-z/]*: the admin listener serves GET \/healthz, GET \/readyz, GET \/metrics, POST \/admin\/revoke, /);
+  }
+  const noReload = await refused(t, '/admin/reload', { auth }, 404, 'route_not_found', /no admin route/);
+  t.notMatch((noReload.json() as { message: string }).message.split('serves ')[1], /reload/, 'no reload hook: the route is not offered');
   t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'j', exp: Math.floor(Date.now() / 1000) + 60 } })).status, 200);
 });
 
