@@ -3,12 +3,13 @@
 // then checks that need the file system (certificates, keys, folders).
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { parseDocument, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
 import { resolveReferences } from './secret.ts';
 import { parseContext } from './blocks.ts';
 import { preflightProblems } from './preflight.ts';
+import { closest, keysAt } from './suggest.ts';
 import { ConfigError, formatPath, type Problem } from './problems.ts';
 
 export { checkAuthKeys, ConfigError, formatPath, formatProblem, type Problem } from './problems.ts';
@@ -69,10 +70,47 @@ function readConfigTree(file: string): unknown {
 
 function parseYaml(text: string): unknown {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0]}` })));
-  }
+  if (doc.errors.length > 0) throw new ConfigError(yamlProblems(text, doc.errors));
   return doc.toJS();
+}
+
+/**
+ * The parser's errors, each at its line and column. An unquoted `${…}` inside a flow
+ * collection (`{ key: ${env:K} }`) is one mistake that the parser reports as a cascade of
+ * a dozen: it becomes one problem with the fix, and what follows it on is dropped.
+ */
+function yamlProblems(text: string, errors: readonly YAMLError[]): Problem[] {
+  const lines = text.split('\n');
+  const unquoted = lines.findIndex((line) => unquotedFlowReference(line));
+  const at = (e: YAMLError): number => e.linePos?.[0].line ?? 0;
+  const kept = unquoted < 0 ? errors : errors.filter((e) => at(e) > 0 && at(e) < unquoted + 1);
+  const problems = kept.map((e) => {
+    const pos = e.linePos?.[0];
+    const message = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    return { path: pos ? `line ${pos.line}, column ${pos.col}` : '', message: `YAML: ${message}` };
+  });
+  if (unquoted >= 0) {
+    const ref = /\$\{[^}]*\}?/.exec(lines[unquoted]!)?.[0] ?? '${env:NAME}';
+    problems.push({ path: `line ${unquoted + 1}`, message: `YAML: a reference inside { } or [ ] must be quoted: write "${ref}" (an unquoted $, { or } there breaks the rest of the file)` });
+  }
+  return problems;
+}
+
+/** A `${` outside quotes after an unclosed `{` or `[` on the same line. */
+function unquotedFlowReference(line: string): boolean {
+  let depth = 0;
+  let quote = '';
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote) {
+      if (c === quote) quote = '';
+    } else if (c === '#' && (i === 0 || line[i - 1] === ' ')) return false;
+    else if (c === '"' || c === "'") quote = c;
+    else if (c === '$' && line[i + 1] === '{' && depth > 0) return true;
+    else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+  }
+  return false;
 }
 
 /** `path` is `prefix` or lies below it: auth.keys[0].secret is under auth.keys. */
@@ -108,7 +146,15 @@ function issueProblems(issue: z.core.$ZodIssue): Problem[] {
     return best.flatMap((sub) => issueProblems({ ...sub, path: [...issue.path, ...sub.path] }));
   }
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((k) => ({ path: formatPath([...issue.path, k]), message: 'unknown key' }));
+    const known = keysAt(configSchema, issue.path);
+    return issue.keys.map((k) => {
+      const guess = closest(k, known);
+      const hint = guess !== undefined ? ` (did you mean ${guess}?)` : known.length > 0 && known.length <= 16 ? ` (known here: ${known.join(', ')})` : '';
+      return { path: formatPath([...issue.path, k]), message: `unknown key${hint}` };
+    });
+  }
+  if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) {
+    return [{ path: formatPath(issue.path), message: `missing: a ${issue.expected} is required here` }];
   }
   return [{ path: formatPath(issue.path), message: issue.message }];
 }
