@@ -48,7 +48,8 @@ export const httpProviderSchema = providerBase.extend({
    * at connect time. `true` allows every non-public range except cloud metadata; a list of
    * CIDR ranges allows exactly those (metadata only when listed).
    */
-  allowPrivateNetworks: networkAllowance.default(false),
+  // The input's shape for the generated docs and JSON Schema (the transform takes unknown, to word its own error).
+  allowPrivateNetworks: networkAllowance.default(false).meta({ anyOf: [{ type: 'boolean' }, { type: 'array', items: { type: 'string' }, minItems: 1 }] }),
 }).superRefine((cfg, ctx) => {
   // An IP-literal base URL can be judged now: say so at check-config, not at the first request.
   const host = URL.parse(cfg.baseUrl)?.hostname; // unparsable: already reported by baseUrl's own check

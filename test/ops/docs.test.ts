@@ -22,6 +22,9 @@ t.test('the config reference covers every top-level key, with types and descript
   t.match(doc, /\| `server\.drainTimeout` \| duration .*\| `20000` \| on SIGTERM/, 'a row carries type, default and description');
   t.match(doc, /\| `admin\.token` \| secret reference/, 'secrets are shown as references');
   t.match(doc, /### `providers\[\]` with `kind: local`/, 'each provider kind has its own table');
+  const untyped = [...doc.matchAll(/^\| `([^`]+)` \| any \|/gm)].map((m) => m[1]);
+  t.same(untyped, [], 'every key has a type an operator can write (no `any`)');
+  t.match(doc, /\| `providers\[\]\.allowPrivateNetworks` \| boolean or list of string/, 'allowPrivateNetworks: true/false or CIDR ranges');
 });
 
 t.test('every metric registered in src/observe/metrics.ts is in docs/metrics.md', async (t) => {
