@@ -19,6 +19,9 @@ export const secret = () =>
 /** A file path, resolved against the config file's folder. */
 export const filePath = () => text().transform((p) => (isAbsolute(p) ? p : resolve(parseContext.baseDir, p)));
 
+/** An upstream's URL: absolute, http or https (a forgotten scheme is the usual slip). */
+export const httpUrl = () => z.url({ protocol: /^https?$/, message: 'must be an absolute http:// or https:// URL, scheme included (e.g. https://files.internal/)' });
+
 export const port = () => z.number().int().min(0).max(65535);
 
 export const listen = (host: string, portNumber: number) =>

@@ -154,7 +154,8 @@ function issueProblems(issue: z.core.$ZodIssue): Problem[] {
     });
   }
   if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) {
-    return [{ path: formatPath(issue.path), message: `missing: a ${issue.expected} is required here` }];
+    const what: Record<string, string> = { object: 'a section (a mapping of keys)', array: 'a list', string: 'a string', number: 'a number', boolean: 'true or false' };
+    return [{ path: formatPath(issue.path), message: `missing: ${what[issue.expected] ?? issue.expected} is required here` }];
   }
   return [{ path: formatPath(issue.path), message: issue.message }];
 }

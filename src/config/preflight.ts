@@ -42,14 +42,20 @@ export function preflightProblems(tree: unknown, baseDir: string): Problem[] {
     const cert = read('cert');
     const key = read('key');
     const ca = read('ca');
-    let x509: X509Certificate | undefined;
-    if (cert) attempt(`${at}.cert`, () => (x509 = new X509Certificate(cert)));
-    let privateKey: ReturnType<typeof createPrivateKey> | undefined;
-    if (key) attempt(`${at}.key`, () => (privateKey = createPrivateKey(key)));
+    const parse = <T>(name: string, what: string, fn: () => T): T | undefined => {
+      try {
+        return fn();
+      } catch (err) {
+        problems.push({ path: `${at}.${name}`, message: `${String(node[name])} is not ${what} (${firstLine(err)})` });
+        return undefined;
+      }
+    };
+    const x509 = cert && parse('cert', 'a PEM certificate', () => new X509Certificate(cert));
+    const privateKey = key && parse('key', 'a PEM private key', () => createPrivateKey(key));
     if (x509 && privateKey && !x509.checkPrivateKey(privateKey)) {
       problems.push({ path: at, message: `the key (${String(node.key)}) does not belong to the certificate (${String(node.cert)})` });
     }
-    if (ca) attempt(`${at}.ca`, () => new X509Certificate(ca));
+    if (ca) parse('ca', 'a PEM CA certificate', () => new X509Certificate(ca));
   });
 
   const auth = authSchema.safeParse(root.auth);

@@ -3,7 +3,7 @@
 // endpoint is loopback (Azurite), short expiry; the blob endpoint is configurable for
 // Azurite and sovereign clouds.
 import { z } from 'zod';
-import { duration, filePath, secret, text, urlHolds } from '../config/blocks.ts';
+import { duration, filePath, secret, text, urlHolds, httpUrl } from '../config/blocks.ts';
 import { createPool } from '../relay/pool.ts';
 import { identityOf, providerBase } from './base.ts';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.ts';
@@ -50,7 +50,7 @@ export const azureProviderSchema = providerBase
       .refine((d) => d.refreshBefore < d.lifetime, { message: 'refreshBefore must be shorter than lifetime', path: ['refreshBefore'] }),
     /** blob endpoint; default https://ACCOUNT.blob.core.windows.net (Azurite: http://127.0.0.1:10000/devstoreaccount1) */
     endpoint: text()
-      .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
+      .pipe(httpUrl())
       .refine((u) => urlHolds(u, (url) => !url.search && !url.hash), 'no query or fragment')
       .optional(),
     /** SAS service version */

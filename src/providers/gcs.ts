@@ -3,7 +3,7 @@
 // at all, signed by IAM Credentials signBlob for the runtime's own identity (source: adc).
 import { createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
-import { duration, secret, text, urlHolds } from '../config/blocks.ts';
+import { duration, secret, text, urlHolds, httpUrl } from '../config/blocks.ts';
 import type { Secret } from '../config/secret.ts';
 import { identityOf, providerBase } from './base.ts';
 import { Allowlist } from './cloud/allowlist.ts';
@@ -33,7 +33,7 @@ const gcsCredentials = z.union([
     /** the account to sign as (it needs roles/iam.serviceAccountTokenCreator on itself); default: the ADC identity's */
     serviceAccountEmail: z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be a service account email').optional(),
     iamEndpoint: text()
-      .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
+      .pipe(httpUrl())
       .default('https://iamcredentials.googleapis.com'),
     /** the longest a token fetch or a signBlob call may take */
     timeout: duration(10_000),
@@ -45,7 +45,7 @@ export const gcsProviderSchema = providerBase
     kind: z.literal('gcs'),
     /** https://storage.googleapis.com unless a sovereign/universe domain or a test upstream */
     endpoint: text()
-      .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
+      .pipe(httpUrl())
       .refine((u) => urlHolds(u, (url) => ['', '/'].includes(url.pathname) && !url.search), 'an origin only, no path or query')
       .default('https://storage.googleapis.com'),
     /** path: endpoint/bucket/object; virtual: bucket.endpoint/object */

@@ -3,7 +3,7 @@
 // is always the configured one: the URI never selects where Keyhole connects.
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { clientTls, duration, secret, text } from '../config/blocks.ts';
+import { clientTls, duration, secret, text, httpUrl } from '../config/blocks.ts';
 import { forwardedRequestHeaders } from '../http/data-head.ts';
 import { createPool } from '../relay/pool.ts';
 import { parseCidr, parseIp, refusal, type AddressPolicy, type Cidr } from '../relay/ssrf.ts';
@@ -35,7 +35,7 @@ const networkAllowance = z.unknown().transform((v, ctx): boolean | Cidr[] => {
 export const httpProviderSchema = providerBase.extend({
   kind: z.literal('http'),
   /** where the bytes really are: http(s)://host[:port]/base/path/ */
-  baseUrl: text().pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' })),
+  baseUrl: text().pipe(httpUrl()),
   auth: httpAuth.default({ type: 'none' }),
   tls: clientTls().optional(),
   connections: z.number().int().min(1).max(1024).default(64),

@@ -6,7 +6,7 @@ import type { HttpRequest } from '@smithy/protocol-http';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { lazyRequire } from '../lazy.ts';
 import { z } from 'zod';
-import { duration, secret, text, urlHolds } from '../config/blocks.ts';
+import { duration, secret, text, urlHolds, httpUrl } from '../config/blocks.ts';
 import { identityOf, providerBase } from './base.ts';
 import { Allowlist, type ObjectRef } from './cloud/allowlist.ts';
 import { AwsCredentialSource } from './cloud/aws-credentials.ts';
@@ -20,7 +20,7 @@ import type { DataUri } from '../uri.ts';
 
 const endpointUrl = () =>
   text()
-    .pipe(z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }))
+    .pipe(httpUrl())
     .refine((u) => urlHolds(u, (url) => !url.search && !url.hash), 'no query or fragment');
 
 /** Fixed keys, each by reference. */
