@@ -42,4 +42,6 @@ phase 'npm ci --omit=dev' "$t2" "$t1"
 phase 'npm start until listening' "$t3" "$t2"
 phase './keyhole token + curl' "$t4" "$t3"
 phase 'total: clone to first byte' "$t4" "$t0"
+dev=$(for p in typescript tap playwright-core autocannon azurite @20minutes/s3rver eslint; do if [ -e "node_modules/$p" ]; then printf '%s ' "$p"; fi; done)
+echo "dev tools installed: ${dev:-none}"
 echo "packages installed: $(find node_modules -name package.json -not -path '*/node_modules/*/node_modules/*' -path '*node_modules/*' | grep -cE 'node_modules/(@[^/]+/)?[^/@]+/package.json$'); node $(node_modules/.bin/node --version); load average $(cut -d' ' -f1-3 /proc/loadavg)"
