@@ -88,6 +88,10 @@ const auditChainSchema = z
 const logSchema = z
   .strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level (JSON lines)'),
+    format: z
+      .enum(['json', 'text'])
+      .default('json')
+      .describe('operational log lines: json (one object per line, for a log shipper) or text (time LEVEL message key=value…, for a person at a terminal); audit lines stay JSON either way (their hash chain is over the JSON)'),
     audit: z.boolean().default(true).describe('one audit event per data request'),
     destination: logTarget().default('stdout').describe('where log lines go: stdout (default), or a file path (appended to; opened again when rotated away); a change takes effect after a restart'),
     auditDestination: logTarget()

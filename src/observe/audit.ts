@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino';
 import { statusOf, type Reason } from '../reasons.ts';
 import { auditTrailFor, type AuditChainOptions, type AuditCheckpoint, type AuditLineStream, type AuditTrail } from './audit-chain.ts';
 import { redactUrl } from './logger.ts';
+import { jsonStreamOf } from './text-lines.ts';
 
 export type Decision = 'allow' | 'deny' | 'error';
 
@@ -122,7 +123,8 @@ export class AuditLog {
     opts: AuditLogOptions = {},
   ) {
     this.sink = sink;
-    const stream = logger ? (opts.destination ?? (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]) : undefined;
+    // Under `log.format: text` the logger's stream rewrites lines: audit lines take the JSON one beneath.
+    const stream = logger ? (opts.destination ?? jsonStreamOf((logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym])) : undefined;
     this.stream = stream !== null && typeof stream === 'object' && typeof (stream as AuditLineStream).write === 'function' ? (stream as AuditLineStream) : undefined;
     const bindings = logger?.bindings() ?? {};
     const fields = JSON.stringify({ ...bindings, kind: 'audit' });

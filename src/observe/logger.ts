@@ -1,6 +1,7 @@
 // pino JSON logs. Redaction is decided once here; on top of it nothing on the data path
 // logs a request URL, a header or a token — audit events carry the data URI only.
 import pino, { type Logger } from 'pino';
+import { textLines } from './text-lines.ts';
 
 export type { Logger };
 
@@ -22,10 +23,13 @@ export interface LoggerOptions {
   level: string;
   /** where lines go; default stdout through an async destination */
   destination?: pino.DestinationStream;
+  /** json (default): one JSON object per line; text: a short line for a person (audit lines stay JSON) */
+  format?: 'json' | 'text';
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
-  const dest = opts.destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const json = opts.destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const dest = opts.format === 'text' ? textLines(json) : json;
   return pino(
     {
       level: opts.level,

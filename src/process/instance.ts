@@ -17,8 +17,8 @@ import { oneAtATime, reloadConfig, type BuiltReload, type ReloadResult, type Swa
  * exit). `shared`: cluster processes share one stdout; to a pipe they write whole lines in
  * PIPE_BUF-sized writes, so their lines never interleave inside a line.
  */
-export function createServeLogger(log: Pick<Config['log'], 'level' | 'destination'>, opts: { shared?: boolean } = {}): Logger {
-  return createLogger({ level: log.level, destination: openLogDestinations(log, { shared: opts.shared === true }).logs });
+export function createServeLogger(log: Pick<Config['log'], 'level' | 'destination' | 'format'>, opts: { shared?: boolean } = {}): Logger {
+  return createLogger({ level: log.level, format: log.format, destination: openLogDestinations(log, { shared: opts.shared === true }).logs });
 }
 
 export interface InstanceOptions {
