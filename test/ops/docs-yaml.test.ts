@@ -61,6 +61,9 @@ const base = {
 const EXAMPLE_VALUE = Buffer.alloc(48, 7).toString('base64');
 const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_t, name) => (typeof name === 'string' ? EXAMPLE_VALUE : undefined) });
 const topLevel = new Set(Object.keys(configSchema.shape));
+// Building a provider is part of the check (as serve does): an Azure workload identity needs
+// the variables AKS's webhook sets in the pod, which the examples are written for.
+Object.assign(process.env, { AZURE_CLIENT_ID: '00000000-0000-0000-0000-000000000001', AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000002', AZURE_FEDERATED_TOKEN_FILE: join(root, 'azure-token') });
 
 t.test('the docs have YAML examples to check', async (t) => {
   t.ok(blocks.length >= 15, `${blocks.length} blocks found`);
