@@ -28,7 +28,10 @@ RUN npx tsc -p tsconfig.build.json \
  && npm prune --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
 
 FROM node:24-slim
-ENV NODE_ENV=production
+# The commit this image is built from, for `keyhole --version` and keyhole_build_info (the image
+# has no .git): docker build --build-arg KEYHOLE_COMMIT=$(git rev-parse HEAD) .
+ARG KEYHOLE_COMMIT=unknown
+ENV NODE_ENV=production KEYHOLE_COMMIT=${KEYHOLE_COMMIT}
 WORKDIR /app
 COPY --from=build --chown=root:root /app/package.json ./
 COPY --from=build --chown=root:root /app/node_modules ./node_modules
