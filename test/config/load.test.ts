@@ -57,8 +57,9 @@ t.test('refusals', async (t) => {
   t.same(problems(yaml({ secret: 'inline-secret-0123456789abcdef-0123456789' })), ['auth.keys[0].secret: must be a reference ${env:NAME} or ${file:/path}, never an inline secret']);
   t.same(problems(yaml({ secret: '"${env:NOPE}"' })), ['auth.keys[0].secret: environment variable NOPE is not set']);
   t.match(problems(yaml({ secret: '"${file:missing.secret}"' })), [/^auth\.keys\[0\]\.secret: file .*missing\.secret cannot be read \(ENOENT\)$/]);
-  t.same(problems(yaml({ extra: 'colour: blue\n' })), ['colour: unknown key']);
-  t.same(problems(yaml({ extra: 'log: { level: info, format: pretty }\n' })), ['log.format: unknown key']);
+  t.same(problems(yaml({ extra: 'colour: blue\n' })), ['colour: unknown key (known here: workers, server, admin, auth, revocation, cors, log, presign, app, providers, redis, limits)']);
+  t.same(problems(yaml({ extra: 'log: { level: info, colour: blue }\n' })), ['log.colour: unknown key (known here: level, format, audit, destination, auditDestination, auditChain)']);
+  t.same(problems(yaml({ extra: 'log: { level: info, formt: text }\n' })), ['log.formt: unknown key (did you mean format?)']);
   t.same(problems(yaml({ secret: '"${env:SHORT}"' }), { SHORT: 'short' }), ['auth.keys[0].secret: HMAC secret must be at least 32 bytes']);
   t.same(
     problems(
@@ -80,8 +81,8 @@ t.test('refusals', async (t) => {
 });
 
 t.test('bad YAML', async (t) => {
-  t.match(problems('server: [unclosed\n'), [/^YAML: /]);
-  t.match(problems('a: 1\na: 2\n'), [/^YAML: .*unique/i], 'duplicate keys are an error, not last-wins');
+  t.match(problems('server: [unclosed\n'), [/^line \d+, column \d+: YAML: .*[^:]$/]);
+  t.match(problems('a: 1\na: 2\n'), [/^line 2, column 1: YAML: .*unique$/i], 'duplicate keys are an error, not last-wins; at their line, no trailing colon');
   t.match(problems('- just\n- a list\n'), [/expected object|Invalid input/i]);
 });
 
@@ -109,7 +110,7 @@ providers:
   const list = problems(text);
   for (const expected of [
     'providers[1].auth.password: environment variable DATA_PASS is not set',
-    'server.colour: unknown key',
+    'server.colour: unknown key (known here: listen, tls, insecurePlainHttp, redirectHttp, publicUrl, hsts, timeouts, drainTimeout, maxHeaderSize, maxUriLength)',
     'auth.keys[0].secret: must be a reference ${env:NAME} or ${file:/path}, never an inline secret',
   ]) {
     t.ok(list.includes(expected), expected);
@@ -120,9 +121,10 @@ providers:
   t.notOk(list.join('\n').includes('inline-secret'), 'an inline secret is never echoed');
 });
 
-t.test('file checks run once the schema is clean', async (t) => {
+t.test('file checks run in the same pass as the schema', async (t) => {
   const text = yaml().replace(/cert: [^,]+,/, `cert: ${join(dir, 'admin.token')},`);
-  t.match(problems(text), [/^server\.tls\.cert: /]);
+  t.match(problems(text), [/^server\.tls\.cert: .* is not a PEM certificate/]);
+  t.match(problems(text.replace('providers:', 'colour: blue\nproviders:')), [/^colour: unknown key/, /^server\.tls\.cert: .* is not a PEM certificate/], 'a schema problem does not hide a file problem');
   const rs = yaml({ secret: '"${file:hs.secret}"' }).replace('providers:', `  # nothing\nproviders:`);
   t.same(problems(rs), []);
 });
