@@ -6,7 +6,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -304,6 +304,7 @@ t.test('config: log destinations and the chain, with the signing key as a file r
   const providers = `providers:\n  - { name: files, kind: local, match: "local://files/", root: ${cfgDir} }\n`;
   const parse = (log: string) => parseConfig(baseYaml(providers).replace('log: { level: debug }', log), { env, baseDir: cfgDir });
 
+  mkdirSync(join(cfgDir, 'logs')); // a log file's folder must exist (check-config and serve check it)
   const defaults = parse('log: { level: info }').log;
   t.match(defaults, { destination: 'stdout', auditDestination: undefined, audit: true, auditChain: { signingKey: undefined, checkpointEvery: 1000, checkpointInterval: 60_000 } });
   const set = parse('log:\n  destination: logs/keyhole.log\n  auditDestination: stdout\n  auditChain: { signingKey: "${file:ed.pem}", checkpointEvery: 50, checkpointInterval: 10s }').log;

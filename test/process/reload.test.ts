@@ -78,8 +78,8 @@ t.test('refused before anything is built: the problems answered and logged, no s
   t.match(await reloadConfig(steps({ read: plain })), { ok: false, problems: [/TLS cannot be switched on or off/] });
 
   const badPair = () => cfg(baseYaml(providers(['files']), { tls: { cert: testCerts().serverCert, key: testCerts().otherClientKey } }));
-  // Each file parses (the config checks that); only the pair check sees they do not belong together.
-  t.same(await reloadConfig(steps({ read: badPair })), { ok: false, problems: ['server.tls: the key does not belong to the certificate'] });
+  // The config's check (as check-config) sees they do not belong together, naming both files.
+  t.same(await reloadConfig(steps({ read: badPair })), { ok: false, problems: [`server.tls: the key (${testCerts().otherClientKey}) does not belong to the certificate (${testCerts().serverCert})`] });
 
   const redis = () => cfg(base(['files'], 'redis:\n  url: rediss://127.0.0.1:6390\n'));
   const fixed = await reloadConfig(steps({ read: redis, cluster: true, revocationFixed: true }));

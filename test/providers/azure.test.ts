@@ -104,6 +104,12 @@ t.test('azure config problems with paths', async (t) => {
   // An identity instead of the key: exactly one of the two; its own fields checked with paths.
   const keyless = '  - { name: a, kind: azure, match: "azure-blob://cont1/", account: acct1, containers: [{ name: cont1 }]';
   t.equal(problems(`${keyless}, identity: { kind: managed } }\n`), '', 'a managed identity, no key');
+  // The provider is built as part of the check, as serve builds it: it needs the variables the webhook sets.
+  t.match(problems(`${keyless}, identity: { kind: workload } }\n`), /^providers\[0\]: .*clientId is a required parameter/, 'workload identity without the AKS webhook\'s environment: refused, as serve would');
+  Object.assign(process.env, { AZURE_CLIENT_ID: '00000000-0000-0000-0000-000000000001', AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000002', AZURE_FEDERATED_TOKEN_FILE: '/var/run/secrets/azure/tokens/azure-identity-token' });
+  t.teardown(() => {
+    for (const k of ['AZURE_CLIENT_ID', 'AZURE_TENANT_ID', 'AZURE_FEDERATED_TOKEN_FILE']) delete process.env[k];
+  });
   t.equal(problems(`${keyless}, identity: { kind: workload } }\n`), '', 'workload identity from the AKS webhook\'s environment');
   t.match(problems(`${keyless} }\n`), /providers\[0\]\.accountKey: give exactly one of accountKey \(service SAS\) and identity/);
   t.match(problems(`${ok}, identity: { kind: managed } }\n`), /give exactly one of accountKey/);
