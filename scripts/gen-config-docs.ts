@@ -1,10 +1,11 @@
-// docs/config.md, generated from the zod schema (z.toJSONSchema), so the reference can
-// never drift from what `keyhole check-config` accepts. Descriptions come from
+// docs/config.md and docs/config.schema.json, generated from the zod schema
+// (z.toJSONSchema), so the reference and the editors' schema can never drift from what
+// `keyhole check-config` accepts. Descriptions come from
 // `.describe()` / `.meta({ description })` on the schema fields, or else from the JSDoc
 // comment written on the field in the schema's source.
 //
-//   npm run docs:config            rewrite docs/config.md
-//   npm run docs:config -- --check exit 1 when docs/config.md is stale
+//   npm run docs:config            rewrite docs/config.md and docs/config.schema.json
+//   npm run docs:config -- --check exit 1 when either is stale
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readdirSync } from 'node:fs';
@@ -298,23 +299,55 @@ export function renderConfigDocs(): string {
   return out.join('\n').replace(/\n+$/, '\n');
 }
 
+export const CONFIG_SCHEMA = resolve(import.meta.dirname, '..', 'docs', 'config.schema.json');
+
+/** A `${env:NAME}` / `${file:/path}` reference as written in the YAML. */
+const REFERENCE = { type: 'string', pattern: '^\\$\\{(env|file):[^}]+\\}$', description: 'a reference, never an inline value: ${env:NAME} or ${file:/path}' };
+
+/**
+ * The JSON Schema of the YAML as written (draft 2020-12), for editors (yaml-language-server:
+ * completion, hover, validation) and CI linters. Secret fields take a reference only.
+ */
+export function renderConfigSchema(): string {
+  const schema = configJsonSchema() as Node & Record<string, unknown>;
+  const secrets = (n: unknown): unknown => {
+    if (Array.isArray(n)) return n.map(secrets);
+    if (n === null || typeof n !== 'object') return n;
+    const node = n as Record<string, unknown>;
+    if (node['x-keyhole-secret']) return { ...REFERENCE, ...(typeof node.description === 'string' ? { description: `${node.description} (${REFERENCE.description})` } : {}) };
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, secrets(v)]));
+  };
+  const { $schema: _drop, ...body } = secrets(schema) as Record<string, unknown>;
+  const out = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    title: 'Keyhole configuration',
+    description: 'The YAML file `keyhole serve --config` reads. Generated from the schema by `npm run docs:config`; docs/config.md explains each key. `keyhole check-config` checks more (files, certificate pairs, providers).',
+    ...body,
+  };
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
+
 const invoked = process.argv[1] && resolve(process.argv[1]) === resolve(join(import.meta.dirname, 'gen-config-docs.ts'));
 if (invoked) {
-  const text = renderConfigDocs();
+  const outputs: [string, string][] = [
+    [CONFIG_DOC, renderConfigDocs()],
+    [CONFIG_SCHEMA, renderConfigSchema()],
+  ];
   if (process.argv.includes('--check')) {
-    let current = '';
-    try {
-      current = readFileSync(CONFIG_DOC, 'utf8');
-    } catch {
-      // missing counts as stale
-    }
-    if (current !== text) {
-      process.stderr.write('docs/config.md is stale: run `npm run docs:config` and commit the result\n');
-      process.exit(1);
-    }
-    process.stdout.write('docs/config.md is up to date\n');
+    const stale = outputs.filter(([file, text]) => {
+      try {
+        return readFileSync(file, 'utf8') !== text;
+      } catch {
+        return true; // missing counts as stale
+      }
+    });
+    for (const [file] of stale) process.stderr.write(`${file} is stale: run \`npm run docs:config\` and commit the result\n`);
+    if (stale.length > 0) process.exit(1);
+    process.stdout.write('docs/config.md and docs/config.schema.json are up to date\n');
   } else {
-    writeFileSync(CONFIG_DOC, text);
-    process.stdout.write(`wrote ${CONFIG_DOC}\n`);
+    for (const [file, text] of outputs) {
+      writeFileSync(file, text);
+      process.stdout.write(`wrote ${file}\n`);
+    }
   }
 }

@@ -34,7 +34,7 @@ const logoutSchema = z.strictObject({
   /** the app's session cookie: its value, hashed, is what a logout marks dead */
   sessionCookie: COOKIE_NAME,
   /** how long a logged-out cookie is remembered (days too: 14d): the app's session lifetime (Django SESSION_COOKIE_AGE) */
-  remember: z.preprocess(days, duration(14 * 86_400_000)),
+  remember: z.preprocess(days, duration(14 * 86_400_000)).meta({ anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^\\d+(ms|s|m|h|d)$' }] }),
 });
 
 const introspectFields = z.strictObject({

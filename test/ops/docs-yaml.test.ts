@@ -10,6 +10,8 @@ import { parseDocument } from 'yaml';
 import { ConfigError, formatProblem, validateConfig } from '../../src/config/load.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { testCerts } from '../helpers/certs.ts';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { CONFIG_SCHEMA } from '../../scripts/gen-config-docs.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MISSING_FILE = /cannot be read \(ENOENT\)|ENOENT|is not a folder|no such file/;
@@ -61,6 +63,8 @@ const base = {
 const EXAMPLE_VALUE = Buffer.alloc(48, 7).toString('base64');
 const env = new Proxy({} as NodeJS.ProcessEnv, { get: (_t, name) => (typeof name === 'string' ? EXAMPLE_VALUE : undefined) });
 const topLevel = new Set(Object.keys(configSchema.shape));
+// The editors' schema (docs/config.schema.json) must accept every example too.
+const bySchema = new Ajv2020({ strict: false, allErrors: true }).compile(JSON.parse(readFileSync(CONFIG_SCHEMA, 'utf8')) as object);
 // Building a provider is part of the check (as serve does): an Azure workload identity needs
 // the variables AKS's webhook sets in the pod, which the examples are written for.
 Object.assign(process.env, { AZURE_CLIENT_ID: '00000000-0000-0000-0000-000000000001', AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000002', AZURE_FEDERATED_TOKEN_FILE: join(root, 'azure-token') });
@@ -87,5 +91,7 @@ for (const block of blocks) {
       problems = err.problems.map(formatProblem).filter((p) => !MISSING_FILE.test(p));
     }
     t.same(problems, [], 'validates against the schema (files on the reader’s machine aside)');
+    const merged = merge(base, tree);
+    t.same(bySchema(merged) ? [] : bySchema.errors?.map((e) => `${e.instancePath} ${e.message ?? ''}`), [], 'and against docs/config.schema.json');
   });
 }
