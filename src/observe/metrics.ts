@@ -3,6 +3,7 @@
 // docs/metrics.md says why.
 import type { Sample } from './exposition.ts';
 import { Counter, Gauge, Registry, type MetricSource } from './instruments.ts';
+import { buildInfo } from './build-info.ts';
 import { processMetrics } from './process-metrics.ts';
 import { flushTallies, ProviderTally, TalliedHistogram } from './tally.ts';
 
@@ -93,6 +94,31 @@ export class Metrics {
     },
   };
 
+  // What ops watch the process itself by: what runs, its certificate, its reloads, its load.
+  readonly configReloads = this.counter('keyhole_config_reloads_total', 'Configuration reloads (SIGHUP, POST /admin/reload) by result: ok (applied) or refused (the running configuration stayed)', ['result'] as const);
+  /** set by the server: the certificates it serves (by listener) and their notAfter, Unix seconds */
+  certificateProbe: (() => Iterable<[string, number]>) | undefined;
+  /** set by the server: requests being answered now on the data listener */
+  inFlightProbe: (() => number) | undefined;
+  private readonly processFamilies: MetricSource = {
+    names: ['keyhole_build_info', 'keyhole_tls_certificate_not_after_seconds', 'keyhole_requests_in_flight'],
+    collect: () => {
+      const { version, node, commit } = buildInfo();
+      const inFlight = this.inFlightProbe?.();
+      return [
+        { name: 'keyhole_build_info', help: 'Always 1: the Keyhole version, the Node.js that runs it and the git commit it was built from', type: 'gauge', aggregator: 'first', values: [{ labels: { version, node, commit }, value: 1 }] },
+        {
+          name: 'keyhole_tls_certificate_not_after_seconds',
+          help: 'When the certificate a listener serves stops being valid (notAfter), Unix seconds: alert well before it (a renewed file is picked up without a restart)',
+          type: 'gauge',
+          aggregator: 'min',
+          values: [...(this.certificateProbe?.() ?? [])].map(([listener, notAfter]) => ({ labels: { listener }, value: notAfter })),
+        },
+        { name: 'keyhole_requests_in_flight', help: 'Requests on the data listener being answered now (a stream counts until its last byte)', type: 'gauge', aggregator: 'sum', values: inFlight === undefined ? [] : [{ labels: {}, value: inFlight }] },
+      ];
+    },
+  };
+
   /** set by the limiter: can its store answer (or is it `onRedisError: allow`)? read at scrape time */
   limitsProbe: (() => boolean) | undefined;
   private limitSet: LimitMetrics | undefined;
@@ -135,6 +161,10 @@ export class Metrics {
 
   constructor(defaultMetrics = true) {
     this.registry.register(this.credentialFamilies);
+    this.registry.register(this.processFamilies);
+    // Both results from the start at 0, so a rate() or an alert on refused works before the first reload.
+    this.configReloads.labels('ok');
+    this.configReloads.labels('refused');
     if (defaultMetrics) this.registry.register(processMetrics('keyhole_'));
   }
 

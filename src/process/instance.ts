@@ -99,12 +99,18 @@ export class KeyholeInstance {
   private reloadNow(): Promise<ReloadResult> {
     const file = this.opts.configFile;
     if (!file) return Promise.resolve({ ok: false, problems: ['the embedded default cannot be reloaded; start with --config FILE'] });
-    return reloadConfig({
+    const done = reloadConfig({
       logger: this.opts.logger,
       current: this.runtime,
       read: this.opts.loadConfig ?? (() => loadConfigFile(file)),
       cluster: this.opts.cluster === true,
       swap: (built) => this.swap(built),
+    });
+    // A cluster's reloads are counted once, by the primary that ran them.
+    if (this.opts.cluster) return done;
+    return done.then((r) => {
+      this.runtime.metrics.configReloads.labels(r.ok ? 'ok' : 'refused').inc();
+      return r;
     });
   }
 

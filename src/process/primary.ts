@@ -33,6 +33,8 @@ export function restartDelay(youngDeaths: number): number {
 
 /** 1 = healthy gauges: a group is as healthy as its worst member. */
 const HEALTH_GAUGES = new Set(['keyhole_revocation_store_up', 'keyhole_redis_up']);
+/** Counted by the primary alone. */
+const PRIMARY_COUNTS = new Set(['keyhole_config_reloads_total']);
 
 /** A worker that lived this long before dying is not in a crash loop. */
 const HEALTHY_LIFETIME_MS = 10_000;
@@ -220,7 +222,13 @@ class Primary {
   }
 
   /** Checks the file, then relays its text to every worker; one reload at a time. */
-  readonly reload: () => Promise<ReloadResult> = oneAtATime(() => {
+  readonly reload: () => Promise<ReloadResult> = oneAtATime(async () => {
+    const result = await this.reloadGroup();
+    this.runtime.metrics.configReloads.labels(result.ok ? 'ok' : 'refused').inc();
+    return result;
+  });
+
+  private reloadGroup(): Promise<ReloadResult> {
     // The text the checks passed is what the workers get, and what a replacement starts from.
     let yaml = '';
     return reloadConfig({
@@ -235,7 +243,7 @@ class Primary {
       revocationFixed: true,
       swap: (built) => this.swapTo(built, yaml),
     });
-  });
+  }
 
   private async swapTo({ next, runtime, keepRevocation }: BuiltReload, yaml: string): Promise<SwapOutcome> {
     const previous = this.runtime;
@@ -274,8 +282,9 @@ class Primary {
     const { acks } = await this.ask((seq) => ({ kh: 'metrics', seq }), 3_000);
     const parts: MetricFamily[][] = acks.flatMap((a) => (a.ack.metrics ? [a.ack.metrics] : []));
     const own = await this.runtime.metrics.registry.getMetricsAsJSON();
-    // The primary contributes what only it knows: the revocation store it relays through.
-    parts.push(own.filter((m) => HEALTH_GAUGES.has(m.name)));
+    // The primary contributes what only it knows: the revocation store it relays through,
+    // and the group's reloads (it runs them; the workers do not count theirs).
+    parts.push(own.filter((m) => HEALTH_GAUGES.has(m.name) || PRIMARY_COUNTS.has(m.name)));
     // Health gauges combine as the worst of all (their aggregator is 'min'), the rest as a sum.
     return { contentType: PROMETHEUS_CONTENT_TYPE, body: render(aggregate(parts)) };
   }

@@ -59,6 +59,8 @@ export class KeyholeServer {
   /** every open socket of the data listeners: upgraded ones (websockets) escape closeAllConnections */
   private readonly sockets = new Set<Socket>();
   private tls: ServerTlsMaterial | undefined;
+  /** admin requests in flight: the data listener's count is the total less these (a scrape does not count itself) */
+  private adminInFlight = 0;
 
   private runtime: Runtime;
   private readonly hooks: Partial<AdminHooks>;
@@ -99,9 +101,18 @@ export class KeyholeServer {
     });
     this.admin = createHttpServer({ ...common }, (req, res) => {
       this.inflight.enter(this.runtime, res);
+      this.adminInFlight++;
+      res.once('close', () => this.adminInFlight--);
       handleAdmin(this.runtime, { accepting: () => !this.draining, ...this.hooks }, req, res).catch((err) => this.crash(err, req, res));
     });
     this.redirect = cfg.redirectHttp ? createHttpServer(common, (req, res) => this.redirectToHttps(req, res)) : undefined;
+    this.probe(runtime);
+  }
+
+  /** What /metrics reads of the listeners, at scrape time (a reload's runtime shares the Metrics, or gets them here). */
+  private probe(rt: Runtime): void {
+    rt.metrics.certificateProbe = () => (this.tls ? [['data', Math.floor(Date.parse(this.tls.validTo) / 1000)]] : []);
+    rt.metrics.inFlightProbe = () => this.inflight.count() - this.adminInFlight;
   }
 
   get current(): Runtime {
@@ -260,6 +271,7 @@ export class KeyholeServer {
   swap(next: Runtime, opts: { keepRevocation?: boolean } = {}): Promise<void> {
     const previous = this.runtime;
     this.runtime = next;
+    this.probe(next);
     const cfg = next.config.server;
     for (const s of [this.data, this.redirect]) {
       if (!s) continue;

@@ -156,6 +156,12 @@ t.test('two workers: revocation everywhere, a killed worker replaced, reload eve
   const allowed = /keyhole_requests_total\{provider="extra",status="200",decision="allow"\} (\d+)/.exec(metrics.text);
   t.ok(allowed && Number(allowed[1]) >= 12, 'requests served by both workers are summed');
   t.match(metrics.text, /^keyhole_revocation_store_up 1$/m);
+  // Reloads counted once per group reload (by the primary), not once per worker.
+  t.match(metrics.text, /^keyhole_config_reloads_total\{result="ok"\} 3$/m, 'three group reloads applied');
+  t.match(metrics.text, /^keyhole_config_reloads_total\{result="refused"\} 1$/m, 'one refused');
+  t.match(metrics.text, /^keyhole_build_info\{version="[^"]+",node="v24\.[^"]+",commit="[^"]+"\} 1$/m, 'build info once, not per worker');
+  t.match(metrics.text, /^keyhole_tls_certificate_not_after_seconds\{listener="data"\} \d{10}$/m, 'the workers’ certificate');
+  t.match(metrics.text, /^keyhole_requests_in_flight 0$/m, 'nothing in flight across the workers');
 
   // SIGTERM: the whole group drains and exits 0; nothing is replaced.
   k.child.kill('SIGTERM');
