@@ -1,6 +1,6 @@
 // Reads a YAML file into a validated Config. Every problem is reported with its path,
-// all at once, before anything listens: references that cannot be read, schema errors,
-// then checks that need the file system (certificates, keys, folders).
+// all at once, before anything listens: YAML, references that cannot be read, the schema,
+// and in the same pass what serve checks on disk (certificate pairs, folders, providers).
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument, type YAMLError } from 'yaml';
