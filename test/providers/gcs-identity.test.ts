@@ -5,6 +5,8 @@
 // from Google's published algorithm, with the stand-in account's PUBLIC key: presign and
 // proxy mode through a real (spawned) Keyhole; IAM down or answering garbage: refused.
 import t from 'tap';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { baseYaml, dataUrl } from '../helpers/keyhole.ts';
 import { spawnKeyhole } from '../helpers/spawn.ts';
@@ -83,4 +85,50 @@ t.test('an account the identity may not sign as: PERMISSION_DENIED, refused', as
   t.equal(res.status, 502);
   t.equal(JSON.parse(res.body.toString()).error, 'credentials_unavailable');
   t.ok(google.signBlobCalls.some((c) => c.status === 403 && c.email === 'someone-else@other.iam.gserviceaccount.com'));
+});
+
+// Proxy mode injects the identity's OAuth token as a bearer: an upstream that echoes the
+// request (a debug endpoint, a misrouted echo service) must not hand it to the browser. A
+// stand-in of our own, as no real storage server echoes: the token in a header, in the body.
+t.test('proxy mode: an upstream echoing the bearer token is refused in a header and cut in the body', async (t) => {
+  const echo = createServer((req, res) => {
+    const auth = String(req.headers.authorization ?? '');
+    if (req.url === '/frames/img/header.png') res.writeHead(200, { 'content-type': 'image/png', 'x-debug-authorization': auth }).end('ok');
+    else if (req.url === '/frames/img/body.txt') res.writeHead(200, { 'content-type': 'text/plain' }).end(`${'x'.repeat(70_000)} you sent: ${auth}\n`);
+    else if (req.url === '/frames/img/json.txt') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ headers: { Authorization: auth } }));
+    else res.writeHead(200, { 'content-type': 'image/png' }).end('plain');
+  });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.teardown(() => echo.close());
+  const origin = `http://127.0.0.1:${(echo.address() as AddressInfo).port}`;
+  const yaml = baseYaml(`providers:\n${item('prx', 'proxy', 'gs://frames/img/').replace(`endpoint: ${gcs.origin}`, `endpoint: ${origin}`)}`);
+  const k = await spawnKeyhole(yaml, { env });
+  t.teardown(() => k.stop());
+  const auth = { authorization: `Bearer ${await k.token({ scope: ['gs://frames/'] })}` };
+
+  const plain = await k.get(dataUrl('gs://frames/img/plain.png'), { headers: auth });
+  t.equal(plain.status, 200, 'an answer without the token passes');
+  const header = await k.get(dataUrl('gs://frames/img/header.png'), { headers: auth });
+  t.equal(header.status, 502, 'the token in a header: refused before the head');
+  t.equal((JSON.parse(header.body.toString()) as { error: string }).error, 'upstream_credential_echo');
+  for (const path of ['body.txt', 'json.txt']) {
+    // Every byte that arrived, up to the cut (a cut body ends the connection mid-stream).
+    const res = await request(k.base + dataUrl(`gs://frames/img/${path}`), { headers: auth, dispatcher: k.dispatcher });
+    const chunks: Buffer[] = [];
+    let cut = false;
+    try {
+      for await (const chunk of res.body) chunks.push(chunk as Buffer);
+    } catch {
+      cut = true;
+    }
+    t.ok(res.statusCode === 502 || (res.statusCode === 200 && cut), `${path}: refused or cut (status ${res.statusCode}, cut ${cut})`);
+    t.notMatch(Buffer.concat(chunks).toString(), /ya29\./, `${path}: no byte of the token reached the client`);
+  }
+  t.ok(google.tokensIssued >= 1, 'a real token was injected');
+  for (const path of ['header.png', 'body.txt', 'json.txt']) {
+    const audited = (l: { kind?: unknown; audit?: unknown }) => l.kind === 'audit' && (l.audit as { uri?: string }).uri === `gs://frames/img/${path}`;
+    const line = await k.waitForLog(audited, 5_000, `the audit event of ${path}`);
+    t.match(line.audit, { reason: 'upstream_credential_echo', decision: 'error' }, `${path}: audited as upstream_credential_echo`);
+  }
+  t.notMatch(k.output(), /ya29\.stand-in/, 'no token in Keyhole’s output');
 });
