@@ -63,7 +63,7 @@ function writer(path: string, worker: number, events: number, every: number, sta
       await new Promise((r) => setTimeout(r, 1 + ((i * ${worker}) % 4)));
     }
   `;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   return new Promise((r, reject) => child.once('exit', (code) => (code === 0 ? r() : reject(new Error(`writer ${worker} exited ${code}`)))));
 }
 
@@ -100,7 +100,7 @@ let all: string[];
 
 t.before(async () => {
   trail = join(dir, 'workers.log');
-  const startAt = Date.now() + 8000; // past the processes' start-up (loading the sources), on a busy machine too
+  const startAt = Date.now() + 8000; // past the processes' start-up (tsx), on a busy machine too
   await Promise.all([1, 2, 3].map((w) => writer(trail, w, 40, 7, startAt)));
   const { lines, streams } = load(trail);
   all = lines;

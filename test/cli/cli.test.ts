@@ -11,7 +11,7 @@ import { testCerts } from '../helpers/certs.ts';
 import { CLI_ARGS, runCli, tmpDir } from '../helpers/cli.ts';
 import { testKey } from '../auth/fixtures.ts';
 
-// Seven spawns of src/cli.ts (Node strips the types as it loads): about a minute on an
+// Seven spawns, each loading the TypeScript sources through tsx: about a minute on an
 // idle 2-core machine, several under load and coverage.
 t.setTimeout(600_000);
 

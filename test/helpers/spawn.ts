@@ -1,4 +1,4 @@
-// A real `keyhole serve --config FILE` process (src/cli.ts, its types stripped by Node) on ephemeral loopback ports:
+// A real `keyhole serve --config FILE` process (through tsx) on ephemeral loopback ports:
 // its JSON log lines are collected as they come, the real ports are read from the
 // "keyhole listening" line, and teardown kills whatever is still running. `opsYaml` is the
 // base config such a process starts from.

@@ -239,7 +239,7 @@ function child(script: string, env: Record<string, string>): { done: Promise<{ c
     const audit = new AuditLog(logger, undefined, { chain: { signingKey: readFileSync(process.env.KEY_PATH, 'utf8'), every: Number(process.env.EVERY ?? 1000), intervalMs: 0 } });
     const event = (i) => auditEvent({ id: 'w' + process.env.WORKER + '-' + i, kind: 'data', reason: 'ok', uri: 'local://files/' + i });
   `;
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', prelude + script], { cwd: ROOT, env: { ...process.env, KEY_PATH: join(dir, 'key.pem'), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', prelude + script], { cwd: ROOT, env: { ...process.env, KEY_PATH: join(dir, 'key.pem'), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let markReady: () => void;
   const ready = new Promise<void>((r) => (markReady = r));

@@ -286,7 +286,7 @@ const writerScript = join(dir, 'writer.mjs');
 const epipeScript = join(dir, 'epipe.mjs');
 writeFileSync(writerScript, WRITER_SCRIPT);
 writeFileSync(epipeScript, EPIPE_SCRIPT);
-const nodeCmd = (script: string, arg = ''): string => `'${process.execPath}' '${script}' ${arg}`;
+const nodeCmd = (script: string, arg = ''): string => `'${process.execPath}' --import tsx '${script}' ${arg}`;
 
 interface Done {
   code: number | null;
@@ -317,7 +317,7 @@ function run(cmd: string, args: string[], cfg: object, setup?: (child: ChildProc
 t.test('process exit writes what waits, in every writer', async (t) => {
   const alsoFile = join(dir, 'exit-also.log');
   // One batch holds everything and the timer is a minute away: only the exit hook can write these lines.
-  const r = await run(process.execPath, [writerScript, 'e'], { count: 500, batchBytes: 4 << 20, flushMs: 60_000, end: 'exit', alsoFile });
+  const r = await run(process.execPath, ['--import', 'tsx', writerScript, 'e'], { count: 500, batchBytes: 4 << 20, flushMs: 60_000, end: 'exit', alsoFile });
   t.equal(r.code, 0, r.stderr);
   t.ok(r.stdout.toString() === lines('e', 500), `stdout: every line, in order (${r.stdout.length} bytes)`);
   t.ok(readFileSync(alsoFile, 'utf8') === lines('e', 500), 'the second writer, a file, too');
@@ -325,7 +325,7 @@ t.test('process exit writes what waits, in every writer', async (t) => {
 });
 
 t.test('a process that simply ends: the timer does not hold it, and exit writes what waits', async (t) => {
-  const r = await run(process.execPath, [writerScript, 'n'], { count: 300, batchBytes: 4 << 20, flushMs: 60_000, end: 'natural' });
+  const r = await run(process.execPath, ['--import', 'tsx', writerScript, 'n'], { count: 300, batchBytes: 4 << 20, flushMs: 60_000, end: 'natural' });
   t.equal(r.code, 0, r.stderr);
   t.equal(r.signal, null, 'ended by itself, well before flushMs');
   t.ok(r.ms < 50_000);
@@ -335,7 +335,7 @@ t.test('a process that simply ends: the timer does not hold it, and exit writes 
 t.test('process exit waits out a full non-blocking stdout', async (t) => {
   let exiting = false;
   // The parent does not read until the child says it is exiting: ~2 MB cannot fit in the socket meanwhile.
-  const r = await run(process.execPath, [writerScript, 'x'], { count: 2500, flushMs: 60_000, end: 'exit', touchStdout: true, announce: true }, (child, out) => {
+  const r = await run(process.execPath, ['--import', 'tsx', writerScript, 'x'], { count: 2500, flushMs: 60_000, end: 'exit', touchStdout: true, announce: true }, (child, out) => {
     let err = '';
     child.stderr!.on('data', (c: Buffer) => {
       err += c.toString();
@@ -376,7 +376,7 @@ function checkLines(t: Test, out: Buffer, names: string[], count: number): void 
 }
 
 // Three processes share one descriptor: a pipe made by sh (their stdout made non-blocking by
-// Node, as a worker's is once something uses process.stdout), the same pipe opened again by each
+// tsx, as a worker's is once something uses process.stdout), the same pipe opened again by each
 // (blocking), and the parent's socket. The parent stops reading now and then so it fills.
 const SHARED = [
   { name: 'a pipe, non-blocking', pipe: true, reopen: false },
@@ -419,13 +419,13 @@ t.test('a dead reader (EPIPE): write() never throws; what was waiting and every 
 
   // The child's stdout: the parent closes its end, then tells the child to write.
   expectFailure(
-    await run(process.execPath, [epipeScript], {}, (child) => {
+    await run(process.execPath, ['--import', 'tsx', epipeScript], {}, (child) => {
       child.stdout!.on('close', () => child.stdin!.end('go\n'));
       child.stdout!.destroy();
     }),
   );
   // A pipe (FIFO) whose only reader the child has closed.
-  expectFailure(await run(process.execPath, [epipeScript], { fifo: fifo() }));
+  expectFailure(await run(process.execPath, ['--import', 'tsx', epipeScript], { fifo: fifo() }));
 });
 
 t.test('a reader that dies while bytes are held: said once, every line counted exactly once', async (t) => {

@@ -24,12 +24,12 @@ export interface KeyholeChild {
 export async function startKeyholeChild(yaml: string, env: Record<string, string> = {}): Promise<KeyholeChild> {
   const fullEnv: Record<string, string | undefined> = { ...process.env, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN, ...env, KEYHOLE_CHILD_YAML: yaml };
   const config = parseConfig(yaml, { env: fullEnv });
-  // Plain node (types stripped): the child is measured, not instrumented for coverage.
+  // Plain node + tsx: the child is measured, not instrumented for coverage.
   const childEnv = { ...fullEnv };
   delete childEnv.NODE_V8_COVERAGE;
   delete childEnv.NODE_OPTIONS;
   const proc = fork(fileURLToPath(new URL('./keyhole-child.ts', import.meta.url)), [], {
-    execArgv: ['--expose-gc'],
+    execArgv: ['--import', 'tsx', '--expose-gc'],
     env: childEnv,
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
