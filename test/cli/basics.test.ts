@@ -3,7 +3,7 @@
 // (0 done, 2 usage or configuration, 1 a failure once running), and a token the CLI mints at
 // its limit is one the server accepts.
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, tmpDir } from '../helpers/cli.ts';
@@ -89,4 +89,21 @@ t.test("token --ttl over auth.maxTokenLifetime: refused, naming the limit; at th
   const refused = await k.get(dataUrl('local://files/a.txt'), { authorization: `Bearer ${longer}` });
   t.equal(refused.status, 401);
   t.match(JSON.parse(refused.body.toString()) as object, { error: 'token_lifetime', message: /auth\.maxTokenLifetime/ }, 'the server names the limit too');
+});
+
+t.test('./keyhole runs src/ on Node 24’s own type stripping, no tsx and no build, as npm start does', async (t) => {
+  // Not instrumented: c8 cannot merge a plain process's coverage with the tsx processes' (.taprc).
+  const env = { ...process.env };
+  delete env.NODE_V8_COVERAGE;
+  delete env.NODE_OPTIONS;
+  const keyhole = join(import.meta.dirname, '..', '..', 'keyhole');
+  const version = spawnSync(keyhole, ['--version'], { encoding: 'utf8', env });
+  t.equal(version.status, 0, version.stderr);
+  t.match(version.stdout, /^keyhole \S+ \(node v24\.\d+\.\d+, commit [0-9a-f]{40}\)\n$/, 'on the Node 24 npm brought');
+  const dir = tmpDir('plain');
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(file, 'server:\n  listen: { port: 70000 }\n');
+  const check = spawnSync(keyhole, ['check-config', file], { encoding: 'utf8', env });
+  t.equal(check.status, 2);
+  t.match(check.stdout, /server\.listen\.port: Too big/, 'the whole loader runs from source');
 });

@@ -1,11 +1,11 @@
-// Runs the real CLI (src/cli.ts, its types stripped by Node 24) as a child process, as ops and scripts do.
+// Runs the real CLI (src/cli.ts through tsx, as the tests run) as a child process, as ops and scripts do.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Node arguments that run the CLI from source as `npm start` does (Node 24 strips the types): `node ...CLI_ARGS serve …`. */
-export const CLI_ARGS = [join(process.cwd(), 'src', 'cli.ts')];
+/** Node arguments that run the CLI from source: `node ...CLI_ARGS serve …`. Through tsx, as the tap processes run (.taprc says why). */
+export const CLI_ARGS = ['--import', 'tsx', join(process.cwd(), 'src', 'cli.ts')];
 
 export interface CliResult {
   code: number | null;

@@ -49,7 +49,7 @@ export async function spawnKeyhole(yaml: string, opts: { file?: string; env?: Re
   const configFile = opts.file ?? writeConfig(yaml);
   if (opts.file) writeFileSync(opts.file, yaml);
   const env = { ...process.env, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN, ...opts.env };
-  const child = spawn(process.execPath, [join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configFile], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'serve', '--config', configFile], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

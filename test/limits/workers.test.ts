@@ -77,7 +77,7 @@ t.test('check-config refuses a memory limits store for several workers', async (
   const root = tempFiles('limits-workers-memory');
   const limits = 'limits:\n  rules:\n    - name: annotator\n      rate: { perSecond: 1 }\n';
   const run = (yaml: string) =>
-    spawnSync(process.execPath, [join(ROOT, 'src', 'cli.ts'), 'check-config', writeConfig(yaml)], {
+    spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'check-config', writeConfig(yaml)], {
       cwd: ROOT,
       env: { ...process.env, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN },
       encoding: 'utf8',

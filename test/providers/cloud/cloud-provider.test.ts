@@ -62,7 +62,7 @@ t.test('keyhole presign prints the URL alone on stdout; refusals exit non-zero w
 `),
   );
   const run = (...args: string[]) =>
-    spawnSync(process.execPath, ['src/cli.ts', 'presign', '--config', file, ...args], {
+    spawnSync(process.execPath, ['--import=tsx', 'src/cli.ts', 'presign', '--config', file, ...args], {
       encoding: 'utf8',
       env: { ...process.env, DOCS_SECRET: docs.credentials.secretAccessKey, KEYHOLE_TEST_SECRET: TEST_SECRET, KEYHOLE_TEST_ADMIN: ADMIN_TOKEN },
     });
