@@ -29,6 +29,10 @@ const HELP: Record<string, string> = {
   keyhole_redis_up: '1 while the Redis connections for revocation are up, 0 while they are not (absent without Redis)',
   keyhole_audit_stream_written_total: 'Audit events written to the Redis stream',
   keyhole_audit_stream_dropped_total: 'Audit events dropped because the in-process buffer for the Redis stream was full',
+  keyhole_build_info: 'Always 1: the Keyhole version, the Node.js that runs it and the git commit it was built from',
+  keyhole_tls_certificate_not_after_seconds: 'When the certificate a listener serves stops being valid (notAfter), Unix seconds: alert well before it (a renewed file is picked up without a restart)',
+  keyhole_config_reloads_total: 'Configuration reloads (SIGHUP, POST /admin/reload) by result: ok (applied) or refused (the running configuration stayed)',
+  keyhole_requests_in_flight: 'Requests on the data listener being answered now (a stream counts until its last byte)',
   keyhole_cloud_credentials_up: '1 while a cloud provider has usable credentials from its identity (role, delegation key, signBlob), 0 while it has none (absent before the first attempt)',
   keyhole_cloud_credential_fetches_total: 'Credentials fetched from a cloud identity service (STS sessions, user delegation keys, signBlob signatures), by result',
 };
@@ -150,6 +154,9 @@ function busyMetrics(): Metrics {
   m.auditStreamDropped.inc();
   m.redisProbe = () => true;
   m.credentialsProbe = () => [[ODD, { up: true, fetches: { ok: 2, failed: 1 } }]];
+  m.certificateProbe = () => [['data', 1_893_456_000]];
+  m.inFlightProbe = () => 3;
+  m.configReloads.labels('ok').inc();
   return m;
 }
 
