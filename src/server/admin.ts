@@ -6,6 +6,7 @@ import { subjectCutoff, tokenRevokedUntil } from '../auth/revocation.ts';
 import { BodyError, readJson } from './body.ts';
 import { REASONS, statusOf, type Reason } from '../reasons.ts';
 import { logRefusal, type RefusalContext } from '../observe/refusal.ts';
+import { redactUrl } from '../observe/logger.ts';
 import { sendJson } from '../http/answer.ts';
 import type { Runtime } from '../runtime.ts';
 
@@ -53,8 +54,10 @@ export async function handleAdmin(rt: Runtime, hooks: AdminHooks, req: IncomingM
   };
   const routes = Object.keys(ROUTES).filter((r) => r !== '/admin/reload' || hooks.reload);
   const methods = routes.includes(path) ? ROUTES[path] : undefined;
-  if (methods === undefined) return refuse('route_not_found', `no admin route at ${path}: the admin listener serves ${routes.map((r) => `${ROUTES[r]![0]} ${r}`).join(', ')}`);
-  if (!methods.includes(req.method ?? '')) return refuse('method_not_allowed', `${path} takes ${methods.join(' or ')}, not ${req.method}`, {}, { allow: methods.join(', ') });
+  // The path is echoed back to the asker only, redacted and bounded as a log line would be.
+  const shown = redactUrl(path).slice(0, 256);
+  if (methods === undefined) return refuse('route_not_found', `no admin route at ${shown}: the admin listener serves ${routes.map((r) => `${ROUTES[r]![0]} ${r}`).join(', ')}`);
+  if (!methods.includes(req.method ?? '')) return refuse('method_not_allowed', `${shown} takes ${methods.join(' or ')}, not ${req.method}`, {}, { allow: methods.join(', ') });
 
   if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
   if (path === '/readyz') {

@@ -160,6 +160,8 @@ t.test('admin request validation: each refusal says what to change', async (t) =
   for (const method of ['GET', 'POST', 'PUT'] as const) {
     for (const path of ['/nope', '/admin/nope', '/admin', '/healthz/x']) await refused(t, path, { method, auth }, 404, 'route_not_found', /^no admin route at \/[a-z/]*: the admin listener serves GET \/healthz, GET \/readyz, GET \/metrics, POST \/admin\/revoke, /);
   }
+  const jwtPath = await refused(t, '/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl', { method: 'GET' }, 404, 'route_not_found', /^no admin route at \/\[redacted-jwt\]: /);
+  t.notMatch(jwtPath.text, /eyJhbGci/, 'a token-shaped path is not echoed back');
   const noReload = await refused(t, '/admin/reload', { auth }, 404, 'route_not_found', /no admin route/);
   t.notMatch((noReload.json() as { message: string }).message.split('serves ')[1], /reload/, 'no reload hook: the route is not offered');
   t.equal((await admin(k, '/admin/revoke', { auth, body: { jti: 'j', exp: Math.floor(Date.now() / 1000) + 60 } })).status, 200);
