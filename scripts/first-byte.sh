@@ -13,7 +13,8 @@ repo=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 work=$(mktemp -d)
 port=${PORT:-18443} admin=${ADMIN_PORT:-19091}
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+# npm start runs in a process group of its own: stopping npm alone would leave its node serving.
+cleanup() { [ -n "$pid" ] && kill -- "-$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 now() { date +%s.%N; }
 phase() { printf '%-34s %6.1f s\n' "$1" "$(echo "$2 - $3" | bc)"; }
@@ -24,7 +25,7 @@ cd "$work/keyhole"
 t1=$(now)
 npm ci --omit=dev --no-audit --no-fund --loglevel=error >"$work/install.log" 2>&1 || { cat "$work/install.log"; exit 1; }
 t2=$(now)
-KEYHOLE_PORT=$port KEYHOLE_ADMIN_PORT=$admin npm start >"$work/serve.log" 2>&1 &
+KEYHOLE_PORT=$port KEYHOLE_ADMIN_PORT=$admin setsid npm start >"$work/serve.log" 2>&1 &
 pid=$!
 until grep -q 'keyhole listening' "$work/serve.log" 2>/dev/null; do
   kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }

@@ -4,7 +4,7 @@
 // (scripts/first-byte.sh). Times are printed, not asserted (they are the machine's).
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 
 t.setTimeout(600_000);
@@ -20,9 +20,10 @@ async function freePort(): Promise<number> {
 }
 
 t.test('clone → npm ci --omit=dev → npm start → ./keyhole token + curl serves the sample', async (t) => {
+  const port = await freePort();
   const r = spawnSync('bash', [join(ROOT, 'scripts', 'first-byte.sh'), ROOT], {
     encoding: 'utf8',
-    env: { ...process.env, PORT: String(await freePort()), ADMIN_PORT: String(await freePort()) },
+    env: { ...process.env, PORT: String(port), ADMIN_PORT: String(await freePort()) },
     timeout: 540_000,
   });
   t.equal(r.status, 0, `first-byte.sh: ${r.stdout}${r.stderr}`);
@@ -32,5 +33,14 @@ t.test('clone → npm ci --omit=dev → npm start → ./keyhole token + curl ser
   }
   t.match(r.stdout, /^dev tools installed: none$/m, 'running Keyhole installs none of the dev dependencies');
   t.match(r.stdout, /node v24\./, 'on the Node 24 npm brought');
+  // npm start's node is stopped with npm (a leftover Keyhole was found serving after earlier runs).
+  const refused = await new Promise<string>((resolve) => {
+    const s = connect(port, '127.0.0.1', () => {
+      s.destroy();
+      resolve('connected');
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+  });
+  t.equal(refused, 'ECONNREFUSED', 'nothing is left listening when the script ends');
   t.comment(r.stdout.trim());
 });
