@@ -163,7 +163,9 @@ t.test('proxy mode reads with the OAuth token; a wrong client secret: refused, n
   const ready = await k.adminGet('/readyz');
   t.equal(ready.status, 503, 'not ready while a provider has no credentials');
   t.match(JSON.parse(ready.text), { credentials: false });
-  t.ok(k.logs.some((l) => /provider other: no usable credentials from its identity yet/.test(String(l.msg)) && /AADSTS7000215/.test(String(l.msg))), 'the start-up log says which provider and why');
+  // The warn line is written when the start-up attempt fails, which may be after /readyz reads its state: wait for it.
+  const warned = await k.waitForLog((l) => /provider other: no usable credentials from its identity yet/.test(String(l.msg)), 10_000, 'the start-up warning').catch(() => undefined);
+  t.match(String(warned?.msg), /AADSTS7000215/, 'the start-up log says which provider and why');
   t.notOk(k.output().includes('a-wrong-secret') || k.output().includes('right-secret'), 'no client secret in the output');
 });
 
