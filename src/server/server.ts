@@ -111,7 +111,7 @@ export class KeyholeServer {
 
   /** What /metrics reads of the listeners, at scrape time (a reload's runtime shares the Metrics, or gets them here). */
   private probe(rt: Runtime): void {
-    rt.metrics.certificateProbe = () => (this.tls ? [['data', Math.floor(Date.parse(this.tls.validTo) / 1000)]] : []);
+    rt.metrics.certificateProbe = () => (this.tls ? [['data', this.tls.notAfter]] : []);
     rt.metrics.inFlightProbe = () => this.inflight.count() - this.adminInFlight;
   }
 

@@ -20,6 +20,8 @@ export interface ServerTlsMaterial {
   fingerprint: string;
   serial: string;
   validTo: string;
+  /** notAfter as Unix seconds (what /metrics reports) */
+  notAfter: number;
   /** identifies the exact cert+key pair, to skip a swap when nothing changed */
   digest: string;
   /** whether the certificate is valid for `host` (a DNS name or an IP address) */
@@ -45,7 +47,8 @@ export function readServerTls(files: ServerTlsFiles): ServerTlsMaterial {
   if (!x509.checkPrivateKey(privateKey)) throw new Error('server.tls: the key does not belong to the certificate');
   const digest = createHash('sha256').update(cert).update('\0').update(key).digest('hex');
   const names = (host: string): boolean => (isIP(host) ? x509.checkIP(host) : x509.checkHost(host, { subject: 'never' })) !== undefined;
-  return { cert, key, minVersion: files.minVersion, fingerprint: x509.fingerprint256, serial: x509.serialNumber, validTo: x509.validTo, digest, names };
+  const notAfter = Math.floor(x509.validToDate.getTime() / 1000);
+  return { cert, key, minVersion: files.minVersion, fingerprint: x509.fingerprint256, serial: x509.serialNumber, validTo: x509.validTo, notAfter, digest, names };
 }
 
 /**

@@ -71,4 +71,36 @@ t.test('build info, certificate expiry, reloads and in-flight requests on /metri
   t.equal((await k.adminPost('/admin/reload')).status, 400, 'a bad file is refused');
   const refused = series(await metrics(), 'keyhole_config_reloads_total');
   t.same([refused.get('{result="ok"}'), refused.get('{result="refused"}')], [1, 1], 'one refused, the ok count kept');
+
+  // Files replaced with no reload at all: the watcher swaps the certificate and the gauge follows.
+  const rotated = await issueLeaf(ca, { cn: 'localhost', hosts: ['localhost', '127.0.0.1'], usage: 'server', days: 90 });
+  writeFileSync(keyFile, rotated.key);
+  writeFileSync(certFile, rotated.cert);
+  const seen = await until(async () => {
+    const v = series(await metrics(), 'keyhole_tls_certificate_not_after_seconds').get('{listener="data"}');
+    return v === notAfter(rotated.cert) ? v : undefined;
+  });
+  t.equal(seen, notAfter(rotated.cert), 'the certificate rotated by the file watcher');
+  t.not(notAfter(rotated.cert), notAfter(renewed.cert), 'a notAfter of its own');
+  const unchanged = series(await metrics(), 'keyhole_config_reloads_total');
+  t.same([unchanged.get('{result="ok"}'), unchanged.get('{result="refused"}')], [1, 1], 'a certificate rotation is not a config reload');
+
+  // SIGHUP reloads as POST /admin/reload does, and is counted the same way.
+  k.rewriteConfig(yaml);
+  k.child.kill('SIGHUP');
+  const hup = await until(async () => {
+    const s = series(await metrics(), 'keyhole_config_reloads_total');
+    return s.get('{result="ok"}') === 2 ? s : undefined;
+  });
+  t.same([hup?.get('{result="ok"}'), hup?.get('{result="refused"}')], [2, 1], 'SIGHUP: one more ok');
 });
+
+/** Polls `check` every 100 ms for up to 10 s: its first defined answer, or undefined. */
+async function until<T>(check: () => Promise<T | undefined>): Promise<T | undefined> {
+  for (let i = 0; i < 100; i++) {
+    const v = await check();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return undefined;
+}
