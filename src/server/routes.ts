@@ -3,13 +3,16 @@
 export const DATA_PATH = '/v1/data';
 export const SESSION_PATH = '/v1/session';
 export const PRESIGN_PATH = '/v1/presign';
+/** nginx auth_request, Caddy forward_auth, Envoy ext_authz (HTTP): a decision, no bytes */
+export const AUTHORIZE_PATH = '/v1/authorize';
 
-export type OwnRoute = 'data' | 'session' | 'presign';
+export type OwnRoute = 'data' | 'session' | 'presign' | 'authorize';
 
 const OWN: ReadonlyMap<string, OwnRoute> = new Map([
   [DATA_PATH, 'data'],
   [SESSION_PATH, 'session'],
   [PRESIGN_PATH, 'presign'],
+  [AUTHORIZE_PATH, 'authorize'],
 ]);
 
 /** The Keyhole route a path (without its query) names, or undefined: the app's. */

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { handleAdmin, type AdminHooks } from './admin.ts';
 import { handleData } from './data-route.ts';
 import { handlePresign } from './presign-route.ts';
+import { handleAuthorize } from './authorize-route.ts';
 import { answerClientError, sendError } from '../http/answer.ts';
 import { logRefusal, refuse } from '../observe/refusal.ts';
 import type { Runtime } from '../runtime.ts';
@@ -164,6 +165,7 @@ export class KeyholeServer {
       let done: Promise<void>;
       if (route === 'session') done = handleSession(rt, req, res, (host) => this.ownOrigin(host));
       else if (route === 'presign') done = handlePresign(rt, req, res);
+      else if (route === 'authorize') done = handleAuthorize(rt, req, res);
       else {
         const app = rt.app;
         if (!app) return refuse(rt.logger, req, res, 'route_not_found', randomUUID(), { route: 'router' });
