@@ -27,7 +27,8 @@ export function sendError(res: ServerResponse, reason: Reason, requestId: string
     return;
   }
   const body = errorBody(reason, requestId);
-  writeDataHead(res, statusOf(reason), head ?? [], {
+  // Every error answer names its request id in a header too (the data route's `head` has it).
+  writeDataHead(res, statusOf(reason), head ?? ['x-request-id', requestId], {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
