@@ -8,7 +8,10 @@
 //  - an empty Transfer-Encoding beside Content-Length: two framings, whichever one wins;
 //  - Transfer-Encoding on an HTTP/1.0 request (RFC 9112 §6.1: faulty framing);
 //  - a Content-Length that is not plain digits within a safe integer.
+// HTTP/2 frames a body by its DATA frames (nghttp2 holds them to any Content-Length and
+// refuses Transfer-Encoding): a body without Content-Length is re-chunked for the app.
 import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 
 export type Framing =
   | { ok: true; length: number | undefined; chunked: boolean }
@@ -43,6 +46,7 @@ export function requestFraming(req: IncomingMessage): Framing {
     if (!/^\d{1,15}$/.test(value)) return { ok: false, why: 'malformed Content-Length' };
     return { ok: true, length: Number(value), chunked: false };
   }
+  if (req.httpVersionMajor === 2 && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders) return { ok: true, length: undefined, chunked: true };
   return { ok: true, length: undefined, chunked: false };
 }
 

@@ -89,7 +89,8 @@ class AppResponse extends StreamingHandler {
     if (statusCode < 200) return;
     try {
       const out = appResponseHeaders(headers, this.cookies);
-      if (statusMessage && statusMessage !== STATUS_CODES[statusCode]) this.res.writeHead(statusCode, statusMessage, out);
+      // HTTP/2 has no reason phrase (Node warns when given one).
+      if (statusMessage && statusMessage !== STATUS_CODES[statusCode] && this.res.req.httpVersionMajor !== 2) this.res.writeHead(statusCode, statusMessage, out);
       else this.res.writeHead(statusCode, out);
     } catch (err) {
       // A header Node refuses to write (control characters): the answer is garbage.

@@ -20,6 +20,7 @@ const serverSchema = z
       })
       .optional()
       .describe('certificate and key for HTTPS (PEM); required unless insecurePlainHttp'),
+    http2: z.boolean().default(true).describe('offer HTTP/2 (ALPN h2) beside HTTP/1.1 on the TLS listener; websockets and clients without h2 keep HTTP/1.1'),
     insecurePlainHttp: z.boolean().default(false).describe('serve the data routes over plain HTTP: only behind a mesh that terminates mTLS'),
     redirectHttp: z.strictObject({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535) }).optional().describe('an extra plain-HTTP listener that only redirects to HTTPS'),
     publicUrl: z.url({ protocol: /^https?$/ }).optional().describe('public origin printed in start-up hints and used for redirects, e.g. https://data.example.org'),

@@ -46,6 +46,7 @@ export function restartOnlyChanges(from: Config, to: Config, opts: { cluster?: b
   if (!same(from.server.listen, to.server.listen)) warn.push('server.listen changed: takes effect after a restart');
   if (!same(from.admin.listen, to.admin.listen)) warn.push('admin.listen changed: takes effect after a restart');
   if (!same(from.server.redirectHttp, to.server.redirectHttp)) warn.push('server.redirectHttp changed: takes effect after a restart');
+  if (from.server.http2 !== to.server.http2) warn.push('server.http2 changed: takes effect after a restart');
   // The logger is made once, at start; audit lines follow a reload (the runtime opens them).
   if (from.log.destination !== to.log.destination) warn.push('log.destination changed: takes effect after a restart');
   // A cluster primary starts or drains workers; a single process cannot become a cluster.

@@ -1,9 +1,13 @@
 // The listeners: HTTPS (or explicitly plain HTTP) for the data routes, an optional
 // plain-HTTP redirector, and the admin listener. Each request reads the current Runtime,
 // so a reload swaps behaviour without touching sockets.
+//
+// With TLS, one TLS server accepts every connection and ALPN picks its protocol: `h2` goes
+// to the HTTP/2 listener (http2.ts), anything else (http/1.1, no ALPN) to the HTTP/1.1 server,
+// which keeps its own parser, timeouts and websocket upgrades. Both call the same handler.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { handleAdmin, type AdminHooks } from './admin.ts';
@@ -20,6 +24,8 @@ import { InFlight } from './in-flight.ts';
 import { setFields } from '../http/data-head.ts';
 import { readServerTls, type ServerTlsMaterial } from '../tls/server.ts';
 import { auditEvent } from '../observe/audit.ts';
+import { badHttp2Head, Http2Listener, type Http2Limits } from './http2.ts';
+import type { ServerConfig } from '../config/schema.ts';
 
 export interface Listening {
   data: AddressInfo;
@@ -36,6 +42,7 @@ function badHead(req: IncomingMessage): boolean {
   // Absolute-form (GET http://elsewhere/ …) and asterisk-form targets are proxy requests.
   if (url === undefined || url.charCodeAt(0) !== 47 /* '/' */) return true;
   const raw = req.rawHeaders;
+  if (req.httpVersionMajor === 2) return badHttp2Head(raw);
   let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -50,7 +57,12 @@ function badHead(req: IncomingMessage): boolean {
 }
 
 export class KeyholeServer {
+  /** what listens on the data port: the TLS front, or the HTTP/1.1 server itself without TLS */
+  private readonly listener: NetServer;
+  /** HTTP/1.1 on the data port (every connection without TLS, those not negotiating h2 with it) */
   private readonly data: Server;
+  private readonly tlsFront: TlsServer | undefined;
+  private readonly http2: Http2Listener | undefined;
   private readonly admin: Server;
   private readonly redirect: Server | undefined;
   private draining = false;
@@ -85,15 +97,24 @@ export class KeyholeServer {
     };
     const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
     this.tls = cfg.tls ? readServerTls(cfg.tls) : undefined;
-    this.data = this.tls
-      ? createHttpsServer({ ...common, ...tlsOptions(this.tls) }, handler)
-      : createHttpServer(common, handler);
+    this.data = createHttpServer(common, handler);
     this.data.setTimeout(cfg.timeouts.idle);
+    if (this.tls) {
+      const http2 = cfg.http2 ? new Http2Listener(http2Limits(cfg), () => this.runtime.logger, handler) : undefined;
+      const front = createTlsServer({ ...tlsOptions(this.tls), ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'] });
+      front.on('secureConnection', (socket: TLSSocket) => {
+        if (http2 && socket.alpnProtocol === 'h2') http2.accept(socket);
+        else this.data.emit('connection', socket);
+      });
+      this.tlsFront = front;
+      this.http2 = http2;
+    }
+    this.listener = this.tlsFront ?? this.data;
     const track = (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     };
-    this.data.on('connection', track);
+    this.listener.on('connection', track);
     this.data.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
     this.data.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       // The same head checks as every other request: an upgrade is a request too.
@@ -221,7 +242,7 @@ export class KeyholeServer {
     if (url.host !== hostHeader.toLowerCase() || url.username || url.pathname !== '/') return undefined;
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (!this.tls.names(host)) return undefined;
-    const port = (this.data.address() as AddressInfo | null)?.port ?? cfg.listen.port;
+    const port = (this.listener.address() as AddressInfo | null)?.port ?? cfg.listen.port;
     return `https://${url.hostname}${port === 443 ? '' : `:${port}`}`;
   }
 
@@ -244,7 +265,10 @@ export class KeyholeServer {
   /** The data (and redirect) listeners only: cluster workers, whose primary owns the admin listener. */
   async listenData(): Promise<Omit<Listening, 'admin'>> {
     const cfg = this.runtime.config;
-    const data = await listenOn(this.data, cfg.server.listen.host, cfg.server.listen.port);
+    const data = await listenOn(this.listener, cfg.server.listen.host, cfg.server.listen.port);
+    // Node starts an HTTP server's connection tracking (the headers and request timeouts,
+    // closeIdleConnections) on its 'listening' event; behind the TLS front it never listens itself.
+    if (this.tlsFront) this.data.emit('listening');
     const redirect = this.redirect && cfg.server.redirectHttp ? await listenOn(this.redirect, cfg.server.redirectHttp.host, cfg.server.redirectHttp.port) : undefined;
     return { data, redirect };
   }
@@ -260,7 +284,7 @@ export class KeyholeServer {
     if (!files || !this.tls) return undefined;
     const next = material ?? readServerTls(files);
     if (next.digest === this.tls.digest) return undefined;
-    (this.data as HttpsServer).setSecureContext(tlsOptions(next));
+    this.tlsFront?.setSecureContext(tlsOptions(next));
     this.tls = next;
     return next;
   }
@@ -284,6 +308,7 @@ export class KeyholeServer {
       (s as Server & { maxHeaderSize: number }).maxHeaderSize = cfg.maxHeaderSize;
     }
     this.data.timeout = cfg.timeouts.idle;
+    this.http2?.update(http2Limits(cfg));
     const retired = this.inflight
       .idle(previous)
       .then(() => previous.close(opts))
@@ -307,14 +332,19 @@ export class KeyholeServer {
   async close(drainMs = 10_000): Promise<{ cut: number }> {
     this.draining = true;
     const servers = [this.data, this.redirect].filter((s): s is Server => s !== undefined);
-    const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const listeners: NetServer[] = [this.listener, ...(this.redirect ? [this.redirect] : [])];
+    const closed = Promise.all(listeners.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    // Behind the TLS front the HTTP/1.1 server never listened: closing it stops its timers.
+    if (this.tlsFront) this.data.close(() => {});
     for (const s of servers) s.closeIdleConnections();
+    this.http2?.closeGracefully();
     // A response that ends during the drain leaves an idle keep-alive socket: close it.
     const sweep = setInterval(() => servers.forEach((s) => s.closeIdleConnections()), 50);
     let cut = 0;
     const timer = setTimeout(() => {
       cut = this.inflight.count();
       servers.forEach((s) => s.closeAllConnections());
+      this.http2?.destroyAll();
       for (const socket of this.sockets) socket.destroy();
     }, drainMs);
     await closed;
@@ -335,7 +365,11 @@ function tlsOptions(m: ServerTlsMaterial): { cert: Buffer; key: Buffer; minVersi
   return { cert: m.cert, key: m.key, minVersion: m.minVersion };
 }
 
-function listenOn(server: Server, host: string, port: number): Promise<AddressInfo> {
+function http2Limits(cfg: ServerConfig): Http2Limits {
+  return { maxHeaderSize: cfg.maxHeaderSize, headersMs: cfg.timeouts.headers, requestMs: cfg.timeouts.request, idleMs: cfg.timeouts.idle };
+}
+
+function listenOn(server: NetServer, host: string, port: number): Promise<AddressInfo> {
   return new Promise<AddressInfo>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -338,7 +338,8 @@ t.test('a real Keyhole with two workers: its audit file verifies intact after a 
   const yaml = 'workers: 2\n' + opsYaml(root, '', { log: `{ level: info, auditDestination: ${auditFile}, auditChain: { signingKey: "\${file:${KEY}}", checkpointEvery: 5 } }` });
   const k = await spawnKeyhole(yaml, { startTimeoutMs: 90_000 });
   t.teardown(() => k.stop());
-  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0 });
+  // One HTTP/1.1 connection per request, spread over both workers (HTTP/2 would multiplex them onto one).
+  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0, allowH2: false });
   t.teardown(() => fresh.close());
   const token = await k.token({ sub: 'alice' });
   for (let i = 0; i < 24; i++) {

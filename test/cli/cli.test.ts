@@ -97,7 +97,7 @@ providers:
     r.stdout.split('\n').filter((l) => l.startsWith('  ')),
     [
       'providers[1].auth.password: environment variable DATA_PASS is not set',
-      'server.colour: unknown key (known here: listen, tls, insecurePlainHttp, redirectHttp, publicUrl, hsts, timeouts, drainTimeout, maxHeaderSize, maxUriLength)',
+      'server.colour: unknown key (known here: listen, tls, http2, insecurePlainHttp, redirectHttp, publicUrl, hsts, timeouts, drainTimeout, maxHeaderSize, maxUriLength)',
       'auth.keys[0].secret: must be a reference ${env:NAME} or ${file:/path}, never an inline secret',
       'server.tls.cert: cannot read missing.pem: ENOENT',
       'server.tls.key: cannot read missing-key.pem: ENOENT',

@@ -40,7 +40,7 @@ export function brokenConfigs(dir: string): BrokenConfig[] {
     { name: 'a mistyped top-level key', yaml: base().replace('providers:', 'provider:'), problems: [['providers', /missing/], ['provider', /unknown key \(did you mean providers\?\)/]] },
     { name: 'a mistyped nested key', yaml: swap('  issuer: test-issuer', '  isuer: test-issuer'), problems: [['auth.issuer', /missing: a string is required here/], ['auth.isuer', /unknown key \(did you mean issuer\?\)/]] },
     { name: 'a key in the wrong case', yaml: swap('server:\n', 'server:\n  insecurePlainHTTP: false\n'), problems: [['server.insecurePlainHTTP', /unknown key \(did you mean insecurePlainHttp\?\)/]] },
-    { name: 'a key no section has', yaml: swap('server:\n', 'server:\n  colour: blue\n'), problems: [['server.colour', /unknown key \(known here: listen, tls, insecurePlainHttp/]] },
+    { name: 'a key no section has', yaml: swap('server:\n', 'server:\n  colour: blue\n'), problems: [['server.colour', /unknown key \(known here: listen, tls, http2, insecurePlainHttp/]] },
     { name: 'a port out of range', yaml: swap('listen: { host: 127.0.0.1, port: 0 }\n  tls', 'listen: { host: 127.0.0.1, port: 70000 }\n  tls'), problems: [['server.listen.port', /Too big: expected number to be <=65535/]] },
     { name: 'a port as text', yaml: swap('listen: { host: 127.0.0.1, port: 0 }\n  tls', 'listen: { host: 127.0.0.1, port: "8443" }\n  tls'), problems: [['server.listen.port', /expected number, received string/]] },
     { name: 'no TLS and no insecurePlainHttp', yaml: base().replace(/ {2}tls: \{[^\n]*\n/, ''), problems: [['server.tls', /server\.tls is required/]] },

@@ -110,7 +110,7 @@ providers:
   const list = problems(text);
   for (const expected of [
     'providers[1].auth.password: environment variable DATA_PASS is not set',
-    'server.colour: unknown key (known here: listen, tls, insecurePlainHttp, redirectHttp, publicUrl, hsts, timeouts, drainTimeout, maxHeaderSize, maxUriLength)',
+    'server.colour: unknown key (known here: listen, tls, http2, insecurePlainHttp, redirectHttp, publicUrl, hsts, timeouts, drainTimeout, maxHeaderSize, maxUriLength)',
     'auth.keys[0].secret: must be a reference ${env:NAME} or ${file:/path}, never an inline secret',
   ]) {
     t.ok(list.includes(expected), expected);

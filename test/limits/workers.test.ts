@@ -40,7 +40,8 @@ limits:
   const k = await spawnKeyhole(yaml, { startTimeoutMs: 90_000 });
   t.teardown(() => k.stop());
   // A fresh connection per request, so the primary spreads them over both workers.
-  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0 });
+  // One HTTP/1.1 connection per request, so the primary spreads them over both workers (HTTP/2 would multiplex them onto one).
+  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0, allowH2: false });
   t.teardown(() => fresh.close());
   const get = async (sub: string) => (await k.get(dataUrl('local://files/a.bin'), { headers: { authorization: `Bearer ${await k.token({ sub })}` }, dispatcher: fresh })).status;
 

@@ -235,7 +235,8 @@ const clusterState: { text?: string; admin?: string } = {};
 
 t.test('a two-worker cluster: the primary’s sum passes promtool', async (t) => {
   const c = await clusterStarting;
-  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0 });
+  // One HTTP/1.1 connection per request, spread over both workers (HTTP/2 would multiplex them onto one).
+  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0, allowH2: false });
   t.teardown(() => fresh.close());
   const tok = await c.token();
   const statuses: number[] = [];

@@ -66,7 +66,8 @@ t.test('two workers: revocation everywhere, a killed worker replaced, reload eve
   t.notOk(workerPids().includes(k.child.pid!), 'the primary serves no data');
 
   // A fresh connection per request, so the primary spreads them over both workers.
-  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0 });
+  // One HTTP/1.1 connection per request, so the primary spreads them over both workers (HTTP/2 would multiplex them onto one).
+  const fresh = new Agent({ connect: { ca: readFileSync(testCerts().caCert) }, pipelining: 0, allowH2: false });
   t.teardown(() => fresh.close());
   const get = (uri: string, token: string) => k.get(dataPath(uri), { headers: { authorization: `Bearer ${token}` }, dispatcher: fresh });
 

@@ -56,7 +56,9 @@ t.test('accepted: the new runtime keeps the revocation store and metrics; warnin
   const moved = () => cfg(base(['files', 'extra']).replace('listen: { host: 127.0.0.1, port: 0 }', 'listen: { host: 127.0.0.1, port: 8444 }'));
   const result = await reloadConfig(steps({ read: moved }));
   t.same(result, { ok: true, warnings: ['server.listen changed: takes effect after a restart'] });
-  t.equal(built.length, 1, 'swapped once');
+  const h2off = () => cfg(base(['files', 'extra']).replace('listen: { host: 127.0.0.1, port: 0 }', 'listen: { host: 127.0.0.1, port: 0 }\n  http2: false'));
+  t.same(await reloadConfig(steps({ read: h2off })), { ok: true, warnings: ['server.http2 changed: takes effect after a restart'] }, 'the listener keeps the ALPN list it was built with');
+  t.equal(built.length, 2, 'swapped once per reload');
   const [b] = built;
   t.same(b!.next.providers.map((p) => p.name), ['files', 'extra'], 'the config read is the one built');
   t.equal(b!.keepRevocation, true);
