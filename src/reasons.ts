@@ -57,6 +57,8 @@ const CODES = {
   introspect_unavailable: [503, 'the app introspection endpoint failed or timed out, so Keyhole fails closed'],
   session_logged_out: [401, 'the app session cookie was logged out through Keyhole (auth.introspect.logout): introspection is not asked for it again'],
   introspect_provider: [403, 'a session authorized by app introspection may only read the providers listed in auth.introspect.providers'],
+  authorizer_peer: [403, 'only a data plane listed in authorizer.peers may ask /v1/authorize: its answers carry upstream credentials'],
+  authorizer_unsupported: [501, "this provider's reads cannot be handed to a data plane (kinds local and redis, an http provider with auth type header): read it through /v1/data"],
   internal: [500, 'an unexpected error; see the request id in the logs'],
 } as const satisfies Record<string, readonly [number, string]>;
 

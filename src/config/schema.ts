@@ -6,6 +6,7 @@ import { authSchema } from '../auth/schema.ts';
 import { providerSchema } from '../providers/kinds.ts';
 import { redisRevocationSchema, redisSectionSchema } from '../redis/schema.ts';
 import { limitsProblems, limitsSchema } from '../limits/schema.ts';
+import { authorizerSchema } from './authorizer.ts';
 import { signingKeyProblem } from '../observe/audit-chain.ts';
 import { duration, filePath, listen, secret, urlHolds } from './blocks.ts';
 
@@ -126,6 +127,7 @@ export const configSchema = z.strictObject({
   providers: z.array(providerSchema).min(1, 'at least one provider is required').describe('where the bytes are: each provider owns the URIs under its match prefix; a URI no provider owns is refused'),
   redis: redisSectionSchema.optional().describe('shared state for several replicas: revocation (revocation.store: redis), audit stream, limits (limits.store: redis)'),
   limits: limitsSchema.optional(),
+  authorizer: authorizerSchema.optional(),
 }).superRefine((c, ctx) => {
   if (c.revocation.store === 'redis' && !c.redis) ctx.addIssue({ code: 'custom', message: 'revocation.store redis needs the top-level redis: section', path: ['redis'] });
   for (const p of limitsProblems(c)) ctx.addIssue({ code: 'custom', ...p });

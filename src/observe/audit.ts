@@ -12,9 +12,11 @@ export type Decision = 'allow' | 'deny' | 'error';
 /**
  * What the event records: `data`, a read through /v1/data (bytes are what was sent);
  * `presign`, one URI of a /v1/presign batch (a URL issued, or refused: never a download);
- * `head`, a request head refused before any route read it (too large, unparsable).
+ * `head`, a request head refused before any route read it (too large, unparsable);
+ * `authorize`, a decision asked by a data plane through /v1/authorize (it sends the bytes:
+ * `bytes` is 0, the data plane's own log has them under the same id).
  */
-export type AuditKind = 'data' | 'presign' | 'head';
+export type AuditKind = 'data' | 'presign' | 'head' | 'authorize';
 
 export interface AuditEvent {
   id: string;

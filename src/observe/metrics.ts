@@ -55,6 +55,7 @@ export class Metrics {
     this.registry,
   );
   readonly bytes = this.counter('keyhole_bytes_sent_total', 'Body bytes relayed to clients', ['provider'] as const, this.flush);
+  readonly authorizeDecisions = this.counter('keyhole_authorize_decisions_total', 'Decisions answered to a data plane on /v1/authorize, by provider, HTTP status and decision (allow, deny, error)', ['provider', 'status', 'decision'] as const);
   readonly upstreamErrors = this.counter('keyhole_upstream_errors_total', 'Upstream failures by provider and reason code', ['provider', 'reason'] as const);
   readonly tokenFailures = this.counter('keyhole_token_failures_total', 'Refused tokens by reason code', ['reason'] as const);
   readonly tokenCache = this.counter('keyhole_token_cache_total', 'Verified-token cache lookups (hit: no signature check needed)', ['result'] as const);

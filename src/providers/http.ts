@@ -11,7 +11,7 @@ import { InjectedSecrets } from '../relay/echo-guard.ts';
 import { relay } from '../relay/relay.ts';
 import { identityOf, providerBase } from './base.ts';
 import type { DataRequest } from '../http/data-request.ts';
-import type { Provider } from './types.ts';
+import type { Provider, UpstreamAnswer } from './types.ts';
 import { encodeSegment } from '../uri.ts';
 
 const httpAuth = z.discriminatedUnion('type', [
@@ -106,12 +106,20 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
   });
 
   const { headers: injected, secrets } = injectedCredential(cfg.auth);
+  // Authorizer mode: the data plane sets Authorization only (a header of another name would need its own line in its config).
+  const forDataPlane: UpstreamAnswer | undefined =
+    cfg.auth.type === 'header' ? { refused: 'authorizer_unsupported', detail: `auth type header (${cfg.auth.name}): a data plane sets Authorization only` } : undefined;
+  const dataPlaneHeaders: Record<string, string> = injected.authorization !== undefined ? { authorization: injected.authorization } : {};
 
   return {
     ...identityOf(cfg),
     serve(req: DataRequest, res: ServerResponse): void {
       const path = basePath + req.rest.map(encodeSegment).join('/');
       relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }), secrets });
+    },
+    upstreamRequest(req): UpstreamAnswer {
+      if (forDataPlane) return forDataPlane;
+      return { url: base.origin + basePath + req.rest.map(encodeSegment).join('/'), headers: { ...dataPlaneHeaders } };
     },
     close: () => pool.close(),
   };

@@ -15,7 +15,7 @@ import { CloudProvider, type CloudSigner, type SignInput } from './cloud/cloud-p
 import { encodeKey, encodeRfc3986 } from './cloud/encode.ts';
 import { Sha256 } from './cloud/sha256.ts';
 import { allowlist, checkCommon, cloudCommon } from './cloud/schema.ts';
-import type { CredentialState, Provider } from './types.ts';
+import type { CredentialState, Provider, UpstreamTarget } from './types.ts';
 import type { DataUri } from '../uri.ts';
 
 const endpointUrl = () =>
@@ -173,6 +173,20 @@ export function createS3Provider(cfg: S3ProviderConfig): Provider {
       if (overrides.contentDisposition) query['response-content-disposition'] = overrides.contentDisposition;
       const signed = await signerV4.presign(req, { signingDate: new Date(signAt), expiresIn: ttlSeconds, ...UNSIGNED_PAYLOAD_OPTIONS });
       return presignedUrl(signed as HttpRequest);
+    },
+    // Authorizer mode: SigV4 in the header fields over host, x-amz-content-sha256
+    // (UNSIGNED-PAYLOAD), x-amz-date and x-amz-security-token: what the data plane sends with
+    // them. Range and the conditionals are not signed, so the client's pass as they are.
+    async signHeaders(ref: ObjectRef, method: 'GET' | 'HEAD', at: Date): Promise<UpstreamTarget> {
+      const req = request(endpoint, ref, method);
+      const signed = (await signerV4.sign(req, { signingDate: at })) as HttpRequest;
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(signed.headers)) {
+        const lower = name.toLowerCase();
+        if (lower === 'authorization' || lower.startsWith('x-amz-')) headers[lower] = value;
+      }
+      const host = req.port ? `${req.hostname}:${req.port}` : req.hostname;
+      return { url: `${req.protocol}//${host}${req.path}`, headers };
     },
   };
 

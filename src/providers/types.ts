@@ -3,6 +3,7 @@
 import type { ServerResponse } from 'node:http';
 import type { DataRequest } from '../http/data-request.ts';
 import type { DataUri } from '../uri.ts';
+import type { Reason } from '../reasons.ts';
 
 export interface Presigned {
   url: string;
@@ -21,6 +22,30 @@ export interface CredentialState {
   fetches: { ok: number; failed: number };
 }
 
+/**
+ * The upstream request a data plane (nginx, Caddy, Envoy) makes for one read Keyhole allowed
+ * (/v1/authorize): where, and the request header fields that carry the credential. Computed
+ * from the provider's configuration and the URI's segments only, never from the client.
+ */
+export interface UpstreamTarget {
+  /** absolute http(s) URL, path percent-encoded as it goes on the wire */
+  url: string;
+  /**
+   * lower-case names: `authorization`, and a signature's companions (`x-amz-date`,
+   * `x-amz-content-sha256`, `x-amz-security-token`, `x-ms-version`); sent exactly as given
+   */
+  headers: Record<string, string>;
+}
+
+/** A read a provider will not hand to a data plane, or refuses (allowlist, credentials). */
+export interface UpstreamRefusal {
+  refused: Reason;
+  /** for the audit event: never a credential or an upstream URL */
+  detail?: string;
+}
+
+export type UpstreamAnswer = UpstreamTarget | UpstreamRefusal;
+
 export interface Provider {
   readonly name: string;
   readonly kind: string;
@@ -37,6 +62,11 @@ export interface Provider {
    * returns nothing: no promise to make and settle per request.
    */
   serve(req: DataRequest, res: ServerResponse): Promise<void> | void;
+  /**
+   * The upstream request for a data plane to make (authorizer mode). Absent: the kind cannot
+   * be read by a plain HTTP data plane (local files, Redis values).
+   */
+  upstreamRequest?(req: { uri: DataUri; rest: readonly string[]; method: 'GET' | 'HEAD' }): UpstreamAnswer | Promise<UpstreamAnswer>;
   /** presign-capable kinds only */
   presign?(uri: DataUri, rest: readonly string[], opts?: { now?: Date; ttlSeconds?: number }): Promise<Presigned>;
   /** kinds whose credentials come from a remote identity only */

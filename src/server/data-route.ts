@@ -106,85 +106,58 @@ function onResponseClose(this: ExchangeResponse): void {
   exchange?.closed();
 }
 
-/** One data request from head to 'close'. */
-class DataExchange implements LimitedTransfer {
-  private readonly started = performance.now();
-  readonly id = randomUUID();
+/**
+ * The checks of one data request, shared by the routes that decide one: /v1/data, which then
+ * serves it (DataExchange), and /v1/authorize, which answers the decision for a data plane
+ * to serve (authorize-route.ts). authenticate → parse the URI → resolve its provider →
+ * authorize → limits; then `admitted`, the route's own step. Every refusal goes through
+ * `refuse`, with the reason, status and header fields of /v1/data.
+ */
+export abstract class DataDecision implements LimitedTransfer {
+  protected readonly started = performance.now();
+  readonly id: string;
   readonly outcome: Outcome = { reason: 'ok', bytes: 0 };
   /** header fields of every answer: security headers, request id, CORS */
   readonly head: string[];
-  private sub: string | undefined;
-  private jti: string | undefined;
+  protected sub: string | undefined;
+  protected jti: string | undefined;
   /** sub and jti come from a refused token */
-  private unverified: true | undefined;
-  private org: string | undefined;
-  private providerName: string | undefined;
-  private uriText: string | undefined;
-  private tokenSource: string | undefined;
-  private dataReq: DataRequest | undefined;
+  protected unverified: true | undefined;
+  protected org: string | undefined;
+  protected providerName: string | undefined;
+  protected uriText: string | undefined;
+  protected tokenSource: string | undefined;
+  protected dataReq: DataRequest | undefined;
   /** admitted by the limits (rt.limiter): told when the response is over */
-  private admission: Admission | undefined;
+  protected admission: Admission | undefined;
   /** the response closed: a limits answer that arrives later must not serve it */
-  private over = false;
+  protected over = false;
   /**
    * Read now: a connection the client resets has no peer address any more by the time the
    * response closes (getpeername fails), and the audit event must still say who it was.
    */
-  private readonly client: string | undefined;
+  protected readonly client: string | undefined;
 
-  private readonly rt: Runtime;
-  private readonly req: IncomingMessage;
-  private readonly res: ServerResponse;
-  private readonly inflight: InFlight<Runtime>;
-  constructor(
-    rt: Runtime,
-    req: IncomingMessage,
-    res: ServerResponse,
-    inflight: InFlight<Runtime>,
-  ) {
+  protected readonly rt: Runtime;
+  protected readonly req: IncomingMessage;
+  protected readonly res: ServerResponse;
+  constructor(rt: Runtime, req: IncomingMessage, res: ServerResponse, id: string, client: string | undefined, head: string[]) {
     this.rt = rt;
     this.req = req;
     this.res = res;
-    this.inflight = inflight;
-    inflight.add(rt);
-    this.client = req.socket.remoteAddress;
-    this.head = rt.cors.fields(req.headers.origin, [...rt.securityHeaders, 'x-request-id', this.id]);
-    // A shared listener, not a closure per request (see UpstreamExchange for why it matters).
-    (res as ExchangeResponse)[exchangeOf] = this;
-    res.on('close', onResponseClose);
+    this.id = id;
+    this.client = client;
+    this.head = head;
   }
 
-  /** The response closed (finished or cut): in-flight count, upstream abort, metrics, audit. */
-  closed(): void {
-    const { rt, res, outcome } = this;
-    this.over = true;
-    this.inflight.leave(rt);
-    const aborted = !res.writableFinished;
-    if (aborted) this.dataReq?.upstream?.clientGone();
-    const status = res.statusCode;
-    // Its object counts once a GET of it was answered (a cut body included).
-    this.admission?.done(this.dataReq?.method === 'GET' && (status === 200 || status === 206));
-    const provider = this.providerName ?? '-';
-    const seconds = (performance.now() - this.started) / 1000;
-    const decision = decisionFor(outcome.reason, status);
-    rt.metrics.recordRequest(provider, status, decision, seconds, outcome.bytes, aborted);
-    if (outcome.reason === 'upstream_error' || outcome.reason === 'upstream_timeout' || outcome.reason === 'upstream_status' || outcome.reason === 'upstream_credential_echo') {
-      rt.metrics.upstreamErrors.labels(provider, outcome.reason).inc();
-    }
-    rt.audit.write(
-      auditEvent({
-        id: this.id, kind: 'data', sub: this.sub, jti: this.jti, unverified: this.unverified, org: this.org, provider: this.providerName, uri: this.uriText,
-        decision, reason: outcome.reason, status, bytes: outcome.bytes, aborted, ms: Math.round(seconds * 1e4) / 10, client: this.client,
-        tokenSource: this.tokenSource, detail: outcome.detail || undefined,
-      }),
-    );
-  }
+  /** What the request was admitted to: the route's own step (serve the bytes, or answer the decision). */
+  protected abstract admitted(provider: Provider, dataReq: DataRequest): Promise<void> | void;
 
   /**
    * The URI a refused request asked for, for its audit event only: canonical when it parses,
    * else as given (cut short). The audit log redacts credentials in either (observe/audit.ts).
    */
-  private noteUri(raw: string | null): void {
+  protected noteUri(raw: string | null): void {
     if (raw === null) return;
     const max = this.rt.config.server.maxUriLength;
     try {
@@ -194,7 +167,7 @@ class DataExchange implements LimitedTransfer {
     }
   }
 
-  private refuse(reason: Reason, extra?: Record<string, string>): void {
+  protected refuse(reason: Reason, extra?: Record<string, string>): void {
     this.outcome.reason = reason;
     sendError(this.res, reason, this.id, extra, this.head);
   }
@@ -208,20 +181,12 @@ class DataExchange implements LimitedTransfer {
     res.destroy();
   }
 
-  run(): Promise<void> | void {
-    const { req, res } = this;
-    const method = req.method;
-    if (method === 'OPTIONS') {
-      setFields(res, this.head);
-      if (!this.rt.cors.preflight(req, res, DATA_METHODS)) this.refuse('cors_origin');
-      return;
-    }
-    if (method !== 'GET' && method !== 'HEAD') {
-      this.noteUri(dataQuery(req.url ?? '').uri);
-      return this.refuse('method_not_allowed', { allow: DATA_METHODS });
-    }
-
-    const query = dataQuery(req.url ?? '');
+  /**
+   * The decision for a GET or HEAD of `query`: refused here (answered through `refuse`), or
+   * handed to `admitted`. A promise only when something had to be waited for.
+   */
+  protected decide(method: 'GET' | 'HEAD', query: DataQuery): Promise<void> | void {
+    const req = this.req;
     if (query.ambiguous) {
       this.noteUri(query.uri);
       return this.refuse('bad_request');
@@ -280,12 +245,12 @@ class DataExchange implements LimitedTransfer {
       if (admitted instanceof Promise) return admitted.then((a) => this.limited(a, provider, dataReq));
       if (admitted !== undefined) return this.limited(admitted, provider, dataReq);
     }
-    return this.serve(provider, dataReq);
+    return this.admitted(provider, dataReq);
   }
 
   /** The limits' answer: refused (429 with Retry-After, or 503), or served and charged. */
   private limited(admitted: AdmitResult, provider: Provider, dataReq: DataRequest): Promise<void> | void {
-    if (admitted === undefined) return this.over ? undefined : this.serve(provider, dataReq);
+    if (admitted === undefined) return this.over ? undefined : this.admitted(provider, dataReq);
     if (admitted.refused) {
       this.outcome.detail = admitted.detail;
       if (this.over) return;
@@ -293,10 +258,67 @@ class DataExchange implements LimitedTransfer {
     }
     if (this.over) return admitted.done(false);
     this.admission = admitted;
-    return this.serve(provider, dataReq);
+    return this.admitted(provider, dataReq);
+  }
+}
+
+/** One data request from head to 'close'. */
+class DataExchange extends DataDecision {
+  private readonly inflight: InFlight<Runtime>;
+  constructor(rt: Runtime, req: IncomingMessage, res: ServerResponse, inflight: InFlight<Runtime>) {
+    const id = randomUUID();
+    super(rt, req, res, id, req.socket.remoteAddress, rt.cors.fields(req.headers.origin, [...rt.securityHeaders, 'x-request-id', id]));
+    this.inflight = inflight;
+    inflight.add(rt);
+    // A shared listener, not a closure per request (see UpstreamExchange for why it matters).
+    (res as ExchangeResponse)[exchangeOf] = this;
+    res.on('close', onResponseClose);
   }
 
-  private serve(provider: Provider, dataReq: DataRequest): Promise<void> | void {
+  /** The response closed (finished or cut): in-flight count, upstream abort, metrics, audit. */
+  closed(): void {
+    const { rt, res, outcome } = this;
+    this.over = true;
+    this.inflight.leave(rt);
+    const aborted = !res.writableFinished;
+    if (aborted) this.dataReq?.upstream?.clientGone();
+    const status = res.statusCode;
+    // Its object counts once a GET of it was answered (a cut body included).
+    this.admission?.done(this.dataReq?.method === 'GET' && (status === 200 || status === 206));
+    const provider = this.providerName ?? '-';
+    const seconds = (performance.now() - this.started) / 1000;
+    const decision = decisionFor(outcome.reason, status);
+    rt.metrics.recordRequest(provider, status, decision, seconds, outcome.bytes, aborted);
+    if (outcome.reason === 'upstream_error' || outcome.reason === 'upstream_timeout' || outcome.reason === 'upstream_status' || outcome.reason === 'upstream_credential_echo') {
+      rt.metrics.upstreamErrors.labels(provider, outcome.reason).inc();
+    }
+    rt.audit.write(
+      auditEvent({
+        id: this.id, kind: 'data', sub: this.sub, jti: this.jti, unverified: this.unverified, org: this.org, provider: this.providerName, uri: this.uriText,
+        decision, reason: outcome.reason, status, bytes: outcome.bytes, aborted, ms: Math.round(seconds * 1e4) / 10, client: this.client,
+        tokenSource: this.tokenSource, detail: outcome.detail || undefined,
+      }),
+    );
+  }
+
+  run(): Promise<void> | void {
+    const { req, res } = this;
+    const method = req.method;
+    if (method === 'OPTIONS') {
+      setFields(res, this.head);
+      if (!this.rt.cors.preflight(req, res, DATA_METHODS)) this.refuse('cors_origin');
+      return;
+    }
+    if (method !== 'GET' && method !== 'HEAD') {
+      this.noteUri(dataQuery(req.url ?? '').uri);
+      return this.refuse('method_not_allowed', { allow: DATA_METHODS });
+    }
+
+    return this.decide(method, dataQuery(req.url ?? ''));
+  }
+
+  /** Admitted: the provider answers (the bytes, a redirect, or its own refusal). */
+  protected admitted(provider: Provider, dataReq: DataRequest): Promise<void> | void {
     const { rt } = this;
     const failed = (err: unknown): void => {
       rt.logger.error({ err, requestId: this.id, provider: provider.name }, 'provider failed');

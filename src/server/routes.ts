@@ -17,5 +17,9 @@ const OWN: ReadonlyMap<string, OwnRoute> = new Map([
 
 /** The Keyhole route a path (without its query) names, or undefined: the app's. */
 export function ownRoute(path: string | undefined): OwnRoute | undefined {
-  return path === undefined ? undefined : OWN.get(path);
+  if (path === undefined) return undefined;
+  const own = OWN.get(path);
+  if (own !== undefined) return own;
+  // Envoy's ext_authz (HTTP) asks at its path_prefix followed by the original path.
+  return path.startsWith(`${AUTHORIZE_PATH}/`) ? 'authorize' : undefined;
 }

@@ -57,7 +57,7 @@ t.test('refusals', async (t) => {
   t.same(problems(yaml({ secret: 'inline-secret-0123456789abcdef-0123456789' })), ['auth.keys[0].secret: must be a reference ${env:NAME} or ${file:/path}, never an inline secret']);
   t.same(problems(yaml({ secret: '"${env:NOPE}"' })), ['auth.keys[0].secret: environment variable NOPE is not set']);
   t.match(problems(yaml({ secret: '"${file:missing.secret}"' })), [/^auth\.keys\[0\]\.secret: file .*missing\.secret cannot be read \(ENOENT\)$/]);
-  t.same(problems(yaml({ extra: 'colour: blue\n' })), ['colour: unknown key (known here: workers, server, admin, auth, revocation, cors, log, presign, app, providers, redis, limits)']);
+  t.same(problems(yaml({ extra: 'colour: blue\n' })), ['colour: unknown key (known here: workers, server, admin, auth, revocation, cors, log, presign, app, providers, redis, limits, authorizer)']);
   t.same(problems(yaml({ extra: 'log: { level: info, colour: blue }\n' })), ['log.colour: unknown key (known here: level, format, audit, destination, auditDestination, auditChain)']);
   t.same(problems(yaml({ extra: 'log: { level: info, formt: text }\n' })), ['log.formt: unknown key (did you mean format?)']);
   t.same(problems(yaml({ secret: '"${env:SHORT}"' }), { SHORT: 'short' }), ['auth.keys[0].secret: HMAC secret must be at least 32 bytes']);

@@ -18,6 +18,7 @@ const HELP: Record<string, string> = {
   keyhole_requests_total: 'Data requests by provider, HTTP status and decision (allow, deny, error)',
   keyhole_request_duration_seconds: 'Data request duration until the response ended or was aborted',
   keyhole_bytes_sent_total: 'Body bytes relayed to clients',
+  keyhole_authorize_decisions_total: 'Decisions answered to a data plane on /v1/authorize, by provider, HTTP status and decision (allow, deny, error)',
   keyhole_upstream_errors_total: 'Upstream failures by provider and reason code',
   keyhole_token_failures_total: 'Refused tokens by reason code',
   keyhole_token_cache_total: 'Verified-token cache lookups (hit: no signature check needed)',
@@ -144,6 +145,7 @@ function busyMetrics(): Metrics {
   m.recordRequest(ODD, 403, 'deny', 0.0005, 0, false);
   m.requests.labels('-', '401', 'deny').inc();
   m.upstreamErrors.labels(ODD, 'upstream_error').inc();
+  m.authorizeDecisions.labels('files', '200', 'allow').inc();
   m.tokenFailures.labels('token_expired').inc(2);
   m.countCache(true);
   m.countCache(false);

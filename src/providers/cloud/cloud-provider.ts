@@ -11,7 +11,7 @@ import { InjectedSecrets } from '../../relay/echo-guard.ts';
 import { refuseData } from '../../http/answer.ts';
 import { contentTypeFor } from '../content-type.ts';
 import type { DataRequest } from '../../http/data-request.ts';
-import type { CredentialState, Presigned, Provider } from '../types.ts';
+import type { CredentialState, Presigned, Provider, UpstreamAnswer, UpstreamTarget } from '../types.ts';
 import type { DataUri } from '../../uri.ts';
 import { Allowlist, type ObjectRef } from './allowlist.ts';
 import { encodeRfc3986 } from './encode.ts';
@@ -54,6 +54,12 @@ export interface CloudSigner {
    * an object it reads. Absent: proxy mode fetches a signed URL.
    */
   bearer?: BearerAccess | undefined;
+  /**
+   * A request signed in its header fields (S3 SigV4: Authorization, x-amz-date, …) for a data
+   * plane to send as given (authorizer mode). Absent: the data plane gets a URL signed in its
+   * query, as Keyhole's own proxy mode fetches.
+   */
+  signHeaders?(ref: ObjectRef, method: 'GET' | 'HEAD', at: Date): Promise<UpstreamTarget>;
   /** what the signer holds open itself (a connection for its keys) */
   close?(): Promise<void>;
 }
@@ -235,6 +241,41 @@ export class CloudProvider implements Provider {
       headers: forwardedRequestHeaders(req.headers, extra),
       secrets,
     });
+  }
+
+  /**
+   * Authorizer mode: what a data plane sends for this read, from the same allowlist and
+   * credentials as serve(): a bearer token (keyless proxy mode), a request signed in its
+   * headers (S3), or a URL signed for Keyhole's own fetch (the internal endpoint), in either mode.
+   */
+  async upstreamRequest(req: { uri: DataUri; method: 'GET' | 'HEAD' }): Promise<UpstreamAnswer> {
+    const { common, signer } = this.parts;
+    const bearer = common.mode === 'proxy' ? signer.bearer : undefined;
+    try {
+      if (bearer) {
+        const { url, token, headers } = await this.bearerTarget(req.uri, bearer);
+        return { url, headers: { ...headers, authorization: `Bearer ${token}` } };
+      }
+      if (signer.signHeaders) return await this.signedHeaders(signer.signHeaders.bind(signer), req.uri, req.method);
+      const { url } = await this.mint(req.uri, { method: req.method, audience: 'internal', nowMs: this.now() });
+      return { url, headers: {} };
+    } catch (err) {
+      if (!(err instanceof CloudRefusal)) throw err;
+      return { refused: err.reason, detail: err.message };
+    }
+  }
+
+  private async signedHeaders(sign: NonNullable<CloudSigner['signHeaders']>, uri: DataUri, method: 'GET' | 'HEAD'): Promise<UpstreamTarget> {
+    const ref = this.object(uri);
+    const state = this.parts.credentials;
+    try {
+      const target = await sign(ref, method, new Date(this.now()));
+      if (state) state.up = true;
+      return target;
+    } catch (err) {
+      if (state) state.up = false;
+      throw new CloudRefusal('credentials_unavailable', `signing failed: ${err instanceof Error ? err.message.split('\n')[0] : 'unknown'}`);
+    }
   }
 
   /** One pool per storage origin (one per bucket with virtual-hosted URLs; the allowlist bounds them). */
