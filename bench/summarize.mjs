@@ -459,5 +459,18 @@ if (presign && presign.exit !== null) {
 md.push('See docs/performance.md for how to run the harness, how to read these figures, and what the profile says limits Keyhole.');
 md.push('');
 
-writeFileSync(mdFile, md.join('\n'));
+// The "## Browser grid" section (npm run bench:grid, bench/grid/summarize.mjs) is another
+// harness's: carried over as it is when this file is rewritten.
+let gridSection = '';
+try {
+  const old = readFileSync(mdFile, 'utf8');
+  const at = old.search(/^## Browser grid\s*$/m);
+  if (at >= 0) {
+    const next = old.slice(at + 1).search(/^## /m);
+    gridSection = '\n' + (next >= 0 ? old.slice(at, at + 1 + next) : old.slice(at)).replace(/\n*$/, '\n');
+  }
+} catch {
+  /* no RESULTS.md yet */
+}
+writeFileSync(mdFile, md.join('\n') + gridSection);
 writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, beforeAfter, limitsCost, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');
