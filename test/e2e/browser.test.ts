@@ -139,6 +139,12 @@ app:
     t.equal(await page.evaluate(() => document.cookie.includes('__Host-keyhole')), false, 'and invisible to page script');
     const viaCookie = await loadImage(page, `${dataUrl(png)}&n=cookie`, 'cookie');
     t.same(viaCookie, { ok: true, ...PNG_SIZE }, 'image via the cookie decodes at its real size');
+    // Chromium speaks HTTP/2 to Keyhole (ALPN h2): the page and the images.
+    const protocols = await page.evaluate(() =>
+      [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')].map((e) => (e as PerformanceResourceTiming).nextHopProtocol),
+    );
+    t.ok(protocols.length >= 3, `timing entries for the page and its loads (${protocols.length})`);
+    t.same([...new Set(protocols)], ['h2'], 'the page and every data load over HTTP/2');
 
     // Audio, seeked near its end: Range requests through Keyhole.
     const audio = await page.evaluate(
