@@ -52,5 +52,5 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
 STOPSIGNAL SIGTERM
 # One core per process (workers: auto runs one per core): V8's GC helper threads would only
 # take that core from the event loop. docs/performance.md has the measurements.
-ENTRYPOINT ["node", "--single-threaded-gc", "dist/cli.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "--max-semi-space-size=8", "dist/cli.js"]
 CMD ["serve", "--config", "/etc/keyhole/keyhole.yaml"]
