@@ -23,6 +23,9 @@ P_DISPATCH=$((PB + 10)); P_HTTPPROXY=$((PB + 11)); P_FASTIFY=$((PB + 12)); P_CAD
 P_KEYHOLE_BASE=$((PB + 14))
 # Limits on (LIMITS=1): Keyhole with limits in Redis, two ways; the Redis they share (TLS).
 P_KEYHOLE_LIMITS=$((PB + 15)); P_KEYHOLE_LIMITS_RT=$((PB + 16)); P_REDIS=$((PB + 17))
+# Authorizer mode: nginx auth_request / Caddy forward_auth in front, asking the Keyhole on
+# P_AUTHZ_KEYHOLE (TLS, as shipped) for /v1/authorize; one of them runs at a time.
+P_NGINX_AUTHZ=$((PB + 21)); P_CADDY_AUTHZ=$((PB + 22)); P_AUTHZ_KEYHOLE=$((PB + 23))
 PEERS=$W/peers                          # the Node peers (http-proxy, fastify), installed here, never in the project
 # Keyhole runs with the node flags its own start command uses (package.json scripts.start, the
 # image's ENTRYPOINT and the bin's shebang carry the same: test/ops/container.test.ts).
@@ -74,6 +77,46 @@ render() { # template → output
       -e "s#@P_AUTHREQ@#$P_AUTHREQ#g" -e "s#@P_VERIFIER@#$P_VERIFIER#g" -e "s#@P_CADDY@#$P_CADDY#g" "$1" >"$2"
 }
 
+# The shipped authorizer examples (deploy/authorizer/nginx.conf, Caddyfile), as the tests run
+# them (test/helpers/data-planes.ts): each FROM replaced by its TO, literally; a FROM that is
+# no longer in the example stops the run (the example changed under the bench).
+rewrite_example() { # example output from1 to1 [from2 to2 …]
+  node -e '
+    const fs = require("fs");
+    const [src, out, ...pairs] = process.argv.slice(1);
+    let text = fs.readFileSync(src, "utf8");
+    for (let i = 0; i < pairs.length; i += 2) {
+      const next = text.split(pairs[i]).join(pairs[i + 1]);
+      if (next === text) { console.error(`${src} no longer holds ${JSON.stringify(pairs[i])}`); process.exit(1); }
+      text = next;
+    }
+    fs.writeFileSync(out, text);
+  ' "$@"
+}
+# What the bench changes in them: addresses, ports, file paths (the bench's dev CA, whose
+# server certificate names localhost), and one thing more, said in RESULTS.md: the client side
+# is plain HTTP like every other contender's in the plain-HTTP tables (nginx: no `ssl` on the
+# listen, with the bench listeners' backlog; Caddy: an http:// site, no tls line, no automatic
+# HTTPS). The hop to Keyhole stays as shipped: https, certificate verified, keepalive.
+render_authz() {
+  local ex=$ROOT/deploy/authorizer
+  render "$BENCH/conf/nginx-authz.conf.in" "$W/run/nginx-authz.conf"
+  rewrite_example "$ex/nginx.conf" "$W/run/nginx-authz.site.conf" \
+    'server keyhole.internal:8443;' "server 127.0.0.1:$P_AUTHZ_KEYHOLE;" \
+    'proxy_ssl_name keyhole.internal;' 'proxy_ssl_name localhost;' \
+    'listen 443 ssl;' "listen 127.0.0.1:$P_NGINX_AUTHZ backlog=4096 reuseport;" \
+    '/etc/nginx/tls/data.example.org.crt' "$W/certs/server.pem" \
+    '/etc/nginx/tls/data.example.org.key' "$W/certs/server-key.pem" \
+    '/etc/nginx/tls/keyhole-ca.pem' "$W/certs/ca.pem" || return 1
+  rewrite_example "$ex/Caddyfile" "$W/run/Caddyfile-authz" \
+    'https://keyhole.internal:8443' "https://127.0.0.1:$P_AUTHZ_KEYHOLE" \
+    'tls_server_name keyhole.internal' 'tls_server_name localhost' \
+    'data.example.org {' "http://127.0.0.1:$P_CADDY_AUTHZ {"$'\n\t'"bind 127.0.0.1" \
+    'tls /etc/caddy/tls/data.example.org.crt /etc/caddy/tls/data.example.org.key' '# (bench: plain HTTP on the client side, no certificate)' \
+    '/etc/caddy/tls/keyhole-ca.pem' "$W/certs/ca.pem" \
+    $'{\n\tadmin off\n' $'{\n\tadmin off\n\tauto_https off\n'
+}
+
 keyhole_path() { printf '/v1/data?uri=%s' "$(node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$1")"; }
 
 port_of() { case $1 in
@@ -83,12 +126,19 @@ port_of() { case $1 in
   keyhole-w2) echo $P_KEYHOLE_W2;; keyhole-flat) echo $P_KEYHOLE_FLAT;; keyhole-prof) echo $P_KEYHOLE_PROF;;
   keyhole-base) echo $P_KEYHOLE_BASE;;
   keyhole-limits) echo $P_KEYHOLE_LIMITS;; keyhole-limits-rt) echo $P_KEYHOLE_LIMITS_RT;;
+  nginx-authz) echo $P_NGINX_AUTHZ;; caddy-authz) echo $P_CADDY_AUTHZ;;
 esac; }
+# The Keyhole process of a contender (its admin listener is this + ADMIN_OFFSET): the
+# authorizer contenders' own, behind their data plane; the contender's port otherwise.
+keyhole_port_of() { case $1 in *-authz) echo $P_AUTHZ_KEYHOLE;; *) port_of "$1";; esac; }
+# Contenders in which a Keyhole decides (audit lines, metrics, revocation, scope): the
+# keyhole* ones and the authorizer stacks.
+has_keyhole() { case $1 in keyhole*|*-authz) return 0;; *) return 1;; esac; }
 # The Keyhole build a contender runs: the baseline for keyhole-base, the current one otherwise.
 build_of() { [ "$1" = keyhole-base ] && echo "$BUILD_BASE" || echo "$BUILD"; }
 scheme_of() { case $1 in *-tls) echo https;; *) echo http;; esac; }
 path_of() { # contender object
-  case $1 in keyhole*) keyhole_path "$SCOPE$2";; *) echo "/obj/$2";; esac
+  case $1 in keyhole*|*-authz) keyhole_path "$SCOPE$2";; *) echo "/obj/$2";; esac
 }
 url_of() { echo "$(scheme_of "$1")://127.0.0.1:$(port_of "$1")$(path_of "$1" "$2")"; }
 tokens_of() { [ "$1" = direct ] && echo "" || echo "$TOKENS"; }
@@ -206,6 +256,23 @@ start_contender() {
       command -v caddy >/dev/null || return 1
       taskset -c "$PROXY_CPU" caddy run --config "$W/run/Caddyfile" --adapter caddyfile >>"$W/logs/caddy.out" 2>&1 &
       PIDS=$!; RSSPIDS=$PIDS;;
+    nginx-authz|caddy-authz)
+      # Keyhole in authorizer mode as its own process, TLS as in the shipped examples, then
+      # the data plane, both on the contender's core.
+      [ "$c" = caddy-authz ] && ! command -v caddy >/dev/null && return 1
+      yaml=$(keyhole_yaml "$c" "$P_AUTHZ_KEYHOLE" "  tls: { cert: $W/certs/server.pem, key: $W/certs/server-key.pem }" 'authorizer: { peers: [127.0.0.1] }')
+      CONTENDER_OUT=$W/logs/$c.audit.log; : >"$CONTENDER_OUT"
+      # shellcheck disable=SC2086
+      taskset -c "$PROXY_CPU" node $KEYHOLE_NODE_FLAGS ${NODE_FLAGS:-} "$BUILD/cli.js" serve --config "$yaml" >>"$CONTENDER_OUT" 2>>"$W/logs/$c.err" &
+      PIDS=$!; RSSPIDS=$PIDS
+      wait_port "$P_AUTHZ_KEYHOLE" || return 1
+      if [ "$c" = nginx-authz ]; then
+        taskset -c "$PROXY_CPU" nginx -c "$W/run/nginx-authz.conf" -g 'daemon off;' >>"$W/logs/nginx-authz.out" 2>&1 &
+        PIDS="$PIDS $!"   # its worker joins RSSPIDS once it answers (below)
+      else
+        taskset -c "$PROXY_CPU" caddy run --config "$W/run/Caddyfile-authz" --adapter caddyfile >>"$W/logs/caddy-authz.out" 2>&1 &
+        PIDS="$PIDS $!"; RSSPIDS=$PIDS
+      fi;;
     keyhole*)
       port=$(port_of "$c")
       case $c in
@@ -224,19 +291,19 @@ start_contender() {
   esac
   wait_ready "$(url_of "$c" 1k)" "$(header_of "$c")" || return 1
   case $c in
-    nginx|nginx-tls|nginx-authreq|keyhole-w2)
+    nginx|nginx-tls|nginx-authreq|nginx-authz|keyhole-w2)
       sleep 0.3
       local m; for m in $PIDS; do RSSPIDS="$RSSPIDS $(pgrep -P "$m" | tr '\n' ' ')"; done
       # nginx: measure its workers (the master only forks them); Keyhole cluster: primary + workers
       [ "$c" = keyhole-w2 ] && RSSPIDS="$PIDS $RSSPIDS";;
   esac
   # Revocation holds entries, as in production: a revoked subject and a revoked jti.
-  case $c in keyhole*) revoke_some "$c";; esac
+  has_keyhole "$c" && revoke_some "$c"
   return 0
 }
 
 revoke_some() { # sets REVOKE_STATUS: the admin listener's answers
-  local admin="http://127.0.0.1:$(( $(port_of "$1") + ADMIN_OFFSET ))" a b
+  local admin="http://127.0.0.1:$(( $(keyhole_port_of "$1") + ADMIN_OFFSET ))" a b
   a=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \
     --data '{"sub":"revoked-user0"}' "$admin/admin/revoke")
   b=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $(cat "$W/run/admin.token")" -H 'content-type: application/json' \

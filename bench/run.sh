@@ -16,6 +16,13 @@
 # LIMITS (1: also keyhole-limits and keyhole-limits-rt, Keyhole with limits in a TLS Redis),
 # SMALL_OBJECTS (default "1k 64k 1m"), BIG (1: also 100 MiB; 0 for a quicker A/B of a few sizes).
 #
+# Authorizer mode (docs/authorizer.md): nginx-authz and caddy-authz run deploy/authorizer/nginx.conf
+# and Caddyfile as shipped (addresses rewritten, bench/lib.sh render_authz) in front of a Keyhole
+# process answering /v1/authorize over TLS, both on the contender's core; RESULTS.md's
+# "Authorizer mode" section holds their targets. A quick look at them alone:
+#   CONTENDERS="nginx nginx-authreq nginx-authz caddy-authz" TLS=0 W2=0 FLAT=0 PRESIGN=0 PROFILE=0 \
+#     ROUNDS=1 BENCH_WORK=/tmp/kb RESULTS_DIR=/tmp/kb npm run bench
+#
 # The cost of limits, side by side with limits off, at 1 KiB and 64 KiB (RESULTS.md "Limits"):
 #   LIMITS=1 CONTENDERS="keyhole" TLS=0 W2=0 FLAT=0 PRESIGN=0 PROFILE=0 ROUNDS=2 \
 #     BENCH_WORK=/tmp/kb RESULTS_DIR=/tmp/kb npm run bench
@@ -36,7 +43,7 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then d_rounds=1; d_dur=3; d_d100=3; d_warm=2; d_prof=0; else d_rounds=3; d_dur=6; d_d100=6; d_warm=4; d_prof=1; fi
 ROUNDS=${ROUNDS:-$d_rounds}; DURATION=${DURATION:-$d_dur}; D100=${D100:-$d_d100}; WARM=${WARM:-$d_warm}
 CONNS=${CONNS:-64}; C100=${C100:-4}; TLS=${TLS:-1}; W2=${W2:-1}; PROFILE=${PROFILE:-$d_prof}; FLAT=${FLAT:-1}; PRESIGN=${PRESIGN:-1}; LIMITS=${LIMITS:-0}
-CONTENDERS=${CONTENDERS:-"direct nginx nginx-authreq caddy http-proxy fastify undici undici-dispatch keyhole"}
+CONTENDERS=${CONTENDERS:-"direct nginx nginx-authreq nginx-authz caddy caddy-authz http-proxy fastify undici undici-dispatch keyhole"}
 if [ "$LIMITS" = 1 ]; then for c in keyhole-limits keyhole-limits-rt; do case " $CONTENDERS " in *" $c "*) ;; *) CONTENDERS="$CONTENDERS $c";; esac; done; fi
 STEPS=${STEPS:-check rounds flat presign profile}
 step() { case " $STEPS " in *" $1 "*) return 0;; *) return 1;; esac; }
@@ -120,6 +127,8 @@ printf 'pass' >"$W/run/upstream.password"
 render "$BENCH/conf/common.inc.in" "$W/run/common.inc"
 for f in upstream nginx-proxy nginx-authreq; do render "$BENCH/conf/$f.conf.in" "$W/run/$f.conf"; done
 render "$BENCH/conf/Caddyfile.in" "$W/run/Caddyfile"
+# The authorizer stacks run the shipped examples (deploy/authorizer/), rewritten like the tests do.
+case " $CONTENDERS " in *-authz" "*) render_authz || die "deploy/authorizer/ changed: the authorizer contenders' rewrite no longer applies";; esac
 
 yaml=$(keyhole_yaml keyhole "$P_KEYHOLE" '  insecurePlainHttp: true' '')
 node "$BUILD/cli.js" check-config "$yaml" >"$W/logs/check-config.log" 2>&1 || { cat "$W/logs/check-config.log" >&2; die "bench config refused"; }
@@ -163,11 +172,11 @@ for c in $ALL; do
   bad=$(curl_code -H "Authorization: Bearer $(tampered_token)" "$(url_of "$c" 1k)")
   none=$(curl_code "$(url_of "$c" 1k)")
   extra=""
-  case $c in keyhole*)
+  if has_keyhole "$c"; then
     revoked=$(curl_code -H "Authorization: Bearer $(cat "$W/run/revoked-token.txt")" "$(url_of "$c" 1k)")
     scope=$(curl_code -H "$(header_of "$c")" "$(scheme_of "$c")://127.0.0.1:$(port_of "$c")$(keyhole_path local://bench/1k)")
-    extra=",\"revoked\":$revoked,\"revoke_status\":\"$REVOKE_STATUS\",\"out_of_scope\":$scope";;
-  esac
+    extra=",\"revoked\":$revoked,\"revoke_status\":\"$REVOKE_STATUS\",\"out_of_scope\":$scope"
+  fi
   echo "{\"type\":\"check\",\"contender\":\"$c\",\"started\":true,\"bytes_ok\":$ok,\"bad_token\":$bad,\"no_token\":$none$extra}" >>"$RAW"
   log "check $c: bytes_ok=$ok bad_token=$bad no_token=$none$extra"
   stop_contender
@@ -187,9 +196,11 @@ bench_contender() { # contender round
     local hwm; hwm=$(sum_status VmHWM)
     echo "{\"type\":\"contender_end\",\"round\":$r,\"contender\":\"$c\",\"hwm_kb\":$hwm,\"idle_rss_kb\":$idle,\"processes\":$(echo $RSSPIDS | wc -w)}" >>"$RAW"
   fi
-  case $c in keyhole*)
-    local admin="http://127.0.0.1:$(( $(port_of "$c") + ADMIN_OFFSET ))" served
-    served=$(curl -s "$admin/metrics" | awk '/^keyhole_requests_total\{/ {s += $NF} END {printf "%d", s}')
+  case $c in keyhole*|*-authz)
+    local admin="http://127.0.0.1:$(( $(keyhole_port_of "$c") + ADMIN_OFFSET ))" served metric=keyhole_requests_total
+    # an authorizer counts its decisions (keyhole_requests_total stays /v1/data's)
+    case $c in *-authz) metric=keyhole_authorize_decisions_total;; esac
+    served=$(curl -s "$admin/metrics" | awk -v m="^$metric[{]" '$0 ~ m {s += $NF} END {printf "%d", s}')
     case $c in keyhole-limits*)   # how the limits decided: locally, or after asking Redis; anything refused
       curl -s "$admin/metrics" | awk -v r="$r" -v c="$c" '
         /^keyhole_limit_checks_total\{path="local"\}/ {l = $NF} /^keyhole_limit_checks_total\{path="store"\}/ {s = $NF}

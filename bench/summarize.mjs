@@ -29,6 +29,8 @@ const LABEL = {
   direct: 'direct to upstream (the limit)',
   nginx: 'nginx proxy_pass, upstream keep-alive',
   'nginx-authreq': 'nginx + auth_request → jose verifier',
+  'nginx-authz': 'nginx auth_request → Keyhole /v1/authorize (deploy/authorizer)',
+  'caddy-authz': 'Caddy forward_auth → Keyhole /v1/authorize (deploy/authorizer)',
   caddy: 'Caddy reverse_proxy (no auth)',
   'http-proxy': 'node http-proxy (no auth)',
   fastify: '@fastify/http-proxy (no auth)',
@@ -43,7 +45,9 @@ const LABEL = {
   'keyhole-limits': '**Keyhole**, limits on (Redis, local shares)',
   'keyhole-limits-rt': '**Keyhole**, limits on (Redis round trip per request)',
 };
-const ORDER = ['direct', 'nginx', 'nginx-authreq', 'caddy', 'http-proxy', 'fastify', 'undici', 'undici-dispatch', 'keyhole-base', 'keyhole', 'keyhole-limits', 'keyhole-limits-rt', 'keyhole-w2', 'nginx-tls', 'keyhole-tls'];
+const ORDER = ['direct', 'nginx', 'nginx-authreq', 'nginx-authz', 'caddy', 'caddy-authz', 'http-proxy', 'fastify', 'undici', 'undici-dispatch', 'keyhole-base', 'keyhole', 'keyhole-limits', 'keyhole-limits-rt', 'keyhole-w2', 'nginx-tls', 'keyhole-tls'];
+/** Authorizer mode: a data plane pumping the bytes, a Keyhole process deciding (docs/authorizer.md). */
+const AUTHZ = ['nginx-authz', 'caddy-authz'];
 /** The Node proxies Keyhole is measured against (none of them checks a token). */
 const NODE_PEERS = ['http-proxy', 'fastify', 'undici', 'undici-dispatch'];
 
@@ -223,7 +227,7 @@ if (checks.length) {
     md.push(`| ${LABEL[k.contender] ?? k.contender} | ${k.started === false ? 'did not start' : k.bytes_ok ? 'yes' : '**NO**'} | ${k.bad_token ?? '—'} | ${k.no_token ?? '—'} | ${k.revoked === undefined ? '—' : `${k.revoked === 401 ? 401 : `**${k.revoked}**`}${k.revoke_status ? ` (${k.revoke_status})` : ''}`} | ${k.out_of_scope ?? '—'} |`);
   }
   md.push('');
-  md.push('(nginx proxy_pass, Caddy and the Node peers check no token at all: 200 there is by design, they are throughput references. The direct contender sends BasicAuth itself.)');
+  md.push('(nginx proxy_pass, Caddy and the Node peers check no token at all: 200 there is by design, they are throughput references. The direct contender sends BasicAuth itself. In the authorizer stacks Keyhole decides and the data plane relays its refusal; the out-of-scope URI is refused before its `local` provider would be, 501 `authorizer_unsupported`.)');
   md.push('');
 }
 
@@ -414,6 +418,59 @@ md.push('');
 md.push('Ratios come from this one run (same machine, same minute); absolute figures move with the machine and with whatever else runs on it.');
 md.push('');
 
+// --- authorizer mode: nginx / Caddy pump the bytes, Keyhole decides (/v1/authorize)
+const authzTargets = [];
+if (AUTHZ.some((c) => contenders.includes(c))) {
+  const az = [];
+  const tgt = (name, measured, goal, met, reason) => authzTargets.push({ target: name, measured, goal, met, reason });
+  for (const c of AUTHZ.filter((x) => contenders.includes(x))) {
+    const front = c === 'nginx-authz' ? 'nginx' : 'Caddy';
+    const eff = (x) => get(x, '1k', 'per_cpu_s');
+    const a = ratio(get(c, '1k', 'rps'), get('nginx-authreq', '1k', 'rps'));
+    tgt(`${front} → Keyhole authorizer: 1 KiB req/s ≥ 2 × the jose verifier stack (nginx-authreq)`, a, 2, cmp(a, 2),
+      `${fmt(get(c, '1k', 'rps'))} vs ${fmt(get('nginx-authreq', '1k', 'rps'))} req/s; per CPU-second of the whole stack ${fmt(eff(c))} vs ${fmt(eff('nginx-authreq'))} (${fmt(ratio(eff(c), eff('nginx-authreq')), 2)}×); p99 ${fmt(get(c, '1k', 'p99_ms'), 2)} vs ${fmt(get('nginx-authreq', '1k', 'p99_ms'), 2)} ms; Keyhole's own /v1/data did ${fmt(get('keyhole', '1k', 'rps'))}`);
+    const m1 = ratio(get(c, '1m', 'rps'), get('nginx', '1m', 'rps'));
+    tgt(`${front} → Keyhole authorizer: 1 MiB ≥ 0.95 × nginx proxy_pass`, m1, 0.95, cmp(m1, 0.95),
+      `${fmt(get(c, '1m', 'rps'))} vs ${fmt(get('nginx', '1m', 'rps'))} req/s (${fmt(get(c, '1m', 'mbs'))} vs ${fmt(get('nginx', '1m', 'mbs'))} MB/s); stack CPU ${fmt(get(c, '1m', 'cpu_pct'))}% vs nginx ${fmt(get('nginx', '1m', 'cpu_pct'))}% of the core`);
+    const m100 = ratio(get(c, '100m', 'mbs'), get('nginx', '100m', 'mbs'));
+    tgt(`${front} → Keyhole authorizer: 100 MiB MB/s ≥ 0.95 × nginx proxy_pass`, m100, 0.95, cmp(m100, 0.95),
+      `${fmt(get(c, '100m', 'mbs'))} vs ${fmt(get('nginx', '100m', 'mbs'))} MB/s; stack CPU ${fmt(get(c, '100m', 'cpu_pct'))}% vs nginx ${fmt(get('nginx', '100m', 'cpu_pct'))}% of the core`);
+  }
+  az.push('## Authorizer mode: nginx / Caddy pump the bytes, Keyhole decides');
+  az.push('');
+  az.push('- `nginx-authz`: deploy/authorizer/nginx.conf, `auth_request` → Keyhole `GET /v1/authorize`, then `proxy_pass $keyhole_upstream` with the `Authorization` Keyhole computed (BasicAuth of the bench\'s `http` provider: the data plane holds no credential, the upstream refuses a request without it). `caddy-authz`: deploy/authorizer/Caddyfile, `forward_auth` → the same. Both files run as shipped, rewritten like test/helpers/data-planes.ts does (bench/lib.sh `render_authz`: addresses, ports, certificate paths).');
+  az.push('- Keyhole is its own process (`node <flags of scripts.start> cli.js serve`, config bench/conf/keyhole.yaml.in + `authorizer: { peers: [127.0.0.1] }`, audit and metrics on), pinned with the data plane on the contender\'s core; peak RSS, CPU % and "per CPU-s" count both processes (nginx worker or Caddy, + Keyhole).');
+  az.push('- The hop data plane → Keyhole is **https as shipped** (Keyhole\'s TLS listener, certificate verified against the bench CA, nginx `keepalive 16` with TLS session reuse; Caddy\'s transport with its default keep-alive pool). The **client side is plain HTTP**, the one change beyond addresses: the tables here are plain-HTTP tables, and `nginx`, `nginx-authreq` and `keyhole` (`insecurePlainHttp`) are all measured without TLS toward wrk, so TLS on the client side would charge the stacks a cost their references do not pay (the TLS round compares that separately).');
+  az.push('- What the shipped files do on the wire, and weighs on small objects: `proxy_pass $keyhole_upstream` names no `upstream { }` block, so nginx opens a new connection to the storage for every request (the `nginx` and `nginx-authreq` contenders keep 128 alive), while its 64 connections to Keyhole stay open (TLS, reused); Caddy keeps at most 32 idle connections per storage address by default (fewer than the 64 clients: the rest are opened per request) and asks Keyhole over one HTTP/2 connection (ALPN: Keyhole\'s TLS listener offers h2 by default).');
+  az.push(`- Load average at start / end: ${meta.loadavg_start ?? '?'} / ${end.loadavg_end ?? '?'}${load1 > 1 ? ` — **NOISY RUN** (1-minute load ${load1} at the start): ratios from this run are not figures to quote` : ''}.`);
+  az.push('');
+  const cols = ['nginx', 'nginx-authreq', 'nginx-authz', 'caddy', 'caddy-authz', 'keyhole'].filter((c) => contenders.includes(c));
+  az.push(`| object | ${cols.map((c) => LABEL[c]).join(' | ')} |`);
+  az.push(`|---|${cols.map(() => '---').join('|')}|`);
+  for (const o of ['1k', '64k', '1m', '100m']) {
+    if (!cols.some((c) => table[c]?.[o])) continue;
+    const cell = (c) => {
+      const x = table[c]?.[o];
+      if (!x) return '—';
+      return o === '100m' ? `${fmt(x.mbs)} MB/s (${fmt(x.cpu_pct)}% CPU)` : `${fmt(x.rps)} req/s, p99 ${fmt(x.p99_ms, 2)} ms (${fmt(x.cpu_pct)}% CPU)`;
+    };
+    az.push(`| ${nameOf[o]} | ${cols.map(cell).join(' | ')} |`);
+  }
+  az.push(`| peak RSS MiB (whole life, all processes) | ${cols.map((c) => (wholeRunPeak[c] ? `${fmt(wholeRunPeak[c].max)} (${of('contender_end').find((e) => e.contender === c)?.processes ?? '?'} processes)` : '—')).join(' | ')} |`);
+  az.push('');
+  az.push('Targets (authorizer mode), from this run:');
+  az.push('');
+  az.push('| target | measured | met | figures |');
+  az.push('|---|---|---|---|');
+  for (const t of authzTargets) {
+    const met = t.met === true ? '**met**' : t.met === false ? '**not met**' : 'not measured';
+    az.push(`| ${t.target} | ${typeof t.measured === 'number' ? `${fmt(t.measured, 2)}×` : '—'} | ${met}${load1 > 1 && typeof t.met === 'boolean' ? ' (noisy run)' : ''} | ${t.reason} |`);
+  }
+  az.push('');
+  md.push(...az);
+  process.stdout.write(`${az.join('\n')}\n`);
+}
+
 // --- anchors
 md.push('## Anchor figures quoted in the issue (measured earlier with the same pinning) vs this run');
 md.push('');
@@ -473,4 +530,4 @@ try {
   /* no RESULTS.md yet */
 }
 writeFileSync(mdFile, md.join('\n') + gridSection);
-writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, beforeAfter, limitsCost, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');
+writeFileSync(jsonFile, JSON.stringify({ meta, end, anchors: ANCHORS, medians: table, beforeAfter, limitsCost, authzTargets, wholeRunPeakMiB: wholeRunPeak, targets, flat: flat ?? null, checks, audits, profile: profile ?? null, presign: of('presign')[0] ?? null, raw: runs }, null, 2) + '\n');
