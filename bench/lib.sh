@@ -107,7 +107,9 @@ render_authz() {
     'listen 443 ssl;' "listen 127.0.0.1:$P_NGINX_AUTHZ backlog=4096 reuseport;" \
     '/etc/nginx/tls/data.example.org.crt' "$W/certs/server.pem" \
     '/etc/nginx/tls/data.example.org.key' "$W/certs/server-key.pem" \
-    '/etc/nginx/tls/keyhole-ca.pem' "$W/certs/ca.pem" || return 1
+    '/etc/nginx/tls/keyhole-ca.pem' "$W/certs/ca.pem" \
+    'server files.internal:443;' "server 127.0.0.1:$P_UP;" \
+    '    files   $keyhole_scheme://keyhole_storage_files' '    upstream   $keyhole_scheme://keyhole_storage_files' || return 1
   rewrite_example "$ex/Caddyfile" "$W/run/Caddyfile-authz" \
     'https://keyhole.internal:8443' "https://127.0.0.1:$P_AUTHZ_KEYHOLE" \
     'tls_server_name keyhole.internal' 'tls_server_name localhost' \

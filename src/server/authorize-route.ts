@@ -196,6 +196,10 @@ class AuthorizeExchange extends DataDecision {
       'x-keyhole-upstream-scheme', url.protocol.slice(0, -1),
       'x-keyhole-upstream-host', url.host,
       'x-keyhole-upstream-dial', `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`,
+      // The request target as it goes on the wire (path and query, encoded): for a data plane
+      // that sends it through a connection pool of its own (the nginx example's upstream group).
+      'x-keyhole-upstream-target', url.pathname + url.search,
+      'x-keyhole-upstream-hostname', url.hostname.replace(/^\[|\]$/g, ''),
       // Percent-decoded, as UTF-8 bytes: for data planes that encode the path they substitute
       // (Caddy's rewrite). Unambiguous: no segment holds a '/', a '%' triplet or a control character (uri.ts).
       'x-keyhole-upstream-path', Buffer.from(decodeURIComponent(url.pathname), 'utf8').toString('latin1'),

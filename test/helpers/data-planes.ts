@@ -42,7 +42,7 @@ export interface DataPlane {
 }
 
 /** deploy/authorizer/nginx.conf included in a minimal main config, in front of the Keyhole on `keyholePort`. */
-export async function startNginxDataPlane(t: Test, keyholePort: number): Promise<DataPlane> {
+export async function startNginxDataPlane(t: Test, keyholePort: number, pool: { provider: string; server: string } = { provider: 'unpooled', server: '127.0.0.1:9' }): Promise<DataPlane> {
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-authorizer-nginx-'));
   mkdirSync(join(dir, 'tmp'));
   const c = testCerts();
@@ -54,6 +54,9 @@ export async function startNginxDataPlane(t: Test, keyholePort: number): Promise
     ['/etc/nginx/tls/data.example.org.crt', c.serverCert],
     ['/etc/nginx/tls/data.example.org.key', c.serverKey],
     ['/etc/nginx/tls/keyhole-ca.pem', c.caCert],
+    // The example's storage group: one provider's connections kept open (the others' not).
+    ['server files.internal:443;', `server ${pool.server};`],
+    ['    files   $keyhole_scheme://keyhole_storage_files', `    ${pool.provider}   $keyhole_scheme://keyhole_storage_files`],
   ]);
   writeFileSync(join(dir, 'keyhole.conf'), site);
   writeFileSync(

@@ -18,6 +18,8 @@ export interface UpstreamRequest {
   headers: IncomingMessage['headers'];
   /** subject CN of the client certificate, when one was presented */
   clientCert?: string;
+  /** the connection it came on (its client port): which requests shared one */
+  remotePort?: number | undefined;
 }
 
 export interface UpstreamOptions {
@@ -44,7 +46,7 @@ export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstrea
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket as import('node:tls').TLSSocket;
     const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-    log.push({ method: req.method!, url: req.url!, headers: req.headers, ...(peer && peer.subject ? { clientCert: String(peer.subject.CN) } : {}) });
+    log.push({ method: req.method!, url: req.url!, headers: req.headers, remotePort: req.socket.remotePort, ...(peer && peer.subject ? { clientCert: String(peer.subject.CN) } : {}) });
     if (opts.demand && req.headers[opts.demand.header.toLowerCase()] !== opts.demand.value) {
       res.writeHead(401, { 'www-authenticate': 'Basic realm="upstream"', 'content-type': 'text/plain' });
       res.end('upstream says: unauthorized');

@@ -46,16 +46,25 @@ function seen(res: Got): string {
   return JSON.stringify(res.headers) + res.body.toString('latin1');
 }
 
-const PLANES: [string, (t: Test, port: number) => Promise<DataPlane>][] = [
-  ['nginx', startNginxDataPlane],
-  ['Caddy', startCaddyDataPlane],
+/** A data plane in front of the Keyhole on `port`; nginx keeps connections to `pool`'s storage in the example's upstream group. */
+const PLANES: [string, (t: Test, port: number, pool?: { provider: string; server: string }) => Promise<DataPlane>][] = [
+  ['nginx', (t, port, pool) => startNginxDataPlane(t, port, pool)],
+  ['Caddy', (t, port) => startCaddyDataPlane(t, port)],
 ];
 
 for (const [name, start] of PLANES) {
   t.test(name, async (t) => {
     const s: AuthorizerSetup = await authorizerKeyhole(t, { objects: OBJECTS });
-    const plane = await start(t, Number(new URL(s.k.base).port));
+    const plane = await start(t, Number(new URL(s.k.base).port), { provider: 'corp', server: `127.0.0.1:${s.up.port}` });
     const auth = { authorization: `Bearer ${s.token}` };
+
+    t.test('reads of one provider reuse the data plane\'s connections to the storage', async (t) => {
+      const before = s.up.log.length;
+      for (let i = 0; i < 4; i++) t.equal((await get(plane, dataUrl('https://data.corp/cat.jpg'), auth)).status, 200);
+      const ports = new Set(s.up.log.slice(before).map((r) => r.remotePort));
+      t.equal(s.up.log.length - before, 4, 'four reads upstream');
+      t.equal(ports.size, 1, `one connection for four sequential reads (${[...ports].join(', ')})`);
+    });
 
     t.test('GET: exact bytes, the upstream credential injected, nothing of it or of the upstream reaches the client', async (t) => {
       const before = s.up.log.length;
@@ -194,7 +203,8 @@ for (const [name, start] of PLANES) {
     await s3.put('labels', 'private/x.bin', 'secret');
     const k = await startKeyhole(baseYaml(`providers:\n${s3.providerItem({ name: 'store', bucket: 'labels', prefixes: ['img/'] })}authorizer:\n  peers: [127.0.0.1]\n`), { env: S3RVER_ENV });
     t.teardown(() => k.close());
-    const plane = await start(t, Number(new URL(k.base).port));
+    // Through nginx's storage group: the Host SigV4 signed is the storage's, not the group's name.
+    const plane = await start(t, Number(new URL(k.base).port), { provider: 'store', server: new URL(s3.endpoint).host });
     const auth = { authorization: `Bearer ${await k.token({ scope: ['s3://labels/'] })}` };
 
     const whole = await get(plane, dataUrl('s3://labels/img/cat.jpg'), auth);
