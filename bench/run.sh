@@ -14,7 +14,8 @@
 # KEYHOLE_REF (build this commit instead of the working tree), RESULTS_DIR (where RESULTS.md
 # and results.json go; default bench/), W2 (1: also keyhole-w2 when the build accepts workers: 2),
 # LIMITS (1: also keyhole-limits and keyhole-limits-rt, Keyhole with limits in a TLS Redis),
-# SMALL_OBJECTS (default "1k 64k 1m"), BIG (1: also 100 MiB; 0 for a quicker A/B of a few sizes).
+# SMALL_OBJECTS (default "1k 64k 1m"), BIG (1: also 100 MiB; 0 for a quicker A/B of a few sizes),
+# GRID (1: then the browser grid, bench/grid/run.sh, with its own knobs; 0 to skip it).
 #
 # Authorizer mode (docs/authorizer.md): nginx-authz and caddy-authz run deploy/authorizer/nginx.conf
 # and Caddyfile as shipped (addresses rewritten, bench/lib.sh render_authz) in front of a Keyhole
@@ -263,3 +264,10 @@ stop_upstream
 RESULTS_DIR=${RESULTS_DIR:-$BENCH}; mkdir -p "$RESULTS_DIR"
 node "$BENCH/summarize.mjs" "$RAW" "$RESULTS_DIR/RESULTS.md" "$RESULTS_DIR/results.json" || die "summarize failed"
 log "wrote $RESULTS_DIR/RESULTS.md and $RESULTS_DIR/results.json"
+
+# --- the browser grid: what an annotator waits for, in the same run (bench/grid/run.sh) ---
+if [ "${GRID:-1}" = 1 ]; then
+  log "=== browser grid (npm run bench:grid)"
+  grid_json=$BENCH/grid/results.json; [ "$RESULTS_DIR" = "$BENCH" ] || grid_json=$RESULTS_DIR/grid-results.json
+  RESULTS_MD="$RESULTS_DIR/RESULTS.md" RESULTS_JSON="$grid_json" bash "$BENCH/grid/run.sh" || log "the browser grid failed (its section in RESULTS.md is the previous run's)"
+fi
