@@ -366,6 +366,16 @@ const cmp = (x, g) => (x === null ? null : x >= g);
     const rate = presign ? presignRate(presign.output) : null;
     target('presign ≥ 50,000 URLs/s on one core', rate, 50_000, rate === null ? null : rate >= 50_000, presign && presign.exit !== null ? `npm run bench:presign (exit ${presign.exit}), pinned to one core${rate === null ? ': no figure recognised in its output (below)' : ''}` : 'not measurable yet: bench/presign.ts is not there');
   }
+  // Issue 17: memory at 64 connections and idle, and the floor on this runtime.
+  const peak64 = Math.max(...['1k', '64k', '1m'].map((o) => get('keyhole', o, 'rss_peak_mb') ?? 0));
+  const idleK = wholeRunPeak.keyhole?.idle ?? null;
+  const thr = ['1k', '64k', '1m'].map((o) => `${nameOf[o]} ${fmt(get('keyhole', o, 'rps'))} req/s`).join(', ');
+  target('peak RSS ≤ 128 MiB at 64 connections (issue 17)', peak64 || null, 128, peak64 ? peak64 <= 128 : null,
+    `max over the 1 KiB, 64 KiB and 1 MiB loads at 64 connections (VmRSS sampled): ${['1k', '64k', '1m'].map((o) => `${nameOf[o]} ${fmt(get('keyhole', o, 'rss_peak_mb'))}`).join(', ')} MiB, with ${thr}; node runs with ${meta.keyhole_node_flags ?? 'the flags of npm start'}. The Node peers at 64 KiB: ${NODE_PEERS.filter((c) => get(c, '64k', 'rss_peak_mb')).map((c) => `${LABEL[c]} ${fmt(get(c, '64k', 'rss_peak_mb'))}`).join(', ') || '—'} MiB; nginx ${fmt(get('nginx', '64k', 'rss_peak_mb'))}, Caddy ${fmt(get('caddy', '64k', 'rss_peak_mb'))}`);
+  target('idle RSS ≤ 64 MiB (issue 17)', idleK, 64, idleK === null ? null : idleK <= 64,
+    `RSS just after start, median over rounds: ${fmt(idleK, 1)} MiB (about 38 MiB of it are pages of the node binary itself, file-backed); the undici dispatch floor idles at ${fmt(wholeRunPeak['undici-dispatch']?.idle, 1)} MiB`);
+  target('(context) the floor on this runtime: Keyhole × the undici dispatch floor', ratio(get('keyhole', '64k', 'rps'), get('undici-dispatch', '64k', 'rps')), 'report', get('undici-dispatch', '64k', 'rps') ? 'reported' : null,
+    `${meta.node ?? 'node'}; the floor (no security at all): ${['1k', '64k', '1m'].map((o) => `${nameOf[o]} ${fmt(get('undici-dispatch', o, 'rps'))}`).join(', ')} req/s, 100 MiB ${fmt(get('undici-dispatch', '100m', 'mbs'))} MB/s; Keyhole: ${['1k', '64k', '1m'].map((o) => `${nameOf[o]} ${fmt(ratio(get('keyhole', o, 'rps'), get('undici-dispatch', o, 'rps')), 2)}×`).join(', ')}, 100 MiB ${fmt(ratio(get('keyhole', '100m', 'mbs'), get('undici-dispatch', '100m', 'mbs')), 2)}× of it (the figure shown is 64 KiB)`);
   const w = get('keyhole-w2', '1k', 'rps');
   target('workers: 2 scaling (report honestly)', w ? ratio(w, k1) : null, 'report', w ? 'reported' : null,
     w ? `1 KiB: ${fmt(w)} req/s with 2 workers on cpu0+cpu1 (sharing cpu1 with wrk and the upstream: only 2 cores) vs ${fmt(k1)} req/s with 1 process on cpu0` : meta.workers_supported ? 'config accepts workers: 2 but no run was recorded' : 'not yet measurable: the built Keyhole does not accept `workers: 2`');
@@ -398,7 +408,7 @@ function presignRate(text) {
   const m = /([\d,.]+)\s*(?:presigned )?(?:URLs?|urls?|ops|signatures?)?\s*\/\s*s/.exec(text);
   return m ? Number(m[1].replace(/,/g, '')) : null;
 }
-md.push('## Targets (issue 7)');
+md.push('## Targets (issues 7 and 17)');
 md.push('');
 md.push('| target | measured | met | why / what limits it |');
 md.push('|---|---|---|---|');
@@ -406,6 +416,7 @@ for (const t of targets) {
   const x = t.measured;
   const shown = typeof x !== 'number' ? '—'
     : t.target.includes('≤ 80 MB') ? `${fmt(x)} MB`
+    : t.target.includes('RSS ≤') ? `${fmt(x)} MiB`
     : t.target.includes('flat') ? `${fmt(x, 1)} MiB rise`
     : t.target.includes('p99') ? `${fmt(x, 2)} ms`
     : t.target.startsWith('presign') ? `${fmt(x)}/s`
