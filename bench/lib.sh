@@ -323,8 +323,19 @@ stop_contender() {
   PIDS=""; RSSPIDS=""
 }
 
+# Waits (up to $2 s, default 240) until the 1-minute load average is below $1 (default 0.5):
+# the figures of a run that starts on a busy machine, its own previous part included, are noise.
+settle() {
+  local below=${1:-0.5} max=${2:-240} i
+  for ((i = 0; i < max; i += 5)); do
+    awk -v b="$below" '{ exit !($1 < b) }' /proc/loadavg && return 0
+    sleep 5
+  done
+  log "load average still $(cut -d' ' -f1 /proc/loadavg) after ${max} s: going on (the results say so)"
+}
+
 # Sum of a /proc/<pid>/status field (kB) over RSSPIDS.
-sum_status() { local s=0 p k v _; for p in $RSSPIDS; do while read -r k v _; do [ "$k" = "$1:" ] && s=$((s + v)); done <"/proc/$p/status" 2>/dev/null; done; echo $s; }
+sum_status() { local s=0 p k v _; for p in $RSSPIDS; do while read -r k v _; do [ "$k" = "$1:" ] && s=$((s + v)); done 2>/dev/null <"/proc/$p/status"; done; echo $s; }
 # CPU ticks (utime+stime) over RSSPIDS.
 sum_ticks() { local s=0 p v; for p in $RSSPIDS; do v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
 
@@ -336,7 +347,14 @@ rss_sampler_start() {
   SAMPLER_PID=$!
 }
 # (the file is replaced atomically, so a sampler stopped mid-write never leaves it empty)
-rss_sampler_stop() { local v; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""; v=$(cat "$W/run/rss.max" 2>/dev/null); echo "${v:-null}"; }
+# A TERM that lands while the sampler waits on its own command substitution can be lost (two
+# samplers of ~200 outlived their run that way, polling dead pids): KILL follows if it lingers.
+rss_sampler_stop() {
+  local v i; kill -TERM "$SAMPLER_PID" 2>/dev/null
+  for i in 1 2 3 4 5 6; do kill -0 "$SAMPLER_PID" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
+  v=$(cat "$W/run/rss.max" 2>/dev/null); echo "${v:-null}"
+}
 
 # One wrk run against contender $1 for object $2 with $3 connections for $4 seconds;
 # appends a JSON line to $RAW and prints a short summary.

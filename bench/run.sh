@@ -15,7 +15,8 @@
 # and results.json go; default bench/), W2 (1: also keyhole-w2 when the build accepts workers: 2),
 # LIMITS (1: also keyhole-limits and keyhole-limits-rt, Keyhole with limits in a TLS Redis),
 # SMALL_OBJECTS (default "1k 64k 1m"), BIG (1: also 100 MiB; 0 for a quicker A/B of a few sizes),
-# GRID (1: then the browser grid, bench/grid/run.sh, with its own knobs; 0 to skip it).
+# GRID (1: then the browser grid, bench/grid/run.sh, with its own knobs; 0 to skip it),
+# SETTLE (1: before the run and before the grid, wait up to 4 min for the load average to fall below 0.5).
 #
 # Authorizer mode (docs/authorizer.md): nginx-authz and caddy-authz run deploy/authorizer/nginx.conf
 # and Caddyfile as shipped (addresses rewritten, bench/lib.sh render_authz) in front of a Keyhole
@@ -151,6 +152,7 @@ if node "$BUILD/cli.js" check-config "$w2yaml" >"$W/logs/check-workers.log" 2>&1
 # The first token with one signature character changed (not the last: its low bits are padding).
 tampered_token() { node -e 'const t = process.argv[1]; const i = t.length - 10; process.stdout.write(t.slice(0, i) + (t[i] === "A" ? "B" : "A") + t.slice(i + 1))' "$(head -1 "$TOKENS")"; }
 json_str() { node -e 'process.stdout.write(JSON.stringify(process.argv[1] ?? ""))' -- "$1"; }   # -- : a value may start with --
+[ "${SETTLE:-1}" = 1 ] && { log "waiting for the load average to settle below 0.5 (SETTLE=0 to skip)"; settle 0.5 240; }
 echo "{\"type\":\"meta\",\"started\":\"$(date -u +%FT%TZ)\",\"quick\":$QUICK,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"d100_s\":$D100,\"conns\":$CONNS,\"c100\":$C100,\"proxy_cpu\":$PROXY_CPU,\"load_cpu\":$LOAD_CPU,\"cpus\":$(nproc),\"cpu_model\":$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"),\"kernel\":$(json_str "$(uname -r)"),\"node\":$(json_str "$(node -v)"),\"nginx\":$(json_str "$(nginx -v 2>&1)"),\"wrk\":$(json_str "$(wrk -v 2>&1 | head -1)"),\"git\":$(json_str "$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null)"),\"dirty\":$(json_str "$(git -C "$ROOT" status --short -- src | wc -l)"),\"built_from\":$(json_str "$BUILT_FROM"),\"current_commit\":$(json_str "$CURRENT_COMMIT"),\"base_ref\":$(json_str "${BASE_REF:-}"),\"base_commit\":$(json_str "$BASE_COMMIT"),\"base_subject\":$(json_str "$([ -n "$BASE_COMMIT" ] && git -C "$ROOT" log -1 --format=%s "$BASE_COMMIT")"),\"current_subject\":$(json_str "$(git -C "$ROOT" log -1 --format=%s "${KEYHOLE_REF:-HEAD}" 2>/dev/null)"),\"loadavg_start\":$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),\"workers_supported\":$WORKERS_SUPPORTED,\"keyhole_node_flags\":$(json_str "$KEYHOLE_NODE_FLAGS")}" >>"$RAW"
 
 start_upstream
@@ -268,6 +270,7 @@ log "wrote $RESULTS_DIR/RESULTS.md and $RESULTS_DIR/results.json"
 # --- the browser grid: what an annotator waits for, in the same run (bench/grid/run.sh) ---
 if [ "${GRID:-1}" = 1 ]; then
   log "=== browser grid (npm run bench:grid)"
+  [ "${SETTLE:-1}" = 1 ] && settle 0.5 240
   grid_json=$BENCH/grid/results.json; [ "$RESULTS_DIR" = "$BENCH" ] || grid_json=$RESULTS_DIR/grid-results.json
   RESULTS_MD="$RESULTS_DIR/RESULTS.md" RESULTS_JSON="$grid_json" bash "$BENCH/grid/run.sh" || log "the browser grid failed (its section in RESULTS.md is the previous run's)"
 fi
