@@ -4,7 +4,9 @@
 // objects, adjusted so the routes see what an HTTP/1.1 request gives them:
 //  - `headers` holds no pseudo-header (an app proxy would forward `:path`), and `host` is
 //    `:authority` when the client sent no Host;
-//  - `destroyed` on the response says whether its stream is gone.
+//  - on the response, `destroyed` says whether its stream is gone, `writableFinished` is false
+//    for a stream the client reset, and `destroy()` resets with an error code (a cut answer
+//    must not read as complete).
 // What HTTP/2 adds is bounded here: concurrent streams, the header list, a connection that
 // sends no request, a request body that never ends, and resets (Node's nghttp2 limits).
 import { Http2ServerRequest, Http2ServerResponse, createServer, type Http2Server, type Http2Session, type ServerHttp2Stream } from 'node:http2';
