@@ -5,44 +5,20 @@
 // SIGHUP to the primary), not once per worker.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
 import { issueLeaf } from '../../src/tls/devca.ts';
 import { testCerts } from '../helpers/certs.ts';
-import { tmpDir } from '../helpers/cli.ts';
 import { dataUrl, tempFiles } from '../helpers/keyhole.ts';
 import { opsYaml, spawnKeyhole } from '../helpers/spawn.ts';
+import { notAfter, rotatableServerPair, series, until } from '../helpers/ops-metrics.ts';
 
 t.setTimeout(240_000);
 
-/** `name{labels} value` lines of one metric, as a map from the label text to the value. */
-function series(text: string, name: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) out.set(m[1] ?? '', Number(m[2]));
-  return out;
-}
-
-/** Polls `check` every 100 ms for up to 15 s: its first defined answer, or undefined. */
-async function until<T>(check: () => Promise<T | undefined>): Promise<T | undefined> {
-  for (let i = 0; i < 150; i++) {
-    const v = await check();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return undefined;
-}
-
-const notAfter = (pem: string) => Math.floor(new X509Certificate(pem).validToDate.getTime() / 1000);
-
 t.test('two workers: build info once, in-flight summed, certificate after every worker rotated, reloads once per group', async (t) => {
   const c = testCerts();
-  const dir = tmpDir('ops-metrics-cluster');
-  const certFile = join(dir, 'server.pem');
-  const keyFile = join(dir, 'server-key.pem');
-  writeFileSync(certFile, readFileSync(c.serverCert));
-  writeFileSync(keyFile, readFileSync(c.serverKey));
+  const { certFile, keyFile } = rotatableServerPair('ops-metrics-cluster');
   const root = tempFiles('ops-metrics-cluster', { 'big.bin': Buffer.alloc(64 << 20, 1) });
   const yaml = 'workers: 2\n' + opsYaml(root, '', { tls: { cert: certFile, key: keyFile } });
   const k = await spawnKeyhole(yaml);
@@ -76,7 +52,7 @@ t.test('two workers: build info once, in-flight summed, certificate after every 
   );
   t.same([...series(await metrics(), 'keyhole_requests_in_flight')], [['', 4]], 'four downloads in flight over the two workers');
   for (const r of held) r.body.destroy();
-  const drained = await until(async () => (series(await metrics(), 'keyhole_requests_in_flight').get('') === 0 ? 0 : undefined));
+  const drained = await until(async () => (series(await metrics(), 'keyhole_requests_in_flight').get('') === 0 ? 0 : undefined), 15_000);
   t.equal(drained, 0, 'back to 0 once the clients went');
 
   // A renewed pair that ends later than the first one: the group's gauge (the earliest of the
@@ -90,7 +66,7 @@ t.test('two workers: build info once, in-flight summed, certificate after every 
   const rotated = await until(async () => {
     const v = series(await metrics(), 'keyhole_tls_certificate_not_after_seconds').get('{listener="data"}');
     return v === notAfter(renewed.cert) ? v : undefined;
-  });
+  }, 15_000);
   t.equal(rotated, notAfter(renewed.cert), 'every worker serves the renewed certificate');
 
   k.rewriteConfig(yaml.replace('providers:', 'colour: blue\nproviders:'));
@@ -100,7 +76,7 @@ t.test('two workers: build info once, in-flight summed, certificate after every 
   const counts = await until(async () => {
     const s = series(await metrics(), 'keyhole_config_reloads_total');
     return s.get('{result="ok"}') === 2 ? s : undefined;
-  });
+  }, 15_000);
   t.same([counts?.get('{result="ok"}'), counts?.get('{result="refused"}')], [2, 1], 'two ok (POST, SIGHUP) and one refused: once per group, not per worker');
   // Nothing more arrives later (a worker's own count would show up as a third ok).
   await new Promise((r) => setTimeout(r, 500));

@@ -3,7 +3,6 @@
 // while a download is held open and none after.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -11,24 +10,13 @@ import { issueLeaf } from '../../src/tls/devca.ts';
 import { testCerts } from '../helpers/certs.ts';
 import { dataUrl, tempFiles } from '../helpers/keyhole.ts';
 import { opsYaml, spawnKeyhole } from '../helpers/spawn.ts';
-import { tmpDir } from '../helpers/cli.ts';
+import { notAfter, rotatableServerPair, series, until } from '../helpers/ops-metrics.ts';
 
 t.setTimeout(180_000);
 
-/** `name{labels} value` lines of one metric, as a map from the label text to the value. */
-function series(text: string, name: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) out.set(m[1] ?? '', Number(m[2]));
-  return out;
-}
-
 t.test('build info, certificate expiry, reloads and in-flight requests on /metrics', async (t) => {
   const c = testCerts();
-  const dir = tmpDir('ops-metrics');
-  const certFile = join(dir, 'server.pem');
-  const keyFile = join(dir, 'server-key.pem');
-  writeFileSync(certFile, readFileSync(c.serverCert));
-  writeFileSync(keyFile, readFileSync(c.serverKey));
+  const { certFile, keyFile } = rotatableServerPair('ops-metrics');
   const root = tempFiles('ops-metrics', { 'big.bin': Buffer.alloc(64 << 20, 1) });
   const yaml = opsYaml(root, '', { tls: { cert: certFile, key: keyFile } });
   const k = await spawnKeyhole(yaml);
@@ -40,7 +28,6 @@ t.test('build info, certificate expiry, reloads and in-flight requests on /metri
   const head = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
   t.same([...series(first, 'keyhole_build_info')], [[`{version="${pkg.version}",node="${process.version}",commit="${head}"}`, 1]], 'build info: version, node, commit');
 
-  const notAfter = (pem: string) => Math.floor(Date.parse(new X509Certificate(pem).validTo) / 1000);
   t.same([...series(first, 'keyhole_tls_certificate_not_after_seconds')], [['{listener="data"}', notAfter(readFileSync(c.serverCert, 'utf8'))]], 'the served certificate’s notAfter');
   t.same([...series(first, 'keyhole_config_reloads_total')].sort(), [['{result="ok"}', 0], ['{result="refused"}', 0]], 'both reload results from 0');
   t.same([...series(first, 'keyhole_requests_in_flight')], [['', 0]], 'nothing in flight (the scrape does not count itself)');
@@ -95,12 +82,3 @@ t.test('build info, certificate expiry, reloads and in-flight requests on /metri
   t.same([hup?.get('{result="ok"}'), hup?.get('{result="refused"}')], [2, 1], 'SIGHUP: one more ok');
 });
 
-/** Polls `check` every 100 ms for up to 10 s: its first defined answer, or undefined. */
-async function until<T>(check: () => Promise<T | undefined>): Promise<T | undefined> {
-  for (let i = 0; i < 100; i++) {
-    const v = await check();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return undefined;
-}
