@@ -3,7 +3,7 @@
 // HTTP/1.1 safely (a real WSGI server behind it), and the HTTP/2-specific attacks: pseudo-header
 // tricks, `:authority` against Host, connection-specific fields, CONTINUATION floods, rapid
 // reset, connections that never send a request and bodies that never end.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -15,6 +15,17 @@ import { startGunicorn } from '../helpers/real-servers.ts';
 
 const ca = readFileSync(testCerts().caCert);
 const portOf = (k: Running) => Number(new URL(k.base).port);
+
+/** A Keyhole serving local://files/a.txt ("hello"), closed on teardown, and a token for it. */
+async function filesKeyhole(t: Test, prefix: string, server?: string): Promise<{ k: Running; token: string }> {
+  const dir = tempFiles(prefix, { 'a.txt': 'hello' });
+  const k = await startKeyhole(baseYaml(filesProviderYaml(dir), server === undefined ? {} : { server }));
+  t.teardown(() => k.close());
+  return { k, token: await k.token({ scope: ['local://files/'] }) };
+}
+
+/** The pseudo-header fields of a well-formed GET of `path`, for the raw-frame client. */
+const getFields = (path: string): [string, string][] => [[':method', 'GET'], [':scheme', 'https'], [':authority', 'localhost'], [':path', path]];
 
 interface H2Answer {
   status: number;
@@ -130,10 +141,7 @@ t.test('the same answers over HTTP/2 as over HTTP/1.1: header fields, bodies, ra
 });
 
 t.test(':authority and Host must name the same host; absolute and asterisk targets are refused', async (t) => {
-  const dir = tempFiles('h2-authority-', { 'a.txt': 'hello' });
-  const k = await startKeyhole(baseYaml(filesProviderYaml(dir)));
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['local://files/'] });
+  const { k, token } = await filesKeyhole(t, 'h2-authority-');
   const path = dataUrl('local://files/a.txt', token);
   const h2 = await RawH2.open(portOf(k), ca);
   t.teardown(() => h2.close());
@@ -158,11 +166,8 @@ t.test(':authority and Host must name the same host; absolute and asterisk targe
 });
 
 t.test('malformed requests are reset by the HTTP/2 layer before any route runs', async (t) => {
-  const dir = tempFiles('h2-malformed-', { 'a.txt': 'hello' });
-  const k = await startKeyhole(baseYaml(filesProviderYaml(dir)));
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['local://files/'] });
-  const ok: [string, string][] = [[':method', 'GET'], [':scheme', 'https'], [':authority', 'localhost'], [':path', dataUrl('local://files/a.txt', token)]];
+  const { k, token } = await filesKeyhole(t, 'h2-malformed-');
+  const ok = getFields(dataUrl('local://files/a.txt', token));
   const cases: [string, [string, string | Buffer][]][] = [
     ['a repeated :path', [...ok, [':path', '/other']]],
     ['an unknown pseudo-header', [...ok, [':proxy', 'evil']]],
@@ -200,13 +205,11 @@ t.test('malformed requests are reset by the HTTP/2 layer before any route runs',
 });
 
 t.test('a CONTINUATION flood is cut, and the server goes on serving', async (t) => {
-  const dir = tempFiles('h2-continuation-', { 'a.txt': 'hello' });
-  const k = await startKeyhole(baseYaml(filesProviderYaml(dir)));
-  t.teardown(() => k.close());
+  const { k, token } = await filesKeyhole(t, 'h2-continuation-');
   const h2 = await RawH2.open(portOf(k), ca);
   t.teardown(() => h2.close());
   // HEADERS without END_HEADERS, then CONTINUATION frames that never end the block.
-  h2.send(frame(FRAME.HEADERS, FLAG.END_STREAM, 1, headerBlock([[':method', 'GET'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '/']])));
+  h2.send(frame(FRAME.HEADERS, FLAG.END_STREAM, 1, headerBlock(getFields('/'))));
   const field = headerBlock([['x-flood', 'a'.repeat(1000)]]);
   let sent = 0;
   for (; sent < 20_000 && !h2.closed; sent++) {
@@ -215,7 +218,6 @@ t.test('a CONTINUATION flood is cut, and the server goes on serving', async (t) 
   await h2.until(() => h2.closed || h2.goaway() !== undefined, 5000);
   t.ok(h2.closed || h2.goaway() !== undefined, `the connection is ended (after ${sent} CONTINUATION frames, ${Math.round((sent * field.length) / 1024)} KiB offered)`);
   t.equal(h2.outcome(1), undefined, 'the flooded request is never answered');
-  const token = await k.token({ scope: ['local://files/'] });
   const s = await h2session(k);
   t.teardown(() => s.close());
   const a = await h2get(s, dataUrl('local://files/a.txt', token));
@@ -223,11 +225,8 @@ t.test('a CONTINUATION flood is cut, and the server goes on serving', async (t) 
 });
 
 t.test('rapid reset: a connection that opens and resets streams in bulk is closed', async (t) => {
-  const dir = tempFiles('h2-reset-', { 'a.txt': 'hello' });
-  const k = await startKeyhole(baseYaml(filesProviderYaml(dir)));
-  t.teardown(() => k.close());
-  const token = await k.token({ scope: ['local://files/'] });
-  const fields: [string, string][] = [[':method', 'GET'], [':scheme', 'https'], [':authority', 'localhost'], [':path', dataUrl('local://files/a.txt', token)]];
+  const { k, token } = await filesKeyhole(t, 'h2-reset-');
+  const fields = getFields(dataUrl('local://files/a.txt', token));
   const h2 = await RawH2.open(portOf(k), ca);
   t.teardown(() => h2.close());
   const block = headerBlock(fields);
@@ -246,14 +245,11 @@ t.test('rapid reset: a connection that opens and resets streams in bulk is close
 });
 
 t.test('a connection that sends no request, and a body that never ends, are closed by the timeouts', async (t) => {
-  const dir = tempFiles('h2-timeouts-', { 'a.txt': 'hello' });
-  const k = await startKeyhole(baseYaml(filesProviderYaml(dir), { server: 'timeouts: { headers: 500ms, request: 1s }' }));
-  t.teardown(() => k.close());
+  const { k, token } = await filesKeyhole(t, 'h2-timeouts-', 'timeouts: { headers: 500ms, request: 1s }');
   const idle = await RawH2.open(portOf(k), ca);
   t.teardown(() => idle.close());
   t.ok(await idle.until(() => idle.closed || idle.goaway() !== undefined, 4000), 'a connection without a request is closed after the headers timeout');
 
-  const token = await k.token({ scope: ['local://files/'] });
   const slow = await RawH2.open(portOf(k), ca);
   t.teardown(() => slow.close());
   slow.request(1, [[':method', 'POST'], [':scheme', 'https'], [':authority', 'localhost'], [':path', dataUrl('local://files/a.txt', token)]], false);
@@ -330,7 +326,7 @@ t.test('the app front over HTTP/2: translated to HTTP/1.1 for a real WSGI server
   // them; whatever is left reaches the app as fields of their own, nothing split or injected.
   const raw = await RawH2.open(portOf(k), ca);
   t.teardown(() => raw.close());
-  const appReq: [string, string][] = [[':method', 'GET'], [':scheme', 'https'], [':authority', 'localhost'], [':path', '/echo']];
+  const appReq = getFields('/echo');
   const hostile: [string, string | Buffer][] = [
     ['x-crlf', Buffer.from('1\r\nx-injected: crlf')],
     ['x-lf', Buffer.from('1\nx-injected: lf')],
