@@ -105,6 +105,8 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
     addresses: addressPolicy(cfg.allowPrivateNetworks),
   });
 
+  // The upstream path of a URI's segments: what Keyhole fetches, and what a data plane is told to.
+  const pathOf = (rest: readonly string[]): string => basePath + rest.map(encodeSegment).join('/');
   const { headers: injected, secrets } = injectedCredential(cfg.auth);
   // Authorizer mode: the data plane sets Authorization only (a header of another name would need its own line in its config).
   const forDataPlane: UpstreamAnswer | undefined =
@@ -114,12 +116,11 @@ export function createHttpProvider(cfg: HttpProviderConfig): Provider {
   return {
     ...identityOf(cfg),
     serve(req: DataRequest, res: ServerResponse): void {
-      const path = basePath + req.rest.map(encodeSegment).join('/');
-      relay(res, req, { dispatcher: pool, path, headers: forwardedRequestHeaders(req.headers, { ...injected }), secrets });
+      relay(res, req, { dispatcher: pool, path: pathOf(req.rest), headers: forwardedRequestHeaders(req.headers, { ...injected }), secrets });
     },
     upstreamRequest(req): UpstreamAnswer {
       if (forDataPlane) return forDataPlane;
-      return { url: base.origin + basePath + req.rest.map(encodeSegment).join('/'), headers: { ...dataPlaneHeaders } };
+      return { url: base.origin + pathOf(req.rest), headers: { ...dataPlaneHeaders } };
     },
     close: () => pool.close(),
   };
